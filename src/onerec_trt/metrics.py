@@ -1,0 +1,29 @@
+"""Recall@K and NDCG@K for leave-one-out (one target per user) over ranked item lists."""
+
+from __future__ import annotations
+
+import numpy as np
+
+KS = (5, 10)
+
+
+def hit_ranks(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """0-based rank of each user's target in ``ranked`` [U, K], or -1 when it is absent."""
+    ranked = np.asarray(ranked)
+    hits = ranked == np.asarray(targets)[:, None]
+    found = hits.any(axis=1)
+    return np.where(found, hits.argmax(axis=1), -1)
+
+
+def recall_ndcg(ranked: np.ndarray, targets: np.ndarray, ks: tuple[int, ...] = KS) -> dict:
+    """Mean Recall@k and NDCG@k (one relevant item: NDCG = 1/log2(rank + 2) on a hit)."""
+    ranks = hit_ranks(ranked, targets)
+    out = {}
+    for k in ks:
+        if ranked.shape[1] < k:
+            raise ValueError(f"need at least {k} ranked items per user, got {ranked.shape[1]}")
+        hit = (ranks >= 0) & (ranks < k)
+        out[f"recall@{k}"] = float(hit.mean()) if len(ranks) else 0.0
+        gains = np.where(hit, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
+        out[f"ndcg@{k}"] = float(gains.mean()) if len(ranks) else 0.0
+    return out

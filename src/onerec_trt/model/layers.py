@@ -1,0 +1,85 @@
+"""Building blocks: RMSNorm, grouped-query attention, SwiGLU and mixture-of-experts FFNs."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+MASKED = -1e9  # finite, so a fully masked row (an all-padding history) gives no NaN
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # sqrt then divide (not rsqrt): the same two roundings in torch bf16 and in ONNX
+        return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              mask: torch.Tensor | None) -> torch.Tensor:
+    """Grouped-query attention without repeating keys/values.
+
+    q [N, Hq, Tq, D]; k, v [N, Hkv, Tk, D]; mask broadcastable to [N, 1, Tq, Tk] (True = attend).
+    Query heads are folded over the shared kv heads: head h reads kv head h // (Hq / Hkv).
+    """
+    n, hq, tq, d = q.shape
+    hkv = k.shape[1]
+    q = q.reshape(n, hkv, hq // hkv, tq, d)
+    scores = torch.matmul(q, k.unsqueeze(2).transpose(-1, -2)) * (1.0 / math.sqrt(d))
+    if mask is not None:
+        scores = scores.masked_fill(~mask.unsqueeze(2), MASKED)
+    out = torch.matmul(torch.softmax(scores, dim=-1), v.unsqueeze(2))
+    return out.reshape(n, hq, tq, d)
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[N, T, H*D] -> [N, H, T, D]"""
+    n, t, _ = x.shape
+    return x.view(n, t, heads, -1).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[N, H, T, D] -> [N, T, H*D]"""
+    n, h, t, d = x.shape
+    return x.transpose(1, 2).reshape(n, t, h * d)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
+        super().__init__()
+        self.gate = nn.Linear(dim, hidden, bias=False)
+        self.up = nn.Linear(dim, hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.gate(x)
+        # silu written out as ONNX renders it (Sigmoid, Mul), so bf16 roundings match
+        return self.dropout(self.down(g * torch.sigmoid(g) * self.up(x)))
+
+
+class MoEFeedForward(nn.Module):
+    """Top-k routed mixture of SwiGLU experts.
+
+    Rendered densely (every expert runs, non-selected gates are zero): exact top-k routing in
+    a static graph, which is what the one-graph-per-request export needs; not compute-sparse.
+    """
+
+    def __init__(self, dim: int, hidden: int, experts: int, top_k: int, dropout: float = 0.0):
+        super().__init__()
+        self.top_k = top_k
+        self.router = nn.Linear(dim, experts, bias=False)
+        self.experts = nn.ModuleList(SwiGLU(dim, hidden, dropout) for _ in range(experts))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(self.router(x).float(), dim=-1)
+        top, idx = probs.topk(self.top_k, dim=-1)
+        gates = torch.zeros_like(probs).scatter(-1, idx, top / top.sum(-1, keepdim=True))
+        outs = torch.stack([expert(x) for expert in self.experts], dim=-1)  # [..., dim, E]
+        return (outs * gates.to(x.dtype).unsqueeze(-2)).sum(-1)

@@ -1,0 +1,255 @@
+"""The OneRec-V2 "lazy decoder-only" generative recommender.
+
+context processor: item + position embeddings -> causal transformer -> one K/V set per group
+decoder block:     RMSNorm -> causal self-attention over the semantic-ID tokens (BOS, c1, ...)
+                   RMSNorm -> lazy cross-attention (only Q and O projections; K/V from the context)
+                   RMSNorm -> SwiGLU (or mixture-of-experts) FFN
+heads:             one linear head per semantic-ID level
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from onerec_trt.model.config import ModelConfig
+from onerec_trt.model.layers import (
+    MoEFeedForward,
+    RMSNorm,
+    SwiGLU,
+    attention,
+    merge_heads,
+    split_heads,
+)
+
+
+@dataclass
+class Context:
+    """A user's encoded context, computed once per request and shared by all beams."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per KV group: k, v [N, Hkv, S, D]
+    mask: torch.Tensor  # [N, S] True where the history has an item
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
+                past: tuple[torch.Tensor, torch.Tensor] | None = None):
+        q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        return self.out(merge_heads(attention(q, k, v, mask))), (k, v)
+
+
+class ContextBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm1, self.norm2 = RMSNorm(cfg.d_model), RMSNorm(cfg.d_model)
+        self.attn = SelfAttention(cfg)
+        self.ffn = SwiGLU(cfg.d_model, cfg.ffn_hidden, cfg.dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.norm1(x), mask)[0])
+        return x + self.ffn(self.norm2(x))
+
+
+class ContextProcessor(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.item_emb = nn.Embedding(cfg.num_items + 1, cfg.d_model, padding_idx=0)
+        self.pos_emb = nn.Embedding(cfg.max_history, cfg.d_model)
+        self.blocks = nn.ModuleList(ContextBlock(cfg) for _ in range(cfg.context_layers))
+        self.norm = RMSNorm(cfg.d_model)
+        self.kv_proj = nn.ModuleList(
+            nn.Linear(cfg.d_model, 2 * cfg.n_kv_heads * cfg.head_dim, bias=False)
+            for _ in range(cfg.kv_groups))
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def states(self, history: torch.Tensor) -> torch.Tensor:
+        """history [N, S] (left-padded, 0 = padding) -> causal context states [N, S, d]."""
+        s = history.shape[1]
+        pos = torch.arange(self.cfg.max_history - s, self.cfg.max_history, device=history.device)
+        x = self.dropout(self.item_emb(history) + self.pos_emb(pos))
+        causal = torch.ones(s, s, dtype=torch.bool, device=history.device).tril()
+        mask = causal & (history != 0)[:, None, None, :]
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x)
+
+    def keys_values(self, h: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        heads = self.cfg.n_kv_heads
+        return [tuple(split_heads(t, heads) for t in proj(h).chunk(2, dim=-1))
+                for proj in self.kv_proj]
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.heads = cfg.n_heads
+        self.norm1, self.norm2, self.norm3 = RMSNorm(d), RMSNorm(d), RMSNorm(d)
+        self.self_attn = SelfAttention(cfg)
+        self.cross_q = nn.Linear(d, d, bias=False)  # lazy: no K/V projections of its own
+        self.cross_out = nn.Linear(d, d, bias=False)
+        self.ffn = (MoEFeedForward(d, cfg.ffn_hidden, cfg.moe_experts, cfg.moe_top_k, cfg.dropout)
+                    if cfg.moe_experts else SwiGLU(d, cfg.ffn_hidden, cfg.dropout))
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor],
+                cross_mask: torch.Tensor, self_mask: torch.Tensor | None, past=None):
+        """x [N, Q, T, d]: Q query groups (beams or training targets) of T tokens each.
+
+        Self-attention runs within each group (over ``past`` plus the T new tokens); the
+        cross-attention folds all Q*T queries of a user against that user's one context.
+        """
+        n, q, t, d = x.shape
+        h, cache = self.self_attn(self.norm1(x).reshape(n * q, t, d), self_mask, past)
+        x = x + self.dropout(h.view(n, q, t, d))
+        cq = split_heads(self.cross_q(self.norm2(x)).reshape(n, q * t, d), self.heads)
+        c = merge_heads(attention(cq, kv[0], kv[1], cross_mask)).view(n, q, t, d)
+        x = x + self.dropout(self.cross_out(c))
+        return x + self.ffn(self.norm3(x)), cache
+
+
+class OneRecModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, semantic_ids=None):
+        super().__init__()
+        self.cfg = cfg
+        self.semantic_ids = semantic_ids  # the tokenizer (codes, trie); not a parameter
+        d = cfg.d_model
+        self.context = ContextProcessor(cfg)
+        self.bos = nn.Parameter(torch.zeros(d))
+        self.code_emb = nn.ModuleList(nn.Embedding(v, d) for v in cfg.codebook_sizes[:-1])
+        self.level_emb = nn.Embedding(cfg.levels, d)
+        self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.decoder_layers))
+        self.norm = RMSNorm(d)
+        self.heads = nn.ModuleList(nn.Linear(d, v, bias=False) for v in cfg.codebook_sizes)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.padding_idx is not None:
+                module.weight.data[module.padding_idx].zero_()
+
+    def kv_group(self, layer: int) -> int:
+        return layer // self.cfg.kv_group_size
+
+    # --- the protocol used by generation, export and analysis (see model/protocol.py) ---
+    def encode_context(self, history: torch.Tensor) -> Context:
+        h = self.context.states(history)
+        return Context(self.context.keys_values(h), history != 0)
+
+    def embed_tokens(self, prev_codes: torch.Tensor | None, step: int, shape) -> torch.Tensor:
+        """Input token of decode ``step``: BOS at step 0, else the code chosen at step - 1."""
+        if step == 0:
+            x = self.bos.expand(*shape, -1)
+        else:
+            x = self.code_emb[step - 1](prev_codes)
+        return x + self.level_emb.weight[step]
+
+    def decode_step(self, ctx: Context, prev_codes: torch.Tensor | None, step: int,
+                    cache: list | None, beams: int):
+        """One generation step for [N, beams] beams -> (logits [N, beams, V_step] fp32, cache).
+
+        ``cache`` holds each block's self-attention keys/values of the earlier tokens, one row
+        per beam ([N*beams, H, step, D]); reorder it by parent beam with ``reorder_cache``.
+        """
+        n = ctx.mask.shape[0]
+        x = self.embed_tokens(prev_codes, step, (n, beams)).unsqueeze(2)  # [N, B, 1, d]
+        cross_mask = ctx.mask[:, None, None, :]
+        new_cache = []
+        for i, block in enumerate(self.blocks):
+            x, layer_cache = block(x, ctx.kv[self.kv_group(i)], cross_mask, None,
+                                   None if cache is None else cache[i])
+            new_cache.append(layer_cache)
+        logits = self.heads[step](self.norm(x[:, :, 0]))
+        return logits.float(), new_cache
+
+    @staticmethod
+    def reorder_cache(cache: list, parent: torch.Tensor) -> list:
+        """Gather each beam's self-attention cache from its parent beam (parent [N, B])."""
+        n, b = parent.shape
+        flat = (parent + torch.arange(n, device=parent.device)[:, None] * b).reshape(-1)
+        return [(k.index_select(0, flat), v.index_select(0, flat)) for k, v in cache]
+
+    # --- training ---
+    def forward(self, inputs: torch.Tensor, target_codes: torch.Tensor,
+                positions: torch.Tensor | None = None):
+        """Teacher-forced logits for training windows.
+
+        inputs [N, S] history windows (left-padded); target_codes [N, S, L] the codes of the
+        next item at each position; positions [N, M] the positions the decoder predicts (all
+        when None). Target position p sees context positions <= p only.
+        Returns (per-level logits [N, M, V_l], context states [N, S, d]).
+        """
+        n, s, levels = target_codes.shape
+        h = self.context.states(inputs)
+        kv = self.context.keys_values(h)
+        if positions is None:
+            positions = torch.arange(s, device=inputs.device).expand(n, s)
+        m = positions.shape[1]
+        codes = target_codes.gather(1, positions[..., None].expand(-1, -1, levels))
+        tokens = [self.embed_tokens(None, 0, (n, m))]
+        tokens += [self.embed_tokens(codes[..., lvl - 1], lvl, None) for lvl in range(1, levels)]
+        x = torch.stack(tokens, dim=2)  # [N, M, L, d]
+        key_pos = torch.arange(s, device=inputs.device)
+        cross = (key_pos[None, None, :] <= positions[..., None]) & (inputs != 0)[:, None, :]
+        cross = cross.repeat_interleave(levels, dim=1)  # [N, M*L, S]
+        self_mask = torch.ones(1, 1, levels, levels, dtype=torch.bool, device=inputs.device).tril()
+        for i, block in enumerate(self.blocks):
+            x, _ = block(x, kv[self.kv_group(i)], cross[:, None], self_mask)
+        x = self.norm(x)
+        return [head(x[:, :, lvl]) for lvl, head in enumerate(self.heads)], h
+
+    def item_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Auxiliary next-item logits from context states (tied to the item embeddings)."""
+        return h @ self.context.item_emb.weight.t()
+
+
+def sample_positions(targets: torch.Tensor, count: int, generator=None) -> torch.Tensor:
+    """[N, count] random positions with a real target (padding only where a row has fewer)."""
+    noise = torch.rand(targets.shape, generator=generator)
+    noise = noise.masked_fill(targets == 0, -1.0)
+    return noise.topk(min(count, targets.shape[1]), dim=1).indices
+
+
+def training_loss(model: OneRecModel, inputs: torch.Tensor, targets: torch.Tensor,
+                  target_codes: torch.Tensor, decoder_targets: int = 0
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy over the semantic-ID levels (+ the auxiliary next-item softmax).
+
+    With ``decoder_targets`` > 0 the decoder predicts that many sampled positions per window
+    (the context processor still sees, and the auxiliary loss still uses, every position).
+    """
+    positions = sample_positions(targets, decoder_targets) if decoder_targets else None
+    logits, h = model(inputs, target_codes, positions)
+    chosen = targets if positions is None else targets.gather(1, positions)
+    codes = target_codes if positions is None else target_codes.gather(
+        1, positions[..., None].expand(-1, -1, target_codes.shape[-1]))
+    valid = chosen != 0
+    parts = {}
+    loss = torch.zeros((), device=inputs.device)
+    for lvl, lg in enumerate(logits):
+        ce = F.cross_entropy(lg[valid], codes[..., lvl][valid])
+        parts[f"level{lvl + 1}"] = float(ce.detach())
+        loss = loss + ce
+    if model.cfg.aux_item_loss:
+        mask = targets != 0
+        ce = F.cross_entropy(model.item_logits(h[mask]), targets[mask])
+        parts["aux_item"] = float(ce.detach())
+        loss = loss + model.cfg.aux_item_loss * ce
+    return loss, parts

@@ -1,0 +1,151 @@
+"""Training: next-item semantic-ID prediction with teacher forcing at every history position.
+
+AdamW, linear warm-up then cosine decay, early stopping on validation Recall@10 + NDCG@10
+(beam search on a fixed sample of validation users), deterministic for a seed and thread count.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from onerec_trt.data import Dataset, LeaveOneOut, pad_histories
+from onerec_trt.metrics import recall_ndcg
+from onerec_trt.model.config import ModelConfig
+from onerec_trt.model.folder import ModelBundle
+from onerec_trt.model.generate import TrieTables, beam_search
+from onerec_trt.model.onerec import OneRecModel, training_loss
+from onerec_trt.model.tokenizer import SemanticIds, TokenizerConfig, build_tokenizer
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 32  # windows per optimizer step: more steps beat bigger batches on a CPU
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    patience: int = 6  # evaluations without improvement before stopping
+    eval_users: int = 1500  # validation users scored per evaluation
+    eval_beam: int = 20
+    max_minutes: float = 55.0  # stop (keeping the best checkpoint) after this long
+    decoder_targets: int = 48  # sampled target positions per window for the decoder (0 = all)
+    max_steps: int | None = None  # stop after this many optimizer steps (tests, smoke runs)
+    seed: int = 0
+
+
+def training_windows(train: list[np.ndarray], length: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Cut each sequence into windows of inputs x[a:e] and next-item targets x[a+1:e+1],
+    from the end backwards, so every position is a target exactly once."""
+    windows = []
+    for seq in train:
+        end = len(seq) - 1
+        while end > 0:
+            start = max(0, end - length)
+            windows.append((seq[start:end], seq[start + 1:end + 1]))
+            end = start
+    return windows
+
+
+def _batch(windows, idx, codes: torch.Tensor):
+    length = max(len(windows[i][0]) for i in idx)
+    inputs = torch.from_numpy(pad_histories([windows[i][0] for i in idx], length))
+    targets = torch.from_numpy(pad_histories([windows[i][1] for i in idx], length))
+    return inputs, targets, codes[targets]
+
+
+def evaluate_model(model: OneRecModel, histories: list[np.ndarray], targets: np.ndarray,
+                   beam: int, topk: int = 10, batch: int = 256, tables=None,
+                   progress: bool = False) -> tuple[dict, np.ndarray]:
+    """Recall/NDCG@5/10 of beam search -> (metrics, ranked items [U, topk])."""
+    model.eval()
+    tables = tables or TrieTables(model.semantic_ids.trie)
+    ranked = []
+    steps = range(0, len(histories), batch)
+    for start in tqdm(steps, desc="generate", unit="batch", disable=not progress, leave=False):
+        hist = torch.from_numpy(pad_histories(histories[start:start + batch],
+                                              model.cfg.max_history))
+        ranked.append(beam_search(model, hist, beam, topk, tables).items)
+    ranked = np.concatenate(ranked) if ranked else np.zeros((0, topk), np.int64)
+    return recall_ndcg(ranked, targets), ranked
+
+
+def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: TrainConfig,
+          progress: bool = True, log=print) -> ModelBundle:
+    """The training stage: tokenizer from the training part, then the model; the best
+    validation checkpoint is returned."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    split: LeaveOneOut = data.split()
+    t0 = time.time()
+    ids: SemanticIds = build_tokenizer(split.train, data.num_items, tok_cfg)
+    log(f"semantic IDs: {ids.codebook_sizes} codes, prefixes per level "
+        f"{ids.stats['after']['distinct_prefixes_per_level']}, collisions before "
+        f"disambiguation {ids.stats['items_in_collisions']} items ({time.time() - t0:.1f}s)")
+    model_cfg.num_items = data.num_items
+    model_cfg.codebook_sizes = list(ids.codebook_sizes)
+    model = OneRecModel(model_cfg, ids)
+    codes = torch.from_numpy(np.where(ids.codes < 0, 0, ids.codes))
+    windows = training_windows(split.train, model_cfg.max_history)
+    steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
+                                              * 0.5 * (1 + math.cos(math.pi * min(s / total, 1))))
+    eval_idx = np.sort(rng.choice(split.num_users, min(cfg.eval_users, split.num_users),
+                                  replace=False))
+    eval_hist = [split.train[i] for i in eval_idx]
+    eval_targets = split.valid_targets[eval_idx]
+    tables = TrieTables(ids.trie)
+    best, best_state, history, bad, steps_done = -1.0, None, [], 0, 0
+    log(f"training {sum(p.numel() for p in model.parameters()):,} parameters on "
+        f"{len(windows):,} windows, {steps_per_epoch} steps/epoch, up to {cfg.epochs} epochs")
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = rng.permutation(len(windows))
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not progress,
+                   leave=False)
+        losses = []
+        for step in bar:
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            loss, _ = training_loss(model, *_batch(windows, idx, codes), cfg.decoder_targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+            steps_done += 1
+            if cfg.max_steps is not None and steps_done >= cfg.max_steps:
+                break
+        metrics, _ = evaluate_model(model, eval_hist, eval_targets, cfg.eval_beam, tables=tables)
+        score = metrics["recall@10"] + metrics["ndcg@10"]
+        minutes = (time.time() - t0) / 60
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "minutes": minutes,
+                        **{f"valid_{k}": v for k, v in metrics.items()}})
+        log(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}  valid recall@10 "
+            f"{metrics['recall@10']:.4f} ndcg@10 {metrics['ndcg@10']:.4f}  ({minutes:.1f} min)")
+        if score > best:
+            best, best_state, bad = score, copy.deepcopy(model.state_dict()), 0
+        else:
+            bad += 1
+        if bad >= cfg.patience or minutes >= cfg.max_minutes:
+            log("early stop" if bad >= cfg.patience else "time budget reached")
+            break
+        if cfg.max_steps is not None and steps_done >= cfg.max_steps:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    info = {"dataset": data.name, "train_config": asdict(cfg), "tokenizer": asdict(tok_cfg),
+            "history": history, "minutes": (time.time() - t0) / 60,
+            "best_epoch": max(history, key=lambda h: h["valid_recall@10"] + h["valid_ndcg@10"]),
+            "threads": torch.get_num_threads(), "dataset_stats": data.stats}
+    return ModelBundle(model, model_cfg, ids, data.vocab, None, info)

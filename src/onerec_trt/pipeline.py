@@ -1,0 +1,73 @@
+"""Stage functions behind the CLI: each reads and writes files, so any stage can run alone."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from onerec_trt.artifacts import staged_folder, write_json, write_manifest, write_text
+from onerec_trt.data import load_dataset
+from onerec_trt.errors import user_error
+from onerec_trt.evaluate import EvalOptions, evaluate, format_report
+from onerec_trt.model.config import ModelConfig
+from onerec_trt.model.folder import ModelBundle, save_model
+from onerec_trt.model.tokenizer import TokenizerConfig
+from onerec_trt.model.train import TrainConfig, train
+
+
+def train_stage(args) -> ModelBundle:
+    """``onerec-trt train``: data -> tokenizer -> model -> a model folder with its manifest."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.preset == "paper":
+        raise user_error("the paper preset is for GPU benchmarks and is not trained here",
+                         "use --preset small (or tiny)")
+    overrides = {"max_history": args.max_history} if args.max_history else {}
+    model_cfg = ModelConfig.from_preset(args.preset, **overrides)
+    tok_cfg = TokenizerConfig(seed=args.seed)
+    if args.codebook:
+        tok_cfg.codebook_size = args.codebook
+    if args.levels:
+        tok_cfg.levels = args.levels
+    train_cfg = TrainConfig(seed=args.seed)
+    for name in ("epochs", "max_minutes", "lr", "batch_size", "eval_users"):
+        value = getattr(args, name)
+        if value is not None:
+            if value <= 0:
+                raise user_error(f"--{name.replace('_', '-')} must be positive, got {value}")
+            train_cfg = replace(train_cfg, **{name: value})
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise user_error(f"output folder already exists: {out}", "pass --force to replace it")
+    data = load_dataset(args.dataset, args.data, columns=args.columns)
+    print(data.describe())
+    bundle = train(data, model_cfg, tok_cfg, train_cfg, progress=not args.quiet)
+    if args.data:
+        bundle.training["data"] = str(Path(args.data).resolve())
+    bundle.training["columns"] = args.columns
+    with staged_folder(out, force=args.force) as tmp:
+        save_model(tmp, bundle)
+        write_manifest(tmp, "train", {"preset": args.preset, "model": model_cfg.to_dict(),
+                                      "tokenizer": asdict(tok_cfg), "train": asdict(train_cfg)},
+                       inputs={"dataset": args.dataset, "data": str(args.data or "")})
+    best = bundle.training["best_epoch"]
+    print(f"wrote {out}: best epoch {best['epoch']} valid recall@10 {best['valid_recall@10']:.4f}"
+          f" ndcg@10 {best['valid_ndcg@10']:.4f}, {bundle.training['minutes']:.1f} min")
+    return bundle
+
+
+def run(out: Path, users: int | None = None) -> dict:
+    """``onerec-trt run``: every stage that exists, on the shipped model and MovieLens-1M."""
+    t0 = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    report = evaluate(EvalOptions(model="default", dataset="ml-1m", users=users, baselines=True))
+    write_json(out / "eval.json", report)
+    summary = format_report(report)
+    write_text(out / "summary.md", "# onerec-trt run\n\n" + summary + "\n")
+    write_manifest(out, "run", {"users": users})
+    print(summary)
+    print(f"\nrun folder: {out} ({time.time() - t0:.0f} s)")
+    return report

@@ -1,0 +1,98 @@
+"""FP8 post-training quantization with ModelOpt's torch API (the primary path).
+
+Why the torch path (mtq.quantize, then export) rather than ModelOpt's ONNX PTQ: precision stays
+where the model puts it. The ONNX PTQ converts the whole graph, beam-score path included, to the
+high-precision dtype (bf16 scores tie constantly) and excludes GEMMs it sees as GEMV when it
+calibrates one row at a time (FACTS). Here the quantizers sit on every ``nn.Linear`` of the
+context processor and the decoder (the GEMMs), calibration runs the real generation (beams
+included) on real users at serving batch shapes, embeddings and the beam logic are never
+quantized, and the exported Q/DQ nodes are rewritten to standard ONNX (``qdq.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+CALIB_METHODS = ("max",)  # ModelOpt's FP8 (per-tensor) calibration algorithm
+
+
+def _mtq():
+    try:
+        import modelopt.torch.quantization as mtq
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        from onerec_trt.errors import user_error
+
+        raise user_error("quantize needs nvidia-modelopt",
+                         f"pip install 'nvidia-modelopt[onnx]' ({exc})") from None
+    return mtq
+
+
+def linear_layers(model: nn.Module) -> list[str]:
+    return [name for name, mod in model.named_modules() if isinstance(mod, nn.Linear)]
+
+
+def excluded_layers(model: nn.Module, patterns: Iterable[str], names: Iterable[str]
+                    ) -> dict[str, str]:
+    """Layer -> reason, for layers matching a user regex or named by the analysis proposal."""
+    reasons = {}
+    names = set(names)
+    compiled = [(p, re.compile(p)) for p in patterns]
+    for layer in linear_layers(model):
+        for text, rx in compiled:
+            if rx.search(layer):
+                reasons[layer] = f"--exclude {text}"
+                break
+        else:
+            if layer in names:
+                reasons[layer] = "exclusions file (analysis: FP8 error above threshold)"
+    return reasons
+
+
+def fp8_config(excluded: Iterable[str], method: str) -> dict:
+    """ModelOpt's FP8 default (per-tensor E4M3 weights and inputs) with our layers disabled."""
+    cfg = copy.deepcopy(_mtq().FP8_DEFAULT_CFG)
+    rules = cfg["quant_cfg"]
+    for layer in excluded:
+        pattern = f"{layer}.*_quantizer"
+        if isinstance(rules, list):  # ModelOpt >= 0.4x: a list of rules, later ones win
+            rules.append({"quantizer_name": pattern, "enable": False})
+        else:
+            rules[pattern] = {"enable": False}
+    cfg["algorithm"] = method
+    return cfg
+
+
+def calibrate(model: nn.Module, run: Callable[[], None], excluded: Iterable[str],
+              method: str = "max") -> nn.Module:
+    """Insert FP8 quantizers and calibrate them by calling ``run()`` (the real generation)."""
+    mtq = _mtq()
+    return mtq.quantize(model, fp8_config(excluded, method), lambda _model: run())
+
+
+def quantizer_amax(model: nn.Module) -> dict[str, float]:
+    """Calibrated amax of every enabled quantizer (name -> float)."""
+    out = {}
+    for name, mod in model.named_modules():
+        if name.endswith("_quantizer") and getattr(mod, "is_enabled", False):
+            amax = getattr(mod, "amax", None)
+            if amax is not None:
+                out[name] = float(torch.as_tensor(amax).float().max())
+    return out
+
+
+def load_amax(model: nn.Module, amax: dict[str, float]) -> list[str]:
+    """Set quantizer amax values from a calibration file; returns the names it lacked."""
+    missing = []
+    modules = dict(model.named_modules())
+    for name, mod in modules.items():
+        if name.endswith("_quantizer") and getattr(mod, "is_enabled", False):
+            if name not in amax:
+                missing.append(name)
+                continue
+            mod.amax = torch.tensor(amax[name], dtype=torch.float32)
+    return missing

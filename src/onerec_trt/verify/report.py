@@ -1,0 +1,48 @@
+"""verify.md: the summary a person reads."""
+
+from __future__ import annotations
+
+from onerec_trt.evaluate.table import format_table
+
+
+def format_markdown(report: dict, short: bool = False) -> str:
+    m = report["metrics"]
+    verdict = "PASS" if report["pass"] else "FAIL"
+    be = report["backends"]
+    lines = [
+        f"# verify: {verdict}",
+        "",
+        f"reference: {be['reference']['spec']} ({be['reference']['backend']})",
+        f"candidate: {be['candidate']['spec']} ({be['candidate']['backend']})",
+        f"{report['users']:,} held-out users of {report['dataset']} ({report['split']} split)",
+        "",
+        format_table(["gate", "value", "threshold", "result"],
+                     [[name, g["value"], g["threshold"], "pass" if g["pass"] else "FAIL"]
+                      for name, g in report["gates"].items()]),
+        "",
+    ]
+    rows = []
+    for name in ("recall@10", "ndcg@10", "recall@5", "ndcg@5"):
+        d = m[name]
+        lo, hi = d["relative_diff_ci95"]
+        rows.append([name, d["reference"], d["candidate"], f"{d['relative_diff']:+.2%}",
+                     f"[{lo:+.2%}, {hi:+.2%}]", d["users_changed"]])
+    lines.append(format_table(["metric", "reference", "candidate", "relative", "95% CI",
+                               "users changed"], rows))
+    if short:
+        return "\n".join(lines)
+    lines += ["", format_table(["agreement", "@5", "@10"], [
+        [k, m[f"{k}@5"], m[f"{k}@10"]] for k in ("overlap", "jaccard", "exact_match",
+                                               "rank_correlation")]), "",
+        f"scores |reference - candidate|: median {m['scores_abs_error']['median']:.4g}, "
+        f"p99 {m['scores_abs_error']['p99']:.4g}, max {m['scores_abs_error']['max']:.4g}",
+        f"time: {report['seconds']['inference']:.1f} s inference, "
+        f"{report['seconds']['total']:.1f} s total",
+        "",
+        "Tensor-level comparison by hand (Polygraphy, with the saved outputs):",
+        "",
+        "    polygraphy run " + report["options"]["reference"] + " --onnxrt "
+        "--load-outputs " + report["options"]["out"] + "/outputs.json --atol scores:"
+        f"{report['options']['scores_atol']} --rtol scores:{report['options']['scores_rtol']}",
+        ""]
+    return "\n".join(lines)
