@@ -5,3 +5,36 @@ import torch
 # Tests are small: one thread keeps them deterministic and leaves the other core free.
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+import pytest  # noqa: E402
+from helpers import write_sequences  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    """A tiny model trained on a learnable sequence file, exported and quantized (~20 s)."""
+    from onerec_trt.artifacts import write_manifest
+    from onerec_trt.data import load_dataset
+    from onerec_trt.export import ExportOptions, export
+    from onerec_trt.model.config import ModelConfig
+    from onerec_trt.model.folder import save_model
+    from onerec_trt.model.tokenizer import TokenizerConfig
+    from onerec_trt.model.train import TrainConfig, train
+    from onerec_trt.quantize import QuantizeOptions, quantize
+
+    root = tmp_path_factory.mktemp("pipeline")
+    data = write_sequences(root / "seq.txt", users=120, items=40)
+    bundle = train(load_dataset("sequences", data), ModelConfig.from_preset("tiny"),
+                   TokenizerConfig(codebook_size=4, embedding_dim=8),
+                   TrainConfig(epochs=4, batch_size=8, lr=0.01, eval_users=30, eval_beam=10),
+                   progress=False, log=lambda *_: None)
+    bundle.training["data"] = str(data)
+    save_model(root / "model", bundle)
+    write_manifest(root / "model", "train", {})
+    export(ExportOptions(model=str(root / "model"), out=str(root / "onnx"), beam=10, topk=10),
+           log=lambda *_: None)
+    quantize(QuantizeOptions(model=str(root / "model"), onnx=str(root / "onnx"),
+                             out=str(root / "fp8"), calib_users=64, calib_batch=16),
+             log=lambda *_: None)
+    return root

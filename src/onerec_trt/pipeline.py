@@ -59,15 +59,65 @@ def train_stage(args) -> ModelBundle:
     return bundle
 
 
-def run(out: Path, users: int | None = None) -> dict:
-    """``onerec-trt run``: every stage that exists, on the shipped model and MovieLens-1M."""
+def run(out: Path, users: int | None = None, verify_users: int = 1000) -> dict:
+    """``onerec-trt run``: every stage that exists, on the shipped model and MovieLens-1M.
+
+    eval (model beside the baselines) -> export (bf16 graph + CPU rendering) -> quantize (FP8
+    PTQ) -> verify (FP8 simulation against the bf16 reference). The run folder is rewritten.
+    """
+    from onerec_trt.export import ExportOptions, export
+    from onerec_trt.quantize import QuantizeOptions, quantize
+    from onerec_trt.verify import VerifyOptions, verify
+
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
-    report = evaluate(EvalOptions(model="default", dataset="ml-1m", users=users, baselines=True))
+    timings = {}
+
+    def timed(name, fn):
+        start = time.time()
+        print(f"\n== {name} ==")
+        result = fn()
+        timings[name] = time.time() - start
+        return result
+
+    report = timed("eval", lambda: evaluate(EvalOptions(model="default", dataset="ml-1m",
+                                                        users=users, baselines=True)))
     write_json(out / "eval.json", report)
-    summary = format_report(report)
-    write_text(out / "summary.md", "# onerec-trt run\n\n" + summary + "\n")
-    write_manifest(out, "run", {"users": users})
-    print(summary)
+    print(format_report(report))
+    meta = timed("export", lambda: export(ExportOptions(out=str(out / "onnx"), force=True)))
+    quant = timed("quantize", lambda: quantize(QuantizeOptions(
+        onnx=str(out / "onnx"), out=str(out / "fp8"), force=True)))
+    check = timed("verify", lambda: verify(VerifyOptions(
+        reference=str(out / "onnx" / "reference.cpu.onnx"),
+        candidate=str(out / "fp8" / "fp8.cpu.onnx"), users=verify_users,
+        out=str(out / "verify"), force=True)))
+    summary = _summary(report, meta, quant, check, timings)
+    write_text(out / "summary.md", summary + "\n")
+    write_manifest(out, "run", {"users": users, "verify_users": verify_users})
+    print("\n" + summary)
     print(f"\nrun folder: {out} ({time.time() - t0:.0f} s)")
-    return report
+    return {"eval": report, "export": meta, "quantize": quant, "verify": check}
+
+
+def _summary(report: dict, meta: dict, quant: dict, check: dict, timings: dict) -> str:
+    from onerec_trt.evaluate.table import format_table
+
+    m = check["metrics"]
+    rows = [
+        ["eval", f"Recall@10 {report['recall@10']:.4f} NDCG@10 {report['ndcg@10']:.4f} "
+                 f"(Markov {report['baselines']['markov']['recall@10']:.4f} / "
+                 f"{report['baselines']['markov']['ndcg@10']:.4f}), {report['users']} users",
+         report["backend"], f"{timings['eval']:.0f} s"],
+        ["export", f"{meta['nodes']['reference.bf16.onnx']} nodes, beam {meta['options']['beam']}"
+                   f", top {meta['options']['topk']}", "torch.onnx (opset 19)",
+         f"{timings['export']:.0f} s"],
+        ["quantize", f"{len(quant['quantized_gemms'])} GEMMs FP8, "
+                     f"{len(quant['excluded_gemms'])} excluded, {quant['calibration']['users']} "
+                     "calibration users", "nvidia-modelopt (torch PTQ)",
+         f"{timings['quantize']:.0f} s"],
+        ["verify", f"{'PASS' if check['pass'] else 'FAIL'}: overlap@10 {m['overlap@10']:.3f}, "
+                   f"Recall@10 {m['recall@10']['relative_diff']:+.2%}, NDCG@10 "
+                   f"{m['ndcg@10']['relative_diff']:+.2%} ({check['users']} users)",
+         "polygraphy + onnxruntime CPU (FP8 simulation vs bf16)", f"{timings['verify']:.0f} s"],
+    ]
+    return "# onerec-trt run\n\n" + format_table(["stage", "result", "backend", "time"], rows)

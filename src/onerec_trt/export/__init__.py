@@ -13,6 +13,7 @@ float32 [N, K], ``codes`` int64 [N, K, L].
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def export_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path) -> o
     """torch -> ONNX with the legacy (TorchScript) exporter: fast, and it keeps ModelOpt's
     quantizer nodes; the dynamo exporter does not handle them (FACTS)."""
     axes = {"history": {0: "N"}, "items": {0: "N"}, "scores": {0: "N"}, "codes": {0: "N"}}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes about Python control flow and asserts
         torch.onnx.export(module, (example,), str(path), input_names=INPUTS,
                           output_names=OUTPUTS, dynamic_axes=axes, opset_version=OPSET,
                           dynamo=False, do_constant_folding=True)

@@ -1,0 +1,142 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from helpers import random_histories
+from onnx import TensorProto, helper
+
+from onerec_trt.engines.onnxrt import make_session
+from onerec_trt.errors import UserError
+from onerec_trt.quantize import FP8_CPU_GRAPH, FP8_GRAPH, QuantizeOptions, quantize
+from onerec_trt.quantize.qdq import FP8_ZERO, swap_fp8_transpose
+
+
+def _consumers(graph):
+    out = {}
+    for n in graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
+def test_every_gemm_weight_and_input_is_fed_by_standard_fp8_dq(tiny_pipeline):
+    model = onnx.load(str(tiny_pipeline / "fp8" / FP8_GRAPH))
+    g = model.graph
+    assert not any(n.domain for n in g.node), "no trt-domain nodes may remain"
+    producer = {o: n for n in g.node for o in n.output}
+    zero = next(t for t in g.initializer if t.name == FP8_ZERO)
+    assert zero.data_type == TensorProto.FLOAT8E4M3FN
+
+    def source(name):  # skip data movement between DQ and the GEMM
+        node = producer.get(name)
+        while node is not None and node.op_type in ("Transpose", "Reshape"):
+            node = producer.get(node.input[0])
+        return node
+
+    weight_matmuls = [n for n in g.node if n.op_type == "MatMul"
+                      and source(n.input[1]) is not None
+                      and source(n.input[1]).op_type == "DequantizeLinear"]
+    report = json.loads((tiny_pipeline / "fp8" / "quantize_report.json").read_text())
+    assert len(report["quantized_gemms"]) > 0 and not report["excluded_gemms"]
+    assert len(weight_matmuls) >= len(report["quantized_gemms"])
+    for mm in weight_matmuls:
+        assert source(mm.input[0]).op_type == "DequantizeLinear", mm.name
+
+
+def test_fp8_cpu_graph_runs_and_stays_close_to_bf16(tiny_pipeline):
+    hist = random_histories(64, 20, 40, seed=5).numpy()
+    ref = make_session(tiny_pipeline / "onnx" / "reference.cpu.onnx").run(None, {"history": hist})
+    fp8 = make_session(tiny_pipeline / "fp8" / FP8_CPU_GRAPH).run(None, {"history": hist})
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ref[0], fp8[0], strict=True)])
+    assert overlap >= 0.8
+    assert np.isfinite(fp8[1]).all() and fp8[1].dtype == np.float32
+
+
+def test_calibration_file_reproduces_the_graph(tiny_pipeline, tmp_path):
+    calib = tiny_pipeline / "fp8" / "calibration.json"
+    saved = json.loads(calib.read_text())
+    assert saved["amax"] and all(v > 0 for v in saved["amax"].values())
+    quantize(QuantizeOptions(model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"),
+                             out=str(tmp_path / "again"), calibration=str(calib)),
+             log=lambda *_: None)
+    hist = random_histories(16, 20, 40, seed=6).numpy()
+    a = make_session(tiny_pipeline / "fp8" / FP8_CPU_GRAPH).run(None, {"history": hist})
+    b = make_session(tmp_path / "again" / FP8_CPU_GRAPH).run(None, {"history": hist})
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], atol=1e-6)
+
+
+def test_exclusion_by_regex_is_reported(tiny_pipeline, tmp_path):
+    report = quantize(QuantizeOptions(
+        model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"),
+        out=str(tmp_path / "ex"), calibration=str(tiny_pipeline / "fp8" / "calibration.json"),
+        exclude=[r"^heads\."]), log=lambda *_: None)
+    assert report["excluded_gemms"] and all(k.startswith("heads.") for k in
+                                            report["excluded_gemms"])
+    assert all(v == r"--exclude ^heads\." for v in report["excluded_gemms"].values())
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.ones((4, 7), dtype=np.int64), "has shape"),
+    (np.full((4, 20), np.nan), "NaN or inf"),
+    (np.full((4, 20), 10_000), "outside"),
+    (np.zeros((4, 20), dtype=np.int64), "all-padding"),
+])
+def test_bad_calibration_data_is_one_clear_error(tiny_pipeline, tmp_path, array, message):
+    path = tmp_path / "calib.npy"
+    np.save(path, array)
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=message):
+        quantize(QuantizeOptions(model=str(tiny_pipeline / "model"),
+                                 onnx=str(tiny_pipeline / "onnx"), out=str(out),
+                                 calib_data=str(path)), log=lambda *_: None)
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"model": "/nonexistent"}, "model folder not found"),
+    ({"calib_method": "magic"}, "unknown --calib-method"),
+    ({"calibration": "c.json", "calib_data": "d.npy"}, "contradict"),
+    ({"exclude": ["("]}, "not a valid regex"),
+    ({"onnx": "/nonexistent"}, "export metadata"),
+])
+def test_bad_options_are_refused(tiny_pipeline, tmp_path, kwargs, message):
+    opts = {"model": str(tiny_pipeline / "model"), "onnx": str(tiny_pipeline / "onnx"),
+            "out": str(tmp_path / "out"), **kwargs}
+    with pytest.raises(UserError, match=message):
+        quantize(QuantizeOptions(**opts), log=lambda *_: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_needs_force(tiny_pipeline):
+    with pytest.raises(UserError, match="already exists"):
+        quantize(QuantizeOptions(model=str(tiny_pipeline / "model"),
+                                 onnx=str(tiny_pipeline / "onnx"), out=str(tiny_pipeline / "fp8")))
+
+
+def test_transpose_swap_keeps_the_numbers():
+    """Q -> Transpose -> DQ becomes Q -> DQ -> Transpose with identical outputs."""
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.05])
+    zero = helper.make_tensor("z", TensorProto.FLOAT8E4M3FN, [], [0])
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], saturate=1),
+             helper.make_node("Transpose", ["q"], ["qt"], perm=[1, 0]),
+             helper.make_node("DequantizeLinear", ["qt", "s", "z"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [3, 5])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [5, 3])], [scale, zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    swapped, count = swap_fp8_transpose(model)
+    assert count == 1
+    assert [n.op_type for n in swapped.graph.node] == ["QuantizeLinear", "DequantizeLinear",
+                                                       "Transpose"]
+    x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32) * 3
+    import onnxruntime as ort
+
+    from onerec_trt.engines.onnxrt import session_options
+
+    y = ort.InferenceSession(swapped.SerializeToString(), session_options(),
+                             providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    expected = (torch.from_numpy(x / 0.05).to(torch.float8_e4m3fn).float() * 0.05).numpy().T
+    np.testing.assert_array_equal(y, expected)
