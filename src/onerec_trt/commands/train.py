@@ -1,0 +1,31 @@
+from onerec_trt.commands import add_data_arguments
+
+HELP = "train a model (semantic-ID tokenizer + OneRec-V2-style model) on a dataset"
+
+
+def add_arguments(p):
+    add_data_arguments(p, required=True)
+    p.add_argument("--preset", default="small",
+                   help="model preset: tiny (tests), small (the shipped model); paper is for "
+                        "GPU benchmarks and is not trained")
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.add_argument("--epochs", type=int, default=None, help="default: 60 (early stopping)")
+    p.add_argument("--max-minutes", type=float, default=None, help="wall-time budget (55)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (2e-3)")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per step (32)")
+    p.add_argument("--max-history", type=int, default=None, help="override the preset's S")
+    p.add_argument("--codebook", type=int, default=None, help="codes per level (256)")
+    p.add_argument("--levels", type=int, default=None, help="semantic-ID levels (3)")
+    p.add_argument("--eval-users", type=int, default=None,
+                   help="validation users scored per epoch (1500)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    from onerec_trt.pipeline import train_stage
+
+    train_stage(args)
+    return 0
