@@ -42,12 +42,17 @@ def train_stage(args) -> ModelBundle:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise user_error(f"output folder already exists: {out}", "pass --force to replace it")
-    data = load_dataset(args.dataset, args.data, columns=args.columns)
+    filters = {"min_user": args.min_user, "min_item": args.min_item, "kcore": args.kcore}
+    for name, value in filters.items():
+        if value < 0:
+            raise user_error(f"--{name.replace('_', '-')} must not be negative, got {value}")
+    data = load_dataset(args.dataset, args.data, columns=args.columns, **filters)
     print(data.describe())
     bundle = train(data, model_cfg, tok_cfg, train_cfg, progress=not args.quiet)
     if args.data:
         bundle.training["data"] = str(Path(args.data).resolve())
     bundle.training["columns"] = args.columns
+    bundle.training["filters"] = filters
     with staged_folder(out, force=args.force) as tmp:
         save_model(tmp, bundle)
         write_manifest(tmp, "train", {"preset": args.preset, "model": model_cfg.to_dict(),

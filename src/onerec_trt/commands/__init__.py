@@ -21,6 +21,14 @@ def add_data_arguments(p: argparse.ArgumentParser, required: bool = False) -> No
                         "file order then)")
 
 
+def add_filter_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-user", type=int, default=3,
+                   help="drop users with fewer interactions (at least 3: leave-one-out)")
+    p.add_argument("--min-item", type=int, default=1, help="drop items with fewer interactions")
+    p.add_argument("--kcore", type=int, default=0,
+                   help="repeat both filters with this threshold until they hold (k-core)")
+
+
 def add_model_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default",
                    help="model folder written by 'onerec-trt train', or 'default' (the shipped "

@@ -1,10 +1,11 @@
-from onerec_trt.commands import add_data_arguments
+from onerec_trt.commands import add_data_arguments, add_filter_arguments
 
 HELP = "train a model (semantic-ID tokenizer + OneRec-V2-style model) on a dataset"
 
 
 def add_arguments(p):
     add_data_arguments(p, required=True)
+    add_filter_arguments(p)
     p.add_argument("--preset", default="small",
                    help="model preset: tiny (tests), small (the shipped model); paper is for "
                         "GPU benchmarks and is not trained")

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from onerec_trt.data import load_dataset
 from onerec_trt.errors import user_error
 from onerec_trt.evaluate.baselines import BASELINES, evaluate_baselines
 from onerec_trt.evaluate.table import format_table
@@ -43,7 +42,7 @@ def sample_users(count: int, sample: int | None, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(count, sample, replace=False))
 
 
-def evaluate(opts: EvalOptions, progress: bool = True) -> dict:
+def evaluate(opts: EvalOptions, progress: bool = True, log=print) -> dict:
     """Score a model (beam search, torch on the CPU) and, optionally, the baselines."""
     if opts.split not in ("test", "valid"):
         raise user_error(f"unknown split {opts.split!r}", "expected 'test' or 'valid'")
@@ -51,8 +50,9 @@ def evaluate(opts: EvalOptions, progress: bool = True) -> dict:
         raise user_error(f"--beam must be at least 10, got {opts.beam}",
                          "Recall@10 needs 10 results")
     bundle = load_model(opts.model)
-    dataset, path, columns = bundle.data_source(opts.dataset, opts.data, opts.columns)
-    data = load_dataset(dataset, path, columns=columns, vocab=bundle.vocab)
+    data = bundle.load_data(opts.dataset, opts.data, opts.columns)
+    dataset = data.name
+    log(data.describe())
     split = data.split()
     users = sample_users(split.num_users, opts.users, opts.seed)
     histories = split.histories(opts.split)

@@ -35,15 +35,24 @@ class ModelBundle:
     def dataset(self) -> str | None:
         return self.training.get("dataset")
 
-    def data_source(self, dataset: str | None, data: str | None, columns: str | None):
-        """(dataset, data path, columns) with the training run's values as defaults."""
+    def load_data(self, dataset: str | None = None, data: str | None = None,
+                  columns: str | None = None):
+        """The evaluation data, encoded with this model's vocabulary (unknown items counted).
+
+        Without arguments: the dataset, file, column mapping and filters the model was trained
+        on, so the leave-one-out split is the training run's.
+        """
+        from onerec_trt.data import load_dataset
+
         dataset = dataset or self.dataset
         if dataset is None:
             raise user_error("the model does not record its dataset", "pass --dataset")
+        filters = {}
         if dataset == self.dataset:
             data = data or self.training.get("data")
             columns = columns or self.training.get("columns")
-        return dataset, data, columns
+            filters = self.training.get("filters") or {}
+        return load_dataset(dataset, data, columns=columns, vocab=self.vocab, **filters)
 
 
 def resolve_model_path(path: str | Path) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onerec_trt.data import load_dataset, pad_histories
+from onerec_trt.data import pad_histories
 from onerec_trt.errors import user_error
 from onerec_trt.evaluate import sample_users
 
@@ -16,12 +16,11 @@ def calibration_histories(opts, bundle) -> tuple[np.ndarray, str]:
     length = bundle.config.max_history
     if opts.calib_data:
         return _from_file(Path(opts.calib_data), length, bundle.config.num_items), opts.calib_data
-    dataset, path, columns = bundle.data_source(opts.dataset, opts.data, opts.columns)
-    data = load_dataset(dataset, path, columns=columns, vocab=bundle.vocab)
+    data = bundle.load_data(opts.dataset, opts.data, opts.columns)
     split = data.split()
     users = sample_users(split.num_users, opts.calib_users, opts.seed)
     hist = pad_histories([split.train[i] for i in users], length)
-    return hist, f"{dataset} training split, {len(users)} users (seed {opts.seed})"
+    return hist, f"{data.name} training split, {len(users)} users (seed {opts.seed})"
 
 
 def _from_file(path: Path, length: int, num_items: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from onerec_trt.artifacts import staged_folder, write_json, write_manifest, write_text
-from onerec_trt.data import load_dataset, pad_histories
+from onerec_trt.data import pad_histories
 from onerec_trt.errors import user_error
 from onerec_trt.evaluate import sample_users
 from onerec_trt.model.folder import load_model, model_hash
@@ -62,8 +62,7 @@ class VerifyOptions:
 
 
 def _histories(opts: VerifyOptions, bundle) -> tuple[np.ndarray, np.ndarray, dict]:
-    dataset, path, columns = bundle.data_source(opts.dataset, opts.data, opts.columns)
-    data = load_dataset(dataset, path, columns=columns, vocab=bundle.vocab)
+    data = bundle.load_data(opts.dataset, opts.data, opts.columns)
     split = data.split()
     if opts.users is not None and opts.users <= 0:
         raise user_error(f"--users must be positive, got {opts.users}")
@@ -72,7 +71,7 @@ def _histories(opts: VerifyOptions, bundle) -> tuple[np.ndarray, np.ndarray, dic
         raise user_error("the user sample is empty")
     hist = split.histories(opts.split)
     return (pad_histories([hist[i] for i in users], bundle.config.max_history),
-            split.targets(opts.split)[users], {"dataset": dataset, "split": opts.split})
+            split.targets(opts.split)[users], {"dataset": data.name, "split": opts.split})
 
 
 def verify(opts: VerifyOptions, log=print) -> dict:
