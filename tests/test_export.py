@@ -2,9 +2,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import random_histories
 from onnx import TensorProto, helper, numpy_helper
 
+from helpers import random_histories
 from onerec_trt.engines.onnxrt import make_session
 from onerec_trt.export import BF16_GRAPH, CPU_GRAPH, ExportOptions, check_graph, export
 from onerec_trt.export.passes import render_bf16_on_cpu, score_path, score_path_dtypes

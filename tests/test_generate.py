@@ -3,8 +3,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from helpers import random_histories, tiny_model, tiny_semantic_ids
 
+from helpers import random_histories, tiny_model, tiny_semantic_ids
 from onerec_trt.model.generate import beam_search, stable_topk
 
 

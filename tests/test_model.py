@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from helpers import random_histories, tiny_model
 
+from helpers import random_histories, tiny_model
 from onerec_trt.errors import UserError
 from onerec_trt.model.config import ModelConfig, presets
 from onerec_trt.model.layers import MoEFeedForward, attention

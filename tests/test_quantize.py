@@ -4,9 +4,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import random_histories
 from onnx import TensorProto, helper
 
+from helpers import random_histories
 from onerec_trt.engines.onnxrt import make_session
 from onerec_trt.errors import UserError
 from onerec_trt.quantize import FP8_CPU_GRAPH, FP8_GRAPH, QuantizeOptions, quantize

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
-from helpers import write_sequences
 
+from helpers import write_sequences
 from onerec_trt.data import load_dataset
 from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.folder import load_model, save_model

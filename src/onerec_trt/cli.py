@@ -9,7 +9,8 @@ import sys
 from onerec_trt.errors import UserError
 
 # Stages in pipeline order; each name is a module in onerec_trt.commands.
-COMMANDS = ("run", "train", "eval", "export", "quantize", "verify")
+COMMANDS = ("run", "train", "eval", "analyze", "export", "quantize", "plugins", "lint", "build",
+            "verify", "bench", "triton")
 
 
 def _module(name: str):

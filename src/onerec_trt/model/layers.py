@@ -17,8 +17,11 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # sqrt then divide (not rsqrt): the same two roundings in torch bf16 and in ONNX
-        return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        # normalised in fp32 (as LLM stacks do), sqrt then divide (not rsqrt): torch and the
+        # exported graph compute exactly the same ops, whatever the model's dtype
+        xf = x.float()
+        normed = xf / torch.sqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.to(x.dtype) * self.weight
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -27,14 +30,17 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
     q [N, Hq, Tq, D]; k, v [N, Hkv, Tk, D]; mask broadcastable to [N, 1, Tq, Tk] (True = attend).
     Query heads are folded over the shared kv heads: head h reads kv head h // (Hq / Hkv).
+    The scaled scores and the softmax are computed in fp32 whatever the dtype, so a bf16 model
+    and its exported graph round at the same points (a bf16 scale constant would not).
     """
     n, hq, tq, d = q.shape
     hkv = k.shape[1]
     q = q.reshape(n, hkv, hq // hkv, tq, d)
-    scores = torch.matmul(q, k.unsqueeze(2).transpose(-1, -2)) * (1.0 / math.sqrt(d))
+    scores = torch.matmul(q, k.unsqueeze(2).transpose(-1, -2)).float() * (1.0 / math.sqrt(d))
     if mask is not None:
         scores = scores.masked_fill(~mask.unsqueeze(2), MASKED)
-    out = torch.matmul(torch.softmax(scores, dim=-1), v.unsqueeze(2))
+    probs = torch.softmax(scores, dim=-1).to(v.dtype)
+    out = torch.matmul(probs, v.unsqueeze(2))
     return out.reshape(n, hq, tq, d)
 
 

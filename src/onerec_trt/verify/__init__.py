@@ -76,6 +76,7 @@ def _histories(opts: VerifyOptions, bundle) -> tuple[np.ndarray, np.ndarray, dic
 
 def verify(opts: VerifyOptions, log=print) -> dict:
     from polygraphy.comparator import Comparator, CompareFunc
+    from polygraphy.json import save_json
     from polygraphy.logger import G_LOGGER
 
     G_LOGGER.module_severity = G_LOGGER.WARNING
@@ -122,6 +123,7 @@ def verify(opts: VerifyOptions, log=print) -> dict:
     }
     with staged_folder(opts.out, force=opts.force) as tmp:
         results.save(str(tmp / "outputs.json"))
+        save_json(loader, str(tmp / "inputs.json"), "verify inputs")
         write_json(tmp / "verify.json", report)
         write_text(tmp / "verify.md", format_markdown(report))
         write_manifest(tmp, "verify", asdict(opts), inputs={"model": model_hash(opts.model) or ""})

@@ -41,8 +41,10 @@ def format_markdown(report: dict, short: bool = False) -> str:
         "",
         "Tensor-level comparison by hand (Polygraphy, with the saved outputs):",
         "",
-        "    polygraphy run " + report["options"]["reference"] + " --onnxrt "
-        "--load-outputs " + report["options"]["out"] + "/outputs.json --atol scores:"
-        f"{report['options']['scores_atol']} --rtol scores:{report['options']['scores_rtol']}",
+        f"    polygraphy run {report['options']['candidate']} --onnxrt "
+        f"--load-inputs {report['options']['out']}/inputs.json "
+        f"--load-outputs {report['options']['out']}/outputs.json "
+        f"--atol scores:{report['options']['scores_atol']} "
+        f"--rtol scores:{report['options']['scores_rtol']}",
         ""]
     return "\n".join(lines)

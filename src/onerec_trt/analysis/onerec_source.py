@@ -1,0 +1,52 @@
+"""The generative recommender's activations: real users' training histories through the real
+generation graph (context processor, the L decode steps with all B beams, trie-constrained beam
+search), the same run the quantize stage calibrates on."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from onerec_trt.analysis.capture import LinearInputs
+from onerec_trt.analysis.profile import ModelProfile, profile_model
+from onerec_trt.export.graph import GenerationGraph
+
+
+def _is_context_layer(name: str) -> bool:
+    """Layers whose input is [N, S, d]: one row per history position (padding masked out)."""
+    return name.startswith("context.")
+
+
+def profile_onerec(bundle, histories: np.ndarray, source: str, beam: int, batch: int,
+                   max_rows: int, progress: bool = True, seed: int = 0) -> ModelProfile:
+    model = bundle.model.float().eval()
+    graph = GenerationGraph(model, beam, min(10, beam)).eval()
+    batches = [torch.from_numpy(histories[i:i + batch]) for i in range(0, len(histories), batch)]
+    with LinearInputs(model, max_rows, seed, masked=_is_context_layer) as cap, torch.no_grad():
+        for hist in tqdm(batches, desc="onerec generation", unit="batch", leave=False,
+                         disable=not progress):
+            cap.mask = hist != 0
+            graph(hist)
+    cfg = bundle.config
+    params = sum(p.numel() for p in model.parameters())
+    description = (f"OneRec-V2-style generative recommender ({params:,} parameters, "
+                   f"d={cfg.d_model}, {cfg.context_layers} context + "
+                   f"{cfg.decoder_layers} decoder layers, codebooks {cfg.codebook_sizes})")
+    profile = profile_model("onerec", description, model, cap.inputs(), cap.rows_seen,
+                            progress, seed)
+    real = int((histories != 0).sum())
+    profile.info = {
+        "model": str(bundle.path) if bundle.path else None,
+        "parameters": int(params),
+        "activation_data": {
+            "source": source, "users": int(len(histories)), "history_length": int(
+                histories.shape[1]), "batch_users": batch, "beam": beam,
+            "real_history_tokens": real,
+            "padding_tokens_dropped": int(histories.size - real),
+            "run": "GenerationGraph (context + L decode steps with all beams + beam search), "
+                   "torch fp32 CPU; context-processor rows at padding positions are left out "
+                   "(masked everywhere, they reach no output)",
+        },
+    }
+    return profile

@@ -1,0 +1,50 @@
+"""The bench stage: latency, throughput and peak memory of every backend that can run here,
+measured side by side, plus (``--scaling``) how the cost grows with S, B, the catalogue and L.
+
+Each backend runs in its own worker process (its peak memory is its own); the parent drives
+them in alternating order (``stats.py``), so FP8/BF16 ratios hold on a noisy machine. Writes
+``bench.json``, ``bench.md``, ``bench.png`` (and ``scaling.png``) and a manifest into ``--out``.
+The GPU evidence without TensorRT is ``scripts/device_bench.py`` (``gpu_gemm.py``,
+``gpu_e2e.py``).
+
+This module imports nothing heavy at load time: the device script imports the package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["bench", "BenchOptions"]
+
+
+@dataclass
+class BenchOptions:
+    model: str = "default"
+    onnx: str = "runs/default/onnx"  # the export stage's folder
+    fp8: str = "runs/default/fp8"  # the quantize stage's folder
+    engines: str = "runs/default/engines"  # the build stage's folder (TensorRT plans)
+    out: str = "runs/default/bench"
+    backends: list[str] = field(default_factory=list)  # empty: every known backend
+    batches: list[int] = field(default_factory=lambda: [1, 8, 64])
+    beam: int | None = None  # None: the exported graphs' beam (20 without graphs)
+    topk: int | None = None  # None: the exported graphs' top-K (min(10, beam) without)
+    reps: int = 10  # timed calls per backend and batch size, alternating
+    warmup: int = 2  # untimed calls per backend and batch size first
+    threads: int = 1  # intra-op threads per backend (one backend computes at a time)
+    device: str = "cpu"  # where the torch reference runs
+    max_call_s: float = 30.0  # a backend slower than this per request stops there
+    agreement_batch: int = 16  # users in the request whose items every backend must agree on
+    scaling: bool = False
+    scaling_axes: list[str] = field(default_factory=list)  # empty: history, beam, catalogue, levels
+    scaling_users: int = 8
+    scaling_reps: int = 3
+    seed: int = 0
+    force: bool = False
+    progress: bool = True
+    command: str | None = None  # the command line, recorded beside every number
+
+
+def bench(opts: BenchOptions, log=print) -> dict:
+    from onerec_trt.bench.stage import run_bench
+
+    return run_bench(opts, log)

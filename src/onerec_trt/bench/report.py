@@ -1,0 +1,127 @@
+"""bench.md and the PNG plots, from the bench.json dictionary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onerec_trt.artifacts import write_atomic
+from onerec_trt.bench.machine import one_line
+
+CPU_CAVEAT = ("CPU simulation: ONNX Runtime's CPU provider has neither FP8 nor bf16 GEMMs, so "
+              "both graphs compute in fp32 and the FP8 graph adds QuantizeLinear/"
+              "DequantizeLinear work. An FP8/BF16 ratio measured here is the simulation's "
+              "overhead and says nothing about FP8 speed on a GPU.")
+
+
+def pair_note(pair: dict, kinds: dict[str, str], machine: dict) -> str:
+    if kinds.get(pair["fp8"]) == "trt":
+        gpu = (machine.get("gpu") or {}).get("name", "GPU")
+        return f"TensorRT engines on {gpu}: a real FP8 measurement"
+    return CPU_CAVEAT
+
+
+def _mib(kb: int | None) -> str:
+    return "-" if kb is None else f"{kb / 1024:.0f}"
+
+
+def latency_rows(result: dict) -> list[str]:
+    rows = ["| backend | batch | p50 ms | p99 ms | users/s | peak RSS MiB | samples |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, backend in result["backends"].items():
+        for batch, r in backend["results"].items():
+            mem = backend["memory"].get(str(batch), backend["memory"].get(batch, {}))
+            cuda = mem.get("cuda_max_allocated")
+            peak = _mib(mem.get("VmHWM")) + (f" (GPU {cuda / 2**20:.0f})" if cuda else "")
+            rows.append(f"| {name} | {batch} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                        f"{r['throughput_users_per_s']:.1f} | {peak} | {r['samples']} |")
+    return rows
+
+
+def ratio_rows(result: dict) -> list[str]:
+    if not result["pairs"]:
+        return ["No FP8/BF16 pair could be formed (both backends of a pair must run)."]
+    rows = ["| pair | batch | latency FP8/BF16 (median) | q25-q75 | throughput FP8/BF16 | note |",
+            "|---|---:|---:|---:|---:|---|"]
+    for pair in result["pairs"]:
+        for batch, r in pair["by_batch"].items():
+            rows.append(f"| {pair['fp8']} / {pair['bf16']} | {batch} | "
+                        f"{r['latency_ratio']:.3f} | {r['ratio_q25']:.3f}-{r['ratio_q75']:.3f} "
+                        f"| {r['throughput_ratio']:.3f} | {pair['kind']} |")
+    return rows
+
+
+def agreement_lines(agreement: dict) -> list[str]:
+    lines = ["## Same request on every backend", "",
+             f"Outputs of one request of {agreement['batch']} users. Against torch-bf16, a bf16 "
+             "backend runs the same computation in another rendering: overlap near 1 and score "
+             "differences at bf16 rounding level (the exact order can differ where two items "
+             "score within a rounding step of each other). An FP8 backend differs from its BF16 "
+             "partner by design; the verify stage judges whether that is acceptable.", "",
+             "| backend | against | identical top-K | overlap@K | median abs score diff |",
+             "|---|---|---:|---:|---:|"]
+    for name, refs in agreement.get("pairs", {}).items():
+        for ref, a in refs.items():
+            diff = "-" if a["score_abs_diff_median"] is None else \
+                f"{a['score_abs_diff_median']:.4f}"
+            lines.append(f"| {name} | {ref} | {a['exact_match']:.3f} | {a['overlap']:.3f} | "
+                         f"{diff} |")
+    lines += [f"| {name} | (failed) | {why} | | |"
+              for name, why in agreement.get("failed", {}).items()]
+    return lines + [""]
+
+
+def format_markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"# onerec-trt bench: {result['model']['path']}", "",
+             f"- command: `{result['command']}`",
+             f"- machine: {one_line(m)}; {m['platform']}; load average at start "
+             f"{m['load_average']}, at end {result['load_average_end']}",
+             f"- request: beam {result['request']['beam']}, top-{result['request']['topk']}, "
+             f"history {result['request']['history_length']} (synthetic full-length histories), "
+             f"{result['options']['threads']} thread(s) per backend",
+             f"- schedule: {result['schedule']}", "",
+             "## Latency, throughput and peak memory", "",
+             *latency_rows(result), "",
+             "Peak RSS: the worker process's VmHWM over the timed calls of that batch size "
+             "(restarted after warm-up), Python and the backend's libraries included.", "",
+             "## FP8 / BF16 (paired ratios of alternating calls)", "",
+             *ratio_rows(result), ""]
+    if any(p["kind"] == "cpu-simulation" for p in result["pairs"]):
+        lines += [f"> {CPU_CAVEAT}", ""]
+    if result["agreement"]:
+        lines += agreement_lines(result["agreement"])
+    if result["skipped"]:
+        lines += ["## Skipped backends", "", "| backend | reason |", "|---|---|"]
+        lines += [f"| {n} | {why} |" for n, why in result["skipped"].items()]
+        lines.append("")
+    if result.get("scaling"):
+        from onerec_trt.bench.scaling import scaling_markdown
+
+        lines += scaling_markdown(result["scaling"])
+    return "\n".join(lines) + "\n"
+
+
+def plot_throughput(result: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, backend in result["backends"].items():
+        points = sorted((int(b), r["throughput_users_per_s"]) for b, r in
+                        backend["results"].items())
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("users per request (batch)")
+    ax.set_ylabel("throughput (users/s, at p50 latency)")
+    ax.set_title(f"onerec-trt bench on {result['machine'].get('cpu') or 'this machine'}",
+                 fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return path

@@ -1,0 +1,270 @@
+"""The TensorRT runtime: ``load(plan)`` checks a plan's metadata against the running TensorRT and
+GPU before deserializing it, then runs it on a CUDA stream with torch CUDA tensors as buffers
+(optionally one CUDA graph per batch size). ``TrtEngineRunner`` wraps it as a Polygraphy runner
+for the verify stage; ``engine_runner`` is what ``verify.runners.make_runner`` calls for a plan.
+
+Written against TensorRT's documented Python API (TENSORRT.md section 5): TensorRT cannot be
+installed on this project's machines, so the parts after ``import_tensorrt()`` have not run
+here (docs/tensorrt.md). Everything before them (metadata, plan header, model hash) has.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from onerec_trt.build.metadata import (
+    check_model,
+    check_plan,
+    check_runtime,
+    current_gpu,
+    read_metadata,
+)
+from onerec_trt.build.trt_builder import import_tensorrt, load_plugin_module
+from onerec_trt.errors import UserError, user_error
+
+try:  # Polygraphy is optional at import time (the GPU machine has none); the runner needs it
+    from polygraphy.backend.base import BaseRunner
+except ImportError:  # pragma: no cover - exercised only where Polygraphy is absent
+    BaseRunner = object
+
+__all__ = ["load", "Engine", "TrtEngineRunner", "engine_runner"]
+
+# TensorRT DataType names -> torch dtype names (resolved lazily: torch.<name>)
+TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8",
+                "INT32": "int32", "INT64": "int64", "BOOL": "bool", "UINT8": "uint8",
+                "FP8": "float8_e4m3fn"}
+
+
+def torch_dtype(trt_name: str):
+    import torch
+
+    if trt_name not in TORCH_DTYPES:
+        raise user_error(f"engine I/O of TensorRT type {trt_name} has no torch dtype")
+    return getattr(torch, TORCH_DTYPES[trt_name])
+
+
+@dataclass
+class Buffers:
+    """Device tensors bound to the context for one set of input shapes (and its CUDA graph)."""
+
+    shapes: dict[str, tuple[int, ...]]
+    tensors: dict  # name -> torch CUDA tensor, inputs and outputs
+    graph: object | None = None
+
+
+@dataclass
+class Engine:
+    """A deserialized plan, its execution context and a stream. Use ``infer`` (torch tensors
+    on the GPU) or ``infer_numpy`` (host arrays)."""
+
+    path: Path
+    meta: dict
+    engine: object
+    context: object
+    stream: object  # torch.cuda.Stream
+    inputs: list[str]
+    outputs: list[str]
+    dtypes: dict[str, str]  # TensorRT DataType name per I/O tensor
+    cuda_graphs: bool = False
+    notes: list[str] = field(default_factory=list)
+    runtime: object = None  # must outlive the engine it deserialized
+    _buffers: dict = field(default_factory=dict)
+
+    def _check_feed(self, feed: dict) -> dict[str, tuple[int, ...]]:
+        missing = [n for n in self.inputs if n not in feed]
+        if missing:
+            raise user_error(f"{self.path.name}: missing input(s) {missing}")
+        shapes = {n: tuple(int(d) for d in feed[n].shape) for n in self.inputs}
+        for name, shape in shapes.items():
+            limits = self.meta["profile"].get(name)
+            if limits and not limits["min"][0] <= shape[0] <= limits["max"][0]:
+                raise user_error(f"{self.path.name}: batch {shape[0]} of '{name}' is outside the "
+                                 f"engine's profile {limits['min'][0]}-{limits['max'][0]}",
+                                 "rebuild with other --min-batch/--max-batch, or split the batch")
+        return shapes
+
+    def _allocate(self, shapes: dict[str, tuple[int, ...]]) -> Buffers:
+        import torch
+
+        for name, shape in shapes.items():
+            if not self.context.set_input_shape(name, shape):
+                raise user_error(f"{self.path.name}: TensorRT refused shape {shape} for '{name}'")
+        device = torch.device("cuda", self.stream.device.index)
+        tensors = {n: torch.empty(s, dtype=torch_dtype(self.dtypes[n]), device=device)
+                   for n, s in shapes.items()}
+        for name in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise user_error(f"{self.path.name}: output '{name}' has a data-dependent shape "
+                                 f"{shape}; this runtime needs shapes known from the inputs")
+            tensors[name] = torch.empty(shape, dtype=torch_dtype(self.dtypes[name]),
+                                        device=device)
+        return Buffers(shapes, tensors)
+
+    def _enqueue(self, buffers: Buffers) -> None:
+        for name, shape in buffers.shapes.items():
+            self.context.set_input_shape(name, shape)
+        for name, tensor in buffers.tensors.items():
+            self.context.set_tensor_address(name, tensor.data_ptr())
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise RuntimeError(f"{self.path.name}: TensorRT execute_async_v3 failed")
+
+    def _capture(self, buffers: Buffers) -> None:
+        """One CUDA graph per input shape: run once (TensorRT finishes shape-dependent setup on
+        the first enqueue after a shape change), then capture the enqueue on our stream."""
+        import torch
+
+        self._enqueue(buffers)
+        self.stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self.stream):
+            self._enqueue(buffers)
+        buffers.graph = graph
+
+    def infer(self, feed: dict) -> dict:
+        """Run one batch; returns the outputs as torch CUDA tensors (fresh copies)."""
+        import torch
+
+        shapes = self._check_feed(feed)
+        key = tuple(sorted(shapes.items()))
+        buffers = self._buffers.get(key)
+        if buffers is None:
+            buffers = self._buffers[key] = self._allocate(shapes)
+        with torch.cuda.stream(self.stream):
+            for name in self.inputs:
+                value = feed[name]
+                value = value if isinstance(value, torch.Tensor) else \
+                    torch.from_numpy(np.ascontiguousarray(value))
+                if value.dtype != buffers.tensors[name].dtype:
+                    raise user_error(f"{self.path.name}: input '{name}' is {value.dtype}, the "
+                                     f"engine takes {buffers.tensors[name].dtype}")
+                buffers.tensors[name].copy_(value, non_blocking=True)
+            if self.cuda_graphs and buffers.graph is None:
+                self._capture(buffers)
+            if buffers.graph is not None:
+                buffers.graph.replay()
+            else:
+                self._enqueue(buffers)
+            outputs = {n: buffers.tensors[n].clone() for n in self.outputs}
+        self.stream.synchronize()
+        return outputs
+
+    def infer_numpy(self, feed: dict) -> dict[str, np.ndarray]:
+        return {n: t.cpu().numpy() for n, t in self.infer(feed).items()}
+
+    def close(self) -> None:
+        self._buffers.clear()
+        self.context = self.engine = self.runtime = None
+
+
+def _load_plugins(trt, meta: dict, log) -> None:
+    """Plugin libraries and Python plugin modules the build recorded (AOT Python plugins are
+    baked into the plan; JIT ones need their module imported here)."""
+    if not meta.get("plugins"):
+        return
+    build = meta.get("build", {})
+    registry = trt.get_plugin_registry()
+    for library in build.get("plugin_libraries", []):
+        registry.load_library(str(library))
+    for module in build.get("plugin_modules", []):
+        try:
+            load_plugin_module(module)
+        except (ImportError, AttributeError, UserError) as exc:
+            # AOT plugins need nothing at run time; a JIT one fails at deserialization
+            log(f"note: plugin module {module} not loaded ({str(exc).splitlines()[0]})")
+
+
+def load(plan: str | Path, *, model_sha: str | None = None, cuda_graphs: bool = False,
+         device: int = 0, log=print) -> Engine:
+    """Check, then deserialize a plan built by ``onerec-trt build``."""
+    path = Path(plan)
+    if not path.is_file():
+        raise user_error(f"engine not found: {path}")
+    meta = read_metadata(path)
+    check_model(meta, model_sha, str(path))
+    data = path.read_bytes()
+    check_plan(meta, data, str(path))
+    trt = import_tensorrt()
+    notes = check_runtime(meta, trt.__version__, current_gpu(device), str(path))
+    for note in notes:
+        log(f"note: {note}")
+    _load_plugins(trt, meta, log)
+    import torch
+
+    torch.cuda.set_device(device)
+    logger = trt.Logger(trt.Logger.WARNING)
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(data)
+    if engine is None:
+        raise user_error(f"TensorRT could not deserialize {path}", "its log above says why")
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    is_input = {n: engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+    return Engine(path=path, meta=meta, engine=engine,
+                  context=engine.create_execution_context(),
+                  stream=torch.cuda.Stream(device=device),
+                  inputs=[n for n in names if is_input[n]],
+                  outputs=[n for n in names if not is_input[n]],
+                  dtypes={n: engine.get_tensor_dtype(n).name for n in names},
+                  cuda_graphs=cuda_graphs, notes=notes, runtime=runtime)
+
+
+class TrtEngineRunner(BaseRunner):
+    """A plan as a Polygraphy runner (the template is Polygraphy's OnnxrtRunner): the engine is
+    loaded in ``activate`` and freed in ``deactivate``; the input metadata comes from the
+    plan's JSON, so it needs no TensorRT."""
+
+    def __init__(self, plan: str | Path, model_sha: str | None = None,
+                 cuda_graphs: bool = False, name: str | None = None):
+        if BaseRunner is object:
+            raise user_error("the TensorRT runner needs Polygraphy: pip install polygraphy")
+        super().__init__(name=name, prefix="onerec-trt-runner")
+        self.plan, self.model_sha, self.cuda_graphs = Path(plan), model_sha, cuda_graphs
+        self.meta = read_metadata(self.plan)
+
+    def activate_impl(self):
+        self.engine = load(self.plan, model_sha=self.model_sha, cuda_graphs=self.cuda_graphs)
+
+    def get_input_metadata_impl(self):
+        return input_metadata(self.meta)
+
+    def infer_impl(self, feed_dict):
+        start = time.perf_counter()
+        outputs = self.engine.infer_numpy(feed_dict)
+        self.inference_time = time.perf_counter() - start
+        return outputs
+
+    def deactivate_impl(self):
+        self.engine.close()
+        del self.engine
+
+
+def input_metadata(meta: dict):
+    """Polygraphy TensorMetadata of an engine's inputs, from its metadata (-1: dynamic)."""
+    from polygraphy.common import TensorMetadata
+
+    out = TensorMetadata()
+    for tensor in meta["inputs"]:
+        out.add(tensor["name"], torch_dtype(tensor["dtype"]), tuple(tensor["shape"]))
+    return out
+
+
+def engine_runner(spec: str, role: str, model_sha: str | None):
+    """What the verify stage calls for ``--reference``/``--candidate FILE.plan``: every check
+    that needs no TensorRT runs here (metadata present, same model, plan matches its metadata);
+    the TensorRT version and GPU are checked when the runner activates."""
+    from onerec_trt.verify.runners import VerifyRunner
+
+    path = Path(spec)
+    if not path.is_file():
+        raise user_error(f"{role} engine not found: {path}")
+    meta = read_metadata(path)
+    check_model(meta, model_sha, f"{role} {path}")
+    check_plan(meta, path.read_bytes(), f"{role} {path}")
+    import_tensorrt()  # one clear line now, not a traceback in the middle of verify
+    runner = TrtEngineRunner(path, model_sha, name=f"{role}:{path.name}")
+    return VerifyRunner(runner, "tensorrt", spec, [t["name"] for t in meta["inputs"]],
+                        [t["name"] for t in meta["outputs"]], meta.get("export", {}))

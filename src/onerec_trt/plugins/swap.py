@@ -1,0 +1,112 @@
+"""The plugin swap: standard-op beam steps -> plugin nodes (onnx-graphsurgeon).
+
+Each step's dense-table subgraph (LogSoftmax, trie Gather, Where, Add, TopK, Div/Mod, ...)
+becomes ``TrieBeamExpand`` -> ``TrieBeamSelect`` and the final ``Gather(leaf_item, node)`` becomes
+``CodesToItem(codes)``; the nodes are in domain ``onerec`` with ``plugin_namespace="onerec"``,
+as TensorRT's parser looks QDP creators up. The dense tables go; one packed CSR trie
+(``indptr``, ``child_code``, ``offsets``, ``leaf_item`` initializers) is shared by every node.
+
+The trie comes from the graph's own dense tables (so the swap needs no model), or is given
+(a graph exported with a stand-in trie because the real one has no dense form).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from onerec_trt.plugins.match import BeamStepMatch, match_items, match_steps
+from onerec_trt.plugins.packed import PackedTrie
+from onerec_trt.plugins.spec import (
+    CODES_TO_ITEM,
+    MAX_BEAM_OUT,
+    NAMESPACE,
+    TRIE_BEAM_EXPAND,
+    TRIE_BEAM_SELECT,
+)
+
+
+@dataclass
+class SwapResult:
+    model: onnx.ModelProto
+    steps: int
+    vocab: list[int]
+    beam_out: list[int]
+    dense_table_bytes: int  # the dense next-node tables removed
+    trie_bytes: int  # the packed trie added
+    nodes_before: int
+    nodes_after: int
+
+    def summary(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "model"}
+
+
+def _trie_constants(gs, trie: PackedTrie) -> list:
+    return [gs.Constant(f"{NAMESPACE}_trie_{name}", np.ascontiguousarray(values))
+            for name, values in trie.arrays().items()]
+
+
+def _step_nodes(gs, t: int, step: BeamStepMatch, trie_inputs: list) -> list:
+    """TrieBeamExpand + TrieBeamSelect writing the step's existing output tensors."""
+    attrs = {"step": t, "beam_out": step.beam_out, "vocab": step.vocab,
+             "plugin_namespace": NAMESPACE}
+    outs = [step.new_scores, step.parent, step.code, step.next_node]
+    for tensor in outs:
+        tensor.inputs.clear()  # detach from the standard-op producers
+    cand = gs.Variable(f"{NAMESPACE}_step{t}_cand", dtype=np.int64)
+    expand = gs.Node(TRIE_BEAM_EXPAND.name, f"{NAMESPACE}_step{t}_expand", attrs,
+                     [step.logits, step.scores, step.node, *trie_inputs], [cand],
+                     domain=NAMESPACE)
+    select = gs.Node(TRIE_BEAM_SELECT.name, f"{NAMESPACE}_step{t}_select", dict(attrs),
+                     [cand, step.node, *trie_inputs], outs, domain=NAMESPACE)
+    return [expand, select]
+
+
+def _check(steps: list[BeamStepMatch], trie: PackedTrie) -> None:
+    vocab = [s.vocab for s in steps]
+    if trie.codebook_sizes != vocab:
+        raise ValueError(f"the trie's codebook sizes {trie.codebook_sizes} are not the "
+                         f"graph's {vocab}")
+    for t, s in enumerate(steps):
+        if not 1 <= s.beam_out <= MAX_BEAM_OUT:
+            raise ValueError(f"step {t}: beam {s.beam_out} outside [1, {MAX_BEAM_OUT}]")
+        if s.beam_out * s.vocab >= 2 ** 31:  # flat index beam * V + code is 32 bits in a key
+            raise ValueError(f"step {t}: beam x vocab = {s.beam_out * s.vocab} >= 2^31")
+
+
+def swap_graph(model: onnx.ModelProto, trie: PackedTrie | None = None,
+               keep_bf16_logits: bool = True) -> SwapResult:
+    """Replace the beam subgraph of an exported generation graph by plugin nodes.
+
+    ``keep_bf16_logits``: where the graph casts bf16 logits to fp32 for the log-softmax, feed
+    the bf16 tensor to the plugin (half the bytes to read; TensorRT graphs). CPU renderings
+    want fp32 logits (the ONNX Runtime ops read fp32)."""
+    import onnx_graphsurgeon as gs
+
+    nodes_before = len(model.graph.node)
+    graph = gs.import_onnx(onnx.shape_inference.infer_shapes(model))
+    steps = match_steps(graph, keep_bf16_logits)
+    leaf_out, leaf_item = match_items(graph, steps[-1])
+    dense_bytes = sum(s.table.nbytes for s in steps) + leaf_item.nbytes
+    if trie is None:
+        trie = PackedTrie.from_dense([s.table for s in steps], leaf_item)
+    _check(steps, trie)
+    trie_inputs = _trie_constants(gs, trie)
+    for t, step in enumerate(steps):
+        graph.nodes.extend(_step_nodes(gs, t, step, trie_inputs[:3]))
+    codes = next(o for o in graph.outputs if o.name == "codes")
+    leaf_out.inputs.clear()
+    graph.nodes.append(gs.Node(CODES_TO_ITEM.name, f"{NAMESPACE}_codes_to_item",
+                               {"plugin_namespace": NAMESPACE}, [codes, *trie_inputs],
+                               [leaf_out], domain=NAMESPACE))
+    graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    out = gs.export_onnx(graph)
+    if not any(o.domain == NAMESPACE for o in out.opset_import):
+        out.opset_import.append(onnx.helper.make_opsetid(NAMESPACE, 1))
+    out.ir_version = model.ir_version
+    onnx.checker.check_model(out)
+    return SwapResult(out, len(steps), [s.vocab for s in steps], [s.beam_out for s in steps],
+                      int(dense_bytes), int(sum(a.nbytes for a in trie.arrays().values())),
+                      nodes_before, len(out.graph.node))

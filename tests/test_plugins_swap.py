@@ -1,0 +1,186 @@
+"""The graph swap: plugin-bearing graphs that give the standard-op graphs' items on the CPU."""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto
+
+from helpers import random_histories
+from onerec_trt.artifacts import sha256_file
+from onerec_trt.cli import main as cli_main
+from onerec_trt.engines.onnxrt import make_session
+from onerec_trt.errors import UserError
+from onerec_trt.model.folder import SHIPPED
+from onerec_trt.plugins import PluginSwapOptions, swap
+from onerec_trt.plugins.ort_ops import plugin_session
+from onerec_trt.plugins.spec import NAMESPACE, PLUGINS
+
+
+@pytest.fixture(scope="module")
+def swapped(tiny_pipeline, tmp_path_factory):
+    """Copies of the tiny pipeline's export and quantize folders, swapped by the CLI stage."""
+    root = tmp_path_factory.mktemp("swapped")
+    for name in ("onnx", "fp8"):
+        shutil.copytree(tiny_pipeline / name, root / name)
+    code = cli_main(["plugins", "--onnx", str(root / "onnx"), "--fp8", str(root / "fp8"),
+                     "--check-users", "16"])
+    assert code == 0
+    return root
+
+
+def _ops(model: onnx.ModelProto) -> dict:
+    counts = {}
+    for node in model.graph.node:
+        counts[(node.domain, node.op_type)] = counts.get((node.domain, node.op_type), 0) + 1
+    return counts
+
+
+def test_swap_writes_plugin_graphs_for_bf16_and_fp8(swapped):
+    levels = 4  # the tiny pipeline's semantic IDs have an extra disambiguation level
+    for folder, base in (("onnx", "reference"), ("fp8", "fp8")):
+        for suffix, logits_type in ((".plugins.onnx", TensorProto.BFLOAT16),
+                                    (".plugins.cpu.onnx", TensorProto.FLOAT)):
+            model = onnx.load(str(swapped / folder / f"{base}{suffix}"))
+            onnx.checker.check_model(model)
+            ops = _ops(model)
+            assert ops[(NAMESPACE, "TrieBeamExpand")] == levels
+            assert ops[(NAMESPACE, "TrieBeamSelect")] == levels
+            assert ops[(NAMESPACE, "CodesToItem")] == 1
+            assert not any(op in ("TopK", "LogSoftmax") for _, op in ops)
+            assert not any(t.name.startswith("next") for t in model.graph.initializer)
+            for node in model.graph.node:
+                if node.domain == NAMESPACE:
+                    assert node.op_type in PLUGINS
+                    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                    assert attrs["plugin_namespace"] == NAMESPACE.encode()
+            expand = [n for n in model.graph.node if n.op_type == "TrieBeamExpand"]
+            assert [_attr(n, "step") for n in expand] == list(range(levels))
+            assert {_attr(n, "beam_out") for n in expand} == {10}
+            types = _types(model)
+            assert {types[n.input[0]] for n in expand} == {logits_type}
+            assert types["scores"] == TensorProto.FLOAT
+    if (swapped / "fp8" / "fp8.plugins.onnx").is_file():
+        fp8 = onnx.load(str(swapped / "fp8" / "fp8.plugins.onnx"))
+        assert any(n.op_type == "QuantizeLinear" for n in fp8.graph.node)
+
+
+def _attr(node, name):
+    return next(onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name)
+
+
+def _types(model) -> dict:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    types = {t.name: t.data_type for t in g.initializer}
+    types.update({v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.output]})
+    return types
+
+
+def test_swap_records_its_check_and_the_manifest(swapped):
+    for folder, graphs in (("onnx", ("reference.plugins.onnx", "reference.plugins.cpu.onnx")),
+                           ("fp8", ("fp8.plugins.onnx", "fp8.plugins.cpu.onnx"))):
+        report = json.loads((swapped / folder / "plugins.json").read_text())
+        cpu = next(g for g in graphs if ".cpu." in g)
+        check = report["cpu_agreement"][cpu]
+        assert check["identical_users"] == check["users"] == 16 and check["codes_identical"]
+        manifest = json.loads((swapped / folder / "manifest.json").read_text())
+        for name in (*graphs, "plugins.json"):
+            assert manifest["files"][name] == sha256_file(swapped / folder / name)
+        assert report["graphs"][graphs[0]]["dense_table_bytes"] > 0
+
+
+def test_plugin_cpu_graphs_give_the_standard_items(swapped):
+    hist = random_histories(128, 20, 40, seed=11).numpy()
+    for folder, base in (("onnx", "reference"), ("fp8", "fp8")):
+        standard = make_session(swapped / folder / f"{base}.cpu.onnx").run(None, {"history": hist})
+        plugins = plugin_session(swapped / folder / f"{base}.plugins.cpu.onnx").run(
+            None, {"history": hist})
+        np.testing.assert_array_equal(plugins[0], standard[0])  # items
+        np.testing.assert_array_equal(plugins[2], standard[2])  # codes
+        np.testing.assert_allclose(plugins[1], standard[1], atol=1e-5, rtol=0)
+
+
+def test_swap_refuses_existing_outputs_and_foreign_graphs(swapped, tmp_path):
+    with pytest.raises(UserError, match="already has"):
+        swap(PluginSwapOptions(onnx=str(swapped / "onnx"), check_users=0))
+    with pytest.raises(UserError, match="no exported graph"):
+        swap(PluginSwapOptions(onnx=str(tmp_path), check_users=0))
+    x = onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    g = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g", [x],
+                               [onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    onnx.save(onnx.helper.make_model(g), str(tmp_path / "reference.cpu.onnx"))
+    with pytest.raises(UserError, match="no TopK"):
+        swap(PluginSwapOptions(onnx=str(tmp_path), check_users=0))
+    assert not (tmp_path / "reference.plugins.cpu.onnx").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason=f"the shipped model is not in {SHIPPED} yet")
+def test_shipped_model_plugin_graph_gives_identical_items_on_real_users(tmp_path):
+    from onerec_trt.data import pad_histories
+    from onerec_trt.evaluate import sample_users
+    from onerec_trt.export import CPU_GRAPH, ExportOptions, export
+    from onerec_trt.model.folder import load_model
+    from onerec_trt.plugins.stage import swap_folder
+
+    bundle = load_model("default")
+    split = bundle.load_data(dataset=bundle.dataset or "ml-1m").split()
+    users = sample_users(split.num_users, 500, seed=0)
+    tests = split.histories("test")
+    hist = pad_histories([tests[i] for i in users], bundle.config.max_history)
+    export(ExportOptions(model="default", out=str(tmp_path / "onnx")), log=lambda *_: None)
+    swap_folder(tmp_path / "onnx", PluginSwapOptions(check_users=0), log=lambda *_: None)
+    standard = make_session(tmp_path / "onnx" / CPU_GRAPH).run(None, {"history": hist})
+    plugins = plugin_session(tmp_path / "onnx" / "reference.plugins.cpu.onnx").run(
+        None, {"history": hist})
+    assert len(hist) == 500
+    np.testing.assert_array_equal(plugins[0], standard[0])
+    np.testing.assert_array_equal(plugins[2], standard[2])
+    assert (plugins[0] > 0).mean() > 0.99  # real items, not dead beams
+
+
+@pytest.mark.slow
+def test_paper_scale_catalogue_runs_through_the_plugin_graph_on_cpu(tmp_path):
+    """3 x 8192 codes, 1M items, beam 512: the dense tables would not fit an ONNX file."""
+    from onerec_trt.export import export_onnx
+    from onerec_trt.export.graph import GenerationGraph
+    from onerec_trt.model.config import ModelConfig
+    from onerec_trt.model.onerec import OneRecModel
+    from onerec_trt.model.tokenizer import SemanticIds
+    from onerec_trt.model.trie import Trie
+    from onerec_trt.plugins.generate import plugin_beam_search
+    from onerec_trt.plugins.packed import PackedTrie
+    from onerec_trt.plugins.swap import swap_graph
+
+    rng = np.random.default_rng(0)
+    codes = np.unique(rng.integers(0, 8192, (1_020_000, 3)), axis=0)
+    codes = codes[rng.permutation(len(codes))[:1_000_000]]
+    big = PackedTrie.from_trie(Trie.from_codes(codes, np.arange(1, len(codes) + 1), [8192] * 3))
+    dense_bytes = sum(big.nodes(t) * 8192 * 8 for t in range(3))
+    assert len(big.leaf_item) == 1_000_000 and dense_bytes > 2 ** 31  # protobuf's 2 GiB cap
+    # the model's own (stand-in) semantic IDs: 40 of the catalogue's items, so the standard
+    # export has small dense tables; the swap then gets the whole catalogue's trie
+    ids = SemanticIds(np.concatenate([np.full((1, 3), -1), codes[:40]]), [8192] * 3)
+    cfg = ModelConfig.from_preset("tiny", num_items=40, codebook_sizes=[8192] * 3)
+    torch.manual_seed(0)
+    model = OneRecModel(cfg, ids).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    example = torch.zeros(2, cfg.max_history, dtype=torch.long)
+    example[:, -3:] = torch.arange(1, 4)
+    standard = export_onnx(GenerationGraph(model, 512, 10).eval(), example, tmp_path / "g.onnx")
+    result = swap_graph(standard, trie=big, keep_bf16_logits=False)
+    onnx.save(result.model, str(tmp_path / "g.plugins.cpu.onnx"))
+    hist = random_histories(2, cfg.max_history, 40, seed=5)
+    items, scores, chosen = plugin_session(tmp_path / "g.plugins.cpu.onnx").run(
+        None, {"history": hist.numpy()})
+    assert result.trie_bytes > 16 * 2 ** 20 and result.beam_out == [512] * 3
+    assert (items > 40).any() and (items > 0).all()  # items only the full catalogue has
+    assert (np.diff(scores, axis=1) <= 0).all()
+    np.testing.assert_array_equal(codes[items - 1], chosen)  # CodesToItem inverts the codes
+    ref = plugin_beam_search(model, hist, 512, 10, trie=big)  # torch, reference ops
+    np.testing.assert_array_equal(items, ref.items)

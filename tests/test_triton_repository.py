@@ -1,0 +1,276 @@
+"""The Triton model repository without a server: layout, config.pbtxt parsed with Triton's own
+ModelConfig schema, the GPU variant against engine metadata (no engine exists anywhere: the
+test writes the metadata JSON the build stage will write), the guard's checks, user errors."""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from onerec_trt.artifacts import sha256_file
+from onerec_trt.engines.onnxrt import session_options
+from onerec_trt.errors import UserError
+from onerec_trt.serve import RepositoryOptions, check_repository, export_repository
+from onerec_trt.serve.repository import BACKEND
+
+S, K, L, ITEMS = 20, 10, 4, 40  # the tiny pipeline's contract (checked below)
+
+
+def _config(path):
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def _dtype(value):
+    return model_config_pb2.DataType.Name(value)
+
+
+def _backend_module(name):
+    spec = importlib.util.spec_from_file_location(f"_triton_{name}", BACKEND / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _opts(pipe, out, **kw):
+    return RepositoryOptions(model=str(pipe / "model"), onnx=str(pipe / "onnx"), out=str(out),
+                             **kw)
+
+
+def _cli(*args, code=0):
+    proc = subprocess.run([sys.executable, "-m", "onerec_trt.cli", "triton", *map(str, args)],
+                          capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    return proc
+
+
+def _engine_meta(max_batch=32, opt=16, **override):
+    """Metadata as the build stage writes it (format onerec-trt-engine/1, docs/tensorrt.md)."""
+    meta = {
+        "format": "onerec-trt-engine/1", "precision": "fp8",
+        "tensorrt": {"version": "10.13.0.35", "strongly_typed": True},
+        "gpu": {"name": "NVIDIA H200", "compute_capability": [9, 0]},
+        "profile": {"history": {"min": [1, S], "opt": [opt, S], "max": [max_batch, S]}},
+        "inputs": [{"name": "history", "dtype": "INT64", "shape": [-1, S]}],
+        "outputs": [{"name": "items", "dtype": "INT64", "shape": [-1, K]},
+                    {"name": "scores", "dtype": "FLOAT", "shape": [-1, K]},
+                    {"name": "codes", "dtype": "INT64", "shape": [-1, K, L]}],
+        "plugins": [{"name": "TrieBeamStep", "namespace": "onerec", "version": "1"}],
+        "onnx": {"path": "runs/x/fp8/fp8.onnx", "sha256": "0" * 64},
+    }
+    meta.update(override)
+    return meta
+
+
+def _engine_dir(folder, metas):
+    """Plans (stand-in bytes: no engine can be built here) and their metadata JSON."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, meta in metas.items():
+        plan = folder / f"{name}.plan"
+        plan.write_bytes(b"ftrt stand-in for a serialized engine: " + name.encode())
+        meta = {"plan_sha256": sha256_file(plan), **meta}
+        (folder / f"{name}.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_cpu_repository_layout_parses_and_serves_the_graphs(tiny_pipeline, tmp_path):
+    repo = tmp_path / "repo"
+    info = export_repository(_opts(tiny_pipeline, repo, ab=True), log=lambda *_: None)
+    assert info["variant"] == "cpu" and info["public"] == {"onerec": "fp8", "onerec_bf16": "bf16"}
+    assert info["contract"]["max_history"] == S and info["contract"]["num_items"] == ITEMS
+    configs = {p.parent.name: _config(p) for p in repo.glob("*/config.pbtxt")}
+    assert set(configs) == {"onerec", "onerec_bf16", "onerec_guard", "onerec_fp8_runner",
+                            "onerec_bf16_runner"}
+    for name in ("onerec", "onerec_bf16"):
+        ens = configs[name]
+        assert ens.platform == "ensemble" and ens.max_batch_size == 64
+        assert [(t.name, _dtype(t.data_type), list(t.dims)) for t in ens.input] == [
+            ("history", "TYPE_INT64", [S])]
+        assert [(t.name, _dtype(t.data_type), list(t.dims)) for t in ens.output] == [
+            ("items", "TYPE_INT64", [K]), ("scores", "TYPE_FP32", [K]),
+            ("codes", "TYPE_INT64", [K, L])]
+        steps = [s.model_name for s in ens.ensemble_scheduling.step]
+        assert steps == ["onerec_guard", f"onerec_{info['public'][name]}_runner"]
+    runner = configs["onerec_fp8_runner"]
+    assert runner.backend == "python" and runner.max_batch_size == 64
+    assert runner.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    assert runner.dynamic_batching.max_queue_delay_microseconds == 100
+    assert runner.parameters["onnx_file"].string_value == "model.onnx"
+    assert configs["onerec_guard"].parameters["num_items"].string_value == str(ITEMS)
+    for precision, graph in (("fp8", tiny_pipeline / "fp8" / "fp8.cpu.onnx"),
+                             ("bf16", tiny_pipeline / "onnx" / "reference.cpu.onnx")):
+        copied = repo / f"onerec_{precision}_runner" / "1" / "model.onnx"
+        assert sha256_file(copied) == sha256_file(graph)
+    assert (repo / "onerec_guard" / "1" / "model.py").read_text() == (
+        BACKEND / "guard.py").read_text()
+    assert (repo / "onerec" / "1").is_dir()  # ensembles need an (empty) version folder
+    assert json.loads((repo / "items.json").read_text())["num_items"] == ITEMS
+    assert json.loads((repo / "manifest.json").read_text())["stage"] == "triton"
+    assert check_repository(repo) == []
+
+
+def test_gpu_repository_matches_the_engine_metadata(tiny_pipeline, tmp_path):
+    meta = _engine_meta(max_batch=32, opt=16)
+    engines = _engine_dir(tmp_path / "engines", {"fp8": meta})
+    repo = tmp_path / "gpu"
+    info = export_repository(_opts(tiny_pipeline, repo, engine=str(engines), instances=2),
+                             log=lambda *_: None)
+    assert info["variant"] == "gpu"
+    runner = _config(repo / "onerec_fp8_runner" / "config.pbtxt")
+    assert runner.platform == "tensorrt_plan" and runner.default_model_filename == "model.plan"
+    assert runner.max_batch_size == 32  # the profile's max batch
+    assert list(runner.dynamic_batching.preferred_batch_size) == [16]  # the profile's opt
+    group = runner.instance_group[0]
+    assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU and group.count == 2
+    declared = {t.name: (_dtype(t.data_type), [-1, *t.dims])
+                for t in [*runner.input, *runner.output]}
+    names = {"INT64": "TYPE_INT64", "FLOAT": "TYPE_FP32"}
+    assert declared == {t["name"]: (names[t["dtype"]], t["shape"])
+                        for t in meta["inputs"] + meta["outputs"]}
+    plan = repo / "onerec_fp8_runner" / "1" / "model.plan"
+    assert plan.read_bytes() == (engines / "fp8.plan").read_bytes()
+    assert json.loads(plan.with_suffix(".json").read_text()) == json.loads(
+        (engines / "fp8.json").read_text())
+    assert info["runners"]["fp8"]["profile"]["history"] == {"min": 1, "opt": 16, "max": 32}
+    assert check_repository(repo) == []
+    # the guard and the public ensemble are the CPU repository's, byte for byte
+    cpu = tmp_path / "cpu"
+    export_repository(_opts(tiny_pipeline, cpu, max_batch_size=32, preferred_batch_sizes=[16]),
+                      log=lambda *_: None)
+    for name in ("onerec", "onerec_guard"):
+        assert (repo / name / "config.pbtxt").read_text() == (
+            cpu / name / "config.pbtxt").read_text()
+
+
+def test_minimal_metadata_and_an_engine_found_by_its_precision_for_ab(tiny_pipeline, tmp_path):
+    tensors = {t["name"]: {"dtype": t["dtype"].lower(), "shape": t["shape"]}
+               for t in _engine_meta()["inputs"] + _engine_meta()["outputs"]}
+    minimal = {"profile": [{"history": {"min": 1, "opt": 8, "max": 64}}],
+               "inputs": {"history": tensors.pop("history")}, "outputs": tensors}
+    engines = _engine_dir(tmp_path / "engines", {
+        "fp8": minimal, "other": _engine_meta(max_batch=48, precision="bf16")})
+    repo = tmp_path / "repo"
+    info = export_repository(_opts(tiny_pipeline, repo, engine=str(engines), ab=True),
+                             log=lambda *_: None)
+    assert info["public"] == {"onerec": "fp8", "onerec_bf16": "bf16"}
+    assert info["runners"]["bf16"]["engine"].endswith("other.plan")
+    for name in ("onerec", "onerec_fp8_runner", "onerec_bf16_runner"):
+        assert _config(repo / name / "config.pbtxt").max_batch_size == 48  # the smaller max
+    assert check_repository(repo) == []
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"inputs": [{"name": "history", "dtype": "INT64", "shape": [-1, S + 1]}]}, "contract says"),
+    ({"inputs": [{"name": "history", "dtype": "INT32", "shape": [-1, S]}]}, "contract says"),
+    ({"inputs": [{"name": "history", "dtype": "INT64", "shape": [8, S]}]}, "fixed batch axis"),
+    ({"outputs": [{"name": "items", "dtype": "INT64", "shape": [-1, K]}]}, "differ from"),
+    ({"profile": {"input_ids": {"min": 1, "opt": 1, "max": 1}}}, "no optimization profile"),
+    ({"profile": {"history": {"min": 8, "opt": 4, "max": 16}}}, "min <= opt <= max"),
+    ({"profile": {"history": {"min": 2, "opt": 4, "max": 16}}}, "min batch is 2"),
+    ({"inputs": "history"}, "must list the engine's tensors"),
+    ({"inputs": [{"name": "history", "dtype": "complex", "shape": [-1, S]}]}, "data type"),
+    ({"plan_sha256": "0" * 64}, "does not match its metadata"),
+    ({"model_sha256": "f" * 64}, "built from another model"),
+])
+def test_engine_metadata_that_breaks_the_contract_is_refused(tiny_pipeline, tmp_path, change,
+                                                             message):
+    engines = _engine_dir(tmp_path / "engines", {"fp8": _engine_meta(**change)})
+    with pytest.raises(UserError, match=message):
+        export_repository(_opts(tiny_pipeline, tmp_path / "repo", engine=str(engines)))
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"max_batch_size": 64}, "above the engine profile's max batch 32"),
+    ({"preferred_batch_sizes": [8, 40]}, "exceed max_batch_size 32"),
+    ({"ab": True}, "no bf16 engine"),
+    ({"engine": "missing-folder"}, "engine not found"),
+    ({"instances": 0}, "--instances must be positive"),
+    ({"precision": "int4"}, "unknown --precision"),
+])
+def test_bad_options_are_user_errors(tiny_pipeline, tmp_path, kw, message):
+    engines = _engine_dir(tmp_path / "engines", {"fp8": _engine_meta()})
+    kw = {"engine": str(engines), **kw}
+    if kw["engine"] == "missing-folder":
+        kw["engine"] = str(tmp_path / "missing-folder")
+    with pytest.raises(UserError, match=message):
+        export_repository(_opts(tiny_pipeline, tmp_path / "repo", **kw))
+
+
+def test_missing_metadata_and_graphs_of_another_model_are_refused(tiny_pipeline, tmp_path):
+    engines = _engine_dir(tmp_path / "engines", {"fp8": _engine_meta()})
+    (engines / "fp8.json").unlink()
+    with pytest.raises(UserError, match="engine metadata"):
+        export_repository(_opts(tiny_pipeline, tmp_path / "a", engine=str(engines)))
+    onnx_dir = tmp_path / "onnx"
+    shutil.copytree(tiny_pipeline / "onnx", onnx_dir)
+    meta = json.loads((onnx_dir / "export.json").read_text())
+    meta["model_sha256"] = "f" * 64
+    (onnx_dir / "export.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="fp8 graph not found.*\n.*run 'onerec-trt quantize'"):
+        export_repository(_opts(tiny_pipeline, tmp_path / "c", fp8=str(tmp_path / "no-fp8")))
+    with pytest.raises(UserError, match="another model"):
+        export_repository(RepositoryOptions(model=str(tiny_pipeline / "model"),
+                                            onnx=str(onnx_dir), fp8=str(tiny_pipeline / "fp8"),
+                                            out=str(tmp_path / "b")))
+
+
+def test_check_finds_edits_that_break_the_repository(tiny_pipeline, tmp_path):
+    engines = _engine_dir(tmp_path / "engines", {"fp8": _engine_meta(max_batch=32)})
+    repo = tmp_path / "repo"
+    _cli("export", "--model", tiny_pipeline / "model", "--onnx", tiny_pipeline / "onnx",
+         "--engine", engines, "--out", repo, "--queue-delay-us", "250", "--instances", "3")
+    runner = repo / "onerec_fp8_runner" / "config.pbtxt"
+    parsed = _config(runner)
+    assert parsed.dynamic_batching.max_queue_delay_microseconds == 250
+    assert parsed.instance_group[0].count == 3 and parsed.max_batch_size == 32
+    assert "OK" in _cli("check", "--repo", repo).stdout
+    runner.write_text(runner.read_text().replace("max_batch_size: 32", "max_batch_size: 128"))
+    ens = repo / "onerec" / "config.pbtxt"
+    ens.write_text(ens.read_text().replace('value: "checked_history"\n    }\n    output_map',
+                                           'value: "typo"\n    }\n    output_map'))
+    (repo / "onerec_fp8_runner" / "1" / "model.plan").write_bytes(b"ftrt another engine")
+    problems = "\n".join(check_repository(repo))
+    assert "model.plan does not match its metadata" in problems
+    (repo / "onerec_fp8_runner" / "1" / "model.plan").write_bytes(
+        (engines / "fp8.plan").read_bytes())
+    problems = "\n".join(check_repository(repo))
+    assert "above the engine profile's max batch 32" in problems
+    assert "onerec/config.pbtxt: max_batch_size 32 is above" not in problems
+    assert "reads 'typo' before anything writes it" in problems
+    ens.write_text("name: 'onerec' max_batch_size: [")
+    assert "onerec/config.pbtxt" in check_repository(repo)[0]
+    proc = _cli("check", "--repo", repo, code=1)
+    assert "onerec/config.pbtxt" in proc.stdout and "1 problem(s)" in proc.stdout
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([[0] * 17 + [3, 4, 5]], None),
+    ([[0] * 19 + [ITEMS]], None),
+    ([[0] * 19 + [ITEMS + 1]], "item id 41 is outside the catalogue"),
+    ([[0] * 17 + [3, -2, 5]], "item id -2 is outside"),
+    ([[0] * 17 + [3, 4, 5], [0] * 20], "row 1: the history is all padding"),
+    ([[3, 4, 5] + [0] * 17], "left-padded"),
+    ([[0] * 10 + [3] + [0] * 8 + [4]], "left-padded"),
+])
+def test_guard_checks(rows, message):
+    problem = _backend_module("guard").check_history(np.array(rows, dtype=np.int64), ITEMS)
+    if message is None:
+        assert problem is None
+    else:
+        assert message in problem
+
+
+def test_served_sessions_use_the_projects_fp8_session_option():
+    runner = _backend_module("onnx_runner")
+    key = "session.disable_quant_qdq"
+    assert runner.session_options(1).get_session_config_entry(key) == "1"
+    assert runner.session_options(1).get_session_config_entry(key) == (
+        session_options().get_session_config_entry(key))

@@ -1,0 +1,171 @@
+"""The TensorRT runtime and its use by the verify stage. Everything that needs no TensorRT runs
+everywhere (metadata, model hash, plan/metadata agreement, the one-line error); building and
+running real engines needs TensorRT and a GPU and is skipped, with the reason, without them."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from onerec_trt.build.jobs import Batches, engine_job
+from onerec_trt.build.metadata import GpuInfo, engine_metadata, write_engine
+from onerec_trt.build.trt_builder import BuiltEngine
+from onerec_trt.errors import UserError
+
+
+def has_tensorrt() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+HAS_TRT = has_tensorrt()
+
+
+def needs_tensorrt(test):
+    """Marked ``tensorrt``; skipped (before any fixture runs) without TensorRT or a GPU."""
+    test = pytest.mark.skipif(HAS_TRT and not has_gpu(), reason="TensorRT needs a CUDA GPU")(test)
+    test = pytest.mark.skipif(not HAS_TRT,
+                              reason="TensorRT is not installed (see docs/tensorrt.md)")(test)
+    return pytest.mark.tensorrt(test)
+
+
+@pytest.fixture
+def fake_pair(tiny_pipeline, tmp_path):
+    """A plan/metadata pair for the fp8 graph whose plan bytes are a synthetic header (what
+    can be checked without TensorRT is checked before the bytes reach it)."""
+    job = engine_job(tiny_pipeline / "fp8" / "fp8.onnx", Batches())
+    plan = struct.pack("<II", 0x74727466, 0) + bytes(16) + bytes((10, 15, 1, 29)) + b"x" * 64
+    built = BuiltEngine(plan, b"", "10.15.1.29", {"history": ([-1, 20], "INT64")},
+                        {"items": ([-1, 10], "INT64"), "scores": ([-1, 10], "FLOAT"),
+                         "codes": ([-1, 10, 3], "INT64")}, 1.0, [])
+    meta = engine_metadata(job, built, GpuInfo("NVIDIA H200", (9, 0)), {})
+    plan_path, _ = write_engine(tmp_path, job.name, plan, meta)
+    return plan_path, meta
+
+
+def test_engines_import_without_tensorrt():
+    import onerec_trt.build.trt_builder as builder
+    import onerec_trt.engines.tensorrt as runtime
+
+    assert runtime.engine_runner and runtime.load and builder.build_engine
+
+
+def test_a_plan_of_another_model_is_refused(fake_pair):
+    from onerec_trt.verify.runners import make_runner
+
+    plan, meta = fake_pair
+    with pytest.raises(UserError, match=r"candidate .*fp8\.plan was built from another model "
+                                        r"\(hash " + meta["model_sha256"][:12]):
+        make_runner(str(plan), "candidate", "0" * 64, "unused")
+
+
+def test_a_plan_that_does_not_match_its_metadata_is_refused(fake_pair):
+    from onerec_trt.engines.tensorrt import engine_runner
+
+    plan, meta = fake_pair
+    plan.write_bytes(plan.read_bytes() + b"tampered")
+    with pytest.raises(UserError, match="does not match its metadata"):
+        engine_runner(str(plan), "reference", meta["model_sha256"])
+    plan.with_suffix(".json").unlink()
+    with pytest.raises(UserError, match="no engine metadata fp8.json"):
+        engine_runner(str(plan), "reference", meta["model_sha256"])
+    with pytest.raises(UserError, match="engine not found"):
+        engine_runner(str(plan.with_name("other.plan")), "reference", None)
+
+
+@pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
+def test_the_runner_without_tensorrt_is_one_clear_line(fake_pair):
+    from onerec_trt.engines.tensorrt import engine_runner, load
+
+    plan, meta = fake_pair
+    for call in (lambda: engine_runner(str(plan), "candidate", meta["model_sha256"]),
+                 lambda: load(plan)):
+        with pytest.raises(UserError) as info:
+            call()
+        message = str(info.value)
+        assert "\n" not in message and "TensorRT is not installed" in message
+        assert "pip install" in message
+
+
+def test_runner_input_metadata_comes_from_the_json(fake_pair):
+    pytest.importorskip("polygraphy")
+    from onerec_trt.engines.tensorrt import input_metadata
+
+    _, meta = fake_pair
+    inputs = input_metadata(meta)
+    assert list(inputs) == ["history"]
+    assert tuple(inputs["history"].shape) == (-1, 20)
+    assert str(inputs["history"].dtype).endswith("int64")
+
+
+# ---- with TensorRT and a GPU -----------------------------------------------------------
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean([len(set(x) & set(y)) / len(x) for x, y in zip(a, b, strict=True)]))
+
+
+@pytest.fixture(scope="module")
+def built_engines(tiny_pipeline, tmp_path_factory):
+    from onerec_trt.build import BuildOptions, build
+
+    out = tmp_path_factory.mktemp("trt") / "engines"
+    result = build(BuildOptions(
+        onnx=[str(tiny_pipeline / "onnx" / "reference.bf16.onnx"),
+              str(tiny_pipeline / "fp8" / "fp8.onnx")],
+        out=str(out), min_batch=1, opt_batch=8, max_batch=32, opt_level=0), log=print)
+    assert result["ok"]
+    return out
+
+
+@needs_tensorrt
+@pytest.mark.parametrize("name, cpu_graph", [("reference.bf16", "onnx/reference.cpu.onnx"),
+                                             ("fp8", "fp8/fp8.cpu.onnx")])
+def test_engines_agree_with_onnx_runtime(built_engines, tiny_pipeline, name, cpu_graph):
+    import tensorrt as trt
+
+    from onerec_trt.build.metadata import parse_version, plan_version
+    from onerec_trt.engines.onnxrt import make_session
+    from onerec_trt.engines.tensorrt import load
+
+    meta = json.loads((built_engines / f"{name}.json").read_text())
+    data = (built_engines / f"{name}.plan").read_bytes()
+    assert meta["tensorrt"]["version"] == trt.__version__
+    header = plan_version(data)  # TENSORRT.md: bytes 24-27 of the header
+    assert header is None or header[:3] == parse_version(trt.__version__)[:3]
+    rng = np.random.default_rng(0)
+    s = meta["profile"]["history"]["max"][1]
+    hist = rng.integers(1, 40, size=(16, s)).astype(np.int64)
+    engine = load(built_engines / f"{name}.plan", model_sha=meta["model_sha256"])
+    got = engine.infer_numpy({"history": hist})
+    items, scores, _ = make_session(tiny_pipeline / cpu_graph).run(None, {"history": hist})
+    assert got["items"].shape == items.shape and got["scores"].dtype == np.float32
+    assert overlap(got["items"], items) >= 0.9
+    finite = np.isfinite(scores)
+    np.testing.assert_allclose(got["scores"][finite], scores[finite], atol=0.5)
+
+
+@needs_tensorrt
+def test_cuda_graphs_replay_the_same_results(built_engines):
+    from onerec_trt.engines.tensorrt import load
+
+    plan = built_engines / "fp8.plan"
+    plain, graphed = load(plan), load(plan, cuda_graphs=True)
+    rng = np.random.default_rng(1)
+    s = plain.meta["profile"]["history"]["max"][1]
+    for batch in (3, 16, 3):  # a second visit to a batch size replays its graph
+        hist = rng.integers(1, 40, size=(batch, s)).astype(np.int64)
+        want, got = plain.infer_numpy({"history": hist}), graphed.infer_numpy({"history": hist})
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])
+    assert len(graphed._buffers) == 2 and all(b.graph is not None
+                                              for b in graphed._buffers.values())
