@@ -39,3 +39,19 @@ def tiny_pipeline(tmp_path_factory):
                              out=str(root / "fp8"), calib_users=64, calib_batch=16),
              log=lambda *_: None)
     return root
+
+
+@pytest.fixture(scope="session")
+def shipped_pipeline(tmp_path_factory):
+    """The shipped model exported (with plugin graphs) and quantized with default options."""
+    from onerec_trt.export import ExportOptions, export
+    from onerec_trt.model.folder import SHIPPED
+    from onerec_trt.quantize import QuantizeOptions, quantize
+
+    if not SHIPPED.is_dir():
+        pytest.skip(f"the shipped model is not in {SHIPPED}")
+    root = tmp_path_factory.mktemp("shipped")
+    export(ExportOptions(out=str(root / "onnx"), plugins=True), log=lambda *_: None)
+    quantize(QuantizeOptions(onnx=str(root / "onnx"), out=str(root / "fp8")),
+             log=lambda *_: None)
+    return root

@@ -14,10 +14,10 @@ from onerec_trt.artifacts import sha256_file
 from onerec_trt.cli import main as cli_main
 from onerec_trt.engines.onnxrt import make_session
 from onerec_trt.errors import UserError
-from onerec_trt.model.folder import SHIPPED
 from onerec_trt.plugins import PluginSwapOptions, swap
 from onerec_trt.plugins.ort_ops import plugin_session
 from onerec_trt.plugins.spec import NAMESPACE, PLUGINS
+from onerec_trt.plugins.stage import swap_folder
 
 
 @pytest.fixture(scope="module")
@@ -119,28 +119,28 @@ def test_swap_refuses_existing_outputs_and_foreign_graphs(swapped, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHIPPED.is_dir(), reason=f"the shipped model is not in {SHIPPED} yet")
-def test_shipped_model_plugin_graph_gives_identical_items_on_real_users(tmp_path):
+def test_shipped_model_plugin_graph_gives_identical_items_on_real_users(shipped_pipeline):
     from onerec_trt.data import pad_histories
     from onerec_trt.evaluate import sample_users
-    from onerec_trt.export import CPU_GRAPH, ExportOptions, export
+    from onerec_trt.export import CPU_GRAPH
     from onerec_trt.model.folder import load_model
-    from onerec_trt.plugins.stage import swap_folder
 
     bundle = load_model("default")
-    split = bundle.load_data(dataset=bundle.dataset or "ml-1m").split()
+    split = bundle.load_data().split()
     users = sample_users(split.num_users, 500, seed=0)
     tests = split.histories("test")
     hist = pad_histories([tests[i] for i in users], bundle.config.max_history)
-    export(ExportOptions(model="default", out=str(tmp_path / "onnx")), log=lambda *_: None)
-    swap_folder(tmp_path / "onnx", PluginSwapOptions(check_users=0), log=lambda *_: None)
-    standard = make_session(tmp_path / "onnx" / CPU_GRAPH).run(None, {"history": hist})
-    plugins = plugin_session(tmp_path / "onnx" / "reference.plugins.cpu.onnx").run(
-        None, {"history": hist})
-    assert len(hist) == 500
-    np.testing.assert_array_equal(plugins[0], standard[0])
-    np.testing.assert_array_equal(plugins[2], standard[2])
-    assert (plugins[0] > 0).mean() > 0.99  # real items, not dead beams
+    for folder, graph in (("onnx", CPU_GRAPH), ("fp8", "fp8.cpu.onnx")):
+        root = shipped_pipeline / folder
+        if folder == "fp8":
+            swap_folder(root, PluginSwapOptions(check_users=0), log=lambda *_: None)
+        plugin_graph = root / graph.replace(".cpu.onnx", ".plugins.cpu.onnx")
+        standard = make_session(root / graph).run(None, {"history": hist})
+        plugins = plugin_session(plugin_graph).run(None, {"history": hist})
+        assert len(hist) == 500
+        np.testing.assert_array_equal(plugins[0], standard[0])
+        np.testing.assert_array_equal(plugins[2], standard[2])
+        assert (plugins[0] > 0).mean() > 0.99  # real items, not dead beams
 
 
 @pytest.mark.slow

@@ -39,7 +39,11 @@ def test_every_gemm_weight_and_input_is_fed_by_standard_fp8_dq(tiny_pipeline):
                       and source(n.input[1]) is not None
                       and source(n.input[1]).op_type == "DequantizeLinear"]
     report = json.loads((tiny_pipeline / "fp8" / "quantize_report.json").read_text())
-    assert len(report["quantized_gemms"]) > 0 and not report["excluded_gemms"]
+    assert len(report["quantized_gemms"]) > 0
+    # the default policy keeps the output heads and the context K/V projections in bf16
+    assert report["excluded_gemms"] and all(
+        k.startswith("heads.") or "kv_proj" in k for k in report["excluded_gemms"])
+    assert all(v.startswith("default policy") for v in report["excluded_gemms"].values())
     assert len(weight_matmuls) >= len(report["quantized_gemms"])
     for mm in weight_matmuls:
         assert source(mm.input[0]).op_type == "DequantizeLinear", mm.name
@@ -52,6 +56,14 @@ def test_fp8_cpu_graph_runs_and_stays_close_to_bf16(tiny_pipeline):
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ref[0], fp8[0], strict=True)])
     assert overlap >= 0.8
     assert np.isfinite(fp8[1]).all() and fp8[1].dtype == np.float32
+
+
+def test_quantize_all_leaves_nothing_in_bf16(tiny_pipeline, tmp_path):
+    report = quantize(QuantizeOptions(
+        model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"),
+        out=str(tmp_path / "all"), default_exclusions=False), log=lambda *_: None)
+    assert not report["excluded_gemms"]
+    assert any(k.startswith("heads.") for k in report["quantized_gemms"])
 
 
 def test_calibration_file_reproduces_the_graph(tiny_pipeline, tmp_path):
@@ -71,8 +83,8 @@ def test_calibration_file_reproduces_the_graph(tiny_pipeline, tmp_path):
 def test_exclusion_by_regex_is_reported(tiny_pipeline, tmp_path):
     report = quantize(QuantizeOptions(
         model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"),
-        out=str(tmp_path / "ex"), calibration=str(tiny_pipeline / "fp8" / "calibration.json"),
-        exclude=[r"^heads\."]), log=lambda *_: None)
+        out=str(tmp_path / "ex"), calib_users=32, calib_batch=16, exclude=[r"^heads\."],
+        default_exclusions=False), log=lambda *_: None)
     assert report["excluded_gemms"] and all(k.startswith("heads.") for k in
                                             report["excluded_gemms"])
     assert all(v == r"--exclude ^heads\." for v in report["excluded_gemms"].values())

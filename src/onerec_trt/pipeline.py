@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from onerec_trt.artifacts import staged_folder, write_json, write_manifest, write_text
+from onerec_trt.artifacts import staged_folder, write_manifest, write_text
 from onerec_trt.data import load_dataset
 from onerec_trt.errors import user_error
-from onerec_trt.evaluate import EvalOptions, evaluate, format_report
 from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.folder import ModelBundle, save_model
 from onerec_trt.model.tokenizer import TokenizerConfig
@@ -64,65 +63,41 @@ def train_stage(args) -> ModelBundle:
     return bundle
 
 
-def run(out: Path, users: int | None = None, verify_users: int = 1000) -> dict:
-    """``onerec-trt run``: every stage that exists, on the shipped model and MovieLens-1M.
+@dataclass
+class RunOptions:
+    out: str = "runs/default"
+    users: int | None = None  # test users evaluated (None: all)
+    verify_users: int = 1000
+    analyze: bool = True
+    bench: bool = True
 
-    eval (model beside the baselines) -> export (bf16 graph + CPU rendering) -> quantize (FP8
-    PTQ) -> verify (FP8 simulation against the bf16 reference). The run folder is rewritten.
+
+def run(opts: RunOptions) -> dict:
+    """``onerec-trt run``: every stage, on the shipped model and MovieLens-1M.
+
+    eval (beside the baselines) -> analyze -> export (+ plugin graphs) -> quantize (with the
+    analysis' exclusions) -> plugin graphs of the FP8 graph -> lint -> build (where TensorRT
+    exists) -> verify (FP8 simulation against bf16) -> Triton repository -> bench.
     """
-    from onerec_trt.export import ExportOptions, export
-    from onerec_trt.quantize import QuantizeOptions, quantize
-    from onerec_trt.verify import VerifyOptions, verify
+    from onerec_trt.run_stages import STAGES
 
     t0 = time.time()
+    out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    timings = {}
-
-    def timed(name, fn):
+    results, rows = {}, []
+    for name, stage in STAGES:
         start = time.time()
         print(f"\n== {name} ==")
-        result = fn()
-        timings[name] = time.time() - start
-        return result
-
-    report = timed("eval", lambda: evaluate(EvalOptions(model="default", dataset="ml-1m",
-                                                        users=users, baselines=True)))
-    write_json(out / "eval.json", report)
-    print(format_report(report))
-    meta = timed("export", lambda: export(ExportOptions(out=str(out / "onnx"), force=True)))
-    quant = timed("quantize", lambda: quantize(QuantizeOptions(
-        onnx=str(out / "onnx"), out=str(out / "fp8"), force=True)))
-    check = timed("verify", lambda: verify(VerifyOptions(
-        reference=str(out / "onnx" / "reference.cpu.onnx"),
-        candidate=str(out / "fp8" / "fp8.cpu.onnx"), users=verify_users,
-        out=str(out / "verify"), force=True)))
-    summary = _summary(report, meta, quant, check, timings)
-    write_text(out / "summary.md", summary + "\n")
-    write_manifest(out, "run", {"users": users, "verify_users": verify_users})
-    print("\n" + summary)
-    print(f"\nrun folder: {out} ({time.time() - t0:.0f} s)")
-    return {"eval": report, "export": meta, "quantize": quant, "verify": check}
-
-
-def _summary(report: dict, meta: dict, quant: dict, check: dict, timings: dict) -> str:
+        result, row = stage(out, opts, results)
+        results[name] = result
+        if row is not None:
+            rows.append([name, row[0], row[1], f"{time.time() - start:.0f} s"])
     from onerec_trt.evaluate.table import format_table
 
-    m = check["metrics"]
-    rows = [
-        ["eval", f"Recall@10 {report['recall@10']:.4f} NDCG@10 {report['ndcg@10']:.4f} "
-                 f"(Markov {report['baselines']['markov']['recall@10']:.4f} / "
-                 f"{report['baselines']['markov']['ndcg@10']:.4f}), {report['users']} users",
-         report["backend"], f"{timings['eval']:.0f} s"],
-        ["export", f"{meta['nodes']['reference.bf16.onnx']} nodes, beam {meta['options']['beam']}"
-                   f", top {meta['options']['topk']}", "torch.onnx (opset 19)",
-         f"{timings['export']:.0f} s"],
-        ["quantize", f"{len(quant['quantized_gemms'])} GEMMs FP8, "
-                     f"{len(quant['excluded_gemms'])} excluded, {quant['calibration']['users']} "
-                     "calibration users", "nvidia-modelopt (torch PTQ)",
-         f"{timings['quantize']:.0f} s"],
-        ["verify", f"{'PASS' if check['pass'] else 'FAIL'}: overlap@10 {m['overlap@10']:.3f}, "
-                   f"Recall@10 {m['recall@10']['relative_diff']:+.2%}, NDCG@10 "
-                   f"{m['ndcg@10']['relative_diff']:+.2%} ({check['users']} users)",
-         "polygraphy + onnxruntime CPU (FP8 simulation vs bf16)", f"{timings['verify']:.0f} s"],
-    ]
-    return "# onerec-trt run\n\n" + format_table(["stage", "result", "backend", "time"], rows)
+    summary = ("# onerec-trt run\n\n"
+               + format_table(["stage", "result", "backend", "time"], rows))
+    write_text(out / "summary.md", summary + "\n")
+    write_manifest(out, "run", asdict(opts))
+    print("\n" + summary)
+    print(f"\nrun folder: {out} ({time.time() - t0:.0f} s)")
+    return results

@@ -16,6 +16,9 @@ def add_arguments(p):
                    help=".npy [users, S] item-id histories to calibrate on instead")
     p.add_argument("--exclude", action="append", default=[], metavar="REGEX",
                    help="keep matching layers (e.g. '^heads\\\\.') in bf16; repeatable")
+    p.add_argument("--quantize-all", action="store_true",
+                   help="no default exclusions: the output heads and the context K/V "
+                        "projections go to FP8 too (by default they stay bf16)")
     p.add_argument("--exclusions", default=None, help="exclusions.json from 'onerec-trt analyze'")
     p.add_argument("--calibration", default=None,
                    help="calibration.json of an earlier run: reuse its scales, skip calibration")
@@ -28,6 +31,7 @@ def run(args) -> int:
     quantize(QuantizeOptions(
         model=args.model, onnx=args.onnx, out=args.out, calib_users=args.calib_users,
         calib_batch=args.calib_batch, calib_method=args.calib_method, calib_data=args.calib_data,
-        exclude=args.exclude, exclusions=args.exclusions, calibration=args.calibration,
+        exclude=args.exclude, default_exclusions=not args.quantize_all,
+        exclusions=args.exclusions, calibration=args.calibration,
         dataset=args.dataset, data=args.data, columns=args.columns, force=args.force))
     return 0

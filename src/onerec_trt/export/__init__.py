@@ -1,8 +1,10 @@
 """The export stage: the whole request (context, L decode steps, beam search) as one ONNX graph.
 
 Writes ``reference.bf16.onnx`` (bf16 weights and activations, fp32 beam logic: what a TensorRT
-BF16 engine compiles) and ``reference.cpu.onnx`` (the same numerics as fp32 compute with bf16
-rounding casts, which ONNX Runtime's CPU provider runs), plus ``export.json``.
+BF16 engine compiles), ``reference.cpu.onnx`` (the same numerics as fp32 compute with bf16
+rounding casts, which ONNX Runtime's CPU provider runs), ``reference.fp32.onnx`` (the model in
+fp32: the graph's meaning, checked against the torch reference exactly), plus ``export.json``.
+With ``plugins`` it also writes the plugin-bearing graphs (``onerec_trt.plugins``).
 
 Inputs: ``history`` int64 [N, S], the model's item ids, left-padded with 0; N is dynamic, S is
 fixed to the model's ``max_history`` (shorter histories are padded, longer ones keep their last
@@ -26,9 +28,11 @@ from onerec_trt.export.graph import GenerationGraph
 from onerec_trt.export.passes import render_bf16_on_cpu, score_path_dtypes
 from onerec_trt.model.folder import load_model, model_hash, resolve_model_path
 
-__all__ = ["export", "ExportOptions", "BF16_GRAPH", "CPU_GRAPH", "INPUTS", "OUTPUTS"]
+__all__ = ["export", "ExportOptions", "BF16_GRAPH", "CPU_GRAPH", "FP32_GRAPH", "INPUTS",
+           "OUTPUTS"]
 
 BF16_GRAPH, CPU_GRAPH, EXPORT_JSON = "reference.bf16.onnx", "reference.cpu.onnx", "export.json"
+FP32_GRAPH = "reference.fp32.onnx"
 INPUTS, OUTPUTS = ["history"], ["items", "scores", "codes"]
 OPSET = 19
 
@@ -39,6 +43,7 @@ class ExportOptions:
     out: str = "runs/default/onnx"
     beam: int = 20
     topk: int = 10
+    plugins: bool = False  # also write the plugin-bearing graphs
     force: bool = False
 
 
@@ -74,11 +79,13 @@ def export(opts: ExportOptions, log=print) -> dict:
         raise user_error(f"--beam {opts.beam} is above TensorRT's TopK limit of 3840")
     t0 = time.perf_counter()
     bundle = load_model(opts.model)
-    model = bundle.model.to(torch.bfloat16)
-    graph = GenerationGraph(model, opts.beam, opts.topk).eval()
     example = torch.zeros(4, bundle.config.max_history, dtype=torch.long)
     example[:, -3:] = torch.arange(1, 4)
     with staged_folder(opts.out, force=opts.force) as tmp:
+        fp32 = export_onnx(GenerationGraph(bundle.model, opts.beam, opts.topk).eval(), example,
+                           tmp / FP32_GRAPH)
+        check_graph(fp32, FP32_GRAPH)
+        graph = GenerationGraph(bundle.model.to(torch.bfloat16), opts.beam, opts.topk).eval()
         bf16 = export_onnx(graph, example, tmp / BF16_GRAPH)
         check_graph(bf16, BF16_GRAPH)
         cpu = render_bf16_on_cpu(bf16)
@@ -96,9 +103,16 @@ def export(opts: ExportOptions, log=print) -> dict:
             "inputs": {"history": ["N", bundle.config.max_history, "int64"]},
             "outputs": {"items": ["N", opts.topk, "int64"], "scores": ["N", opts.topk, "float32"],
                         "codes": ["N", opts.topk, bundle.config.levels, "int64"]},
-            "nodes": {BF16_GRAPH: len(bf16.graph.node), CPU_GRAPH: len(cpu.graph.node)},
-            "seconds": time.perf_counter() - t0,
+            "nodes": {BF16_GRAPH: len(bf16.graph.node), CPU_GRAPH: len(cpu.graph.node),
+                      FP32_GRAPH: len(fp32.graph.node)},
         }
+        write_json(tmp / EXPORT_JSON, meta)
+        if opts.plugins:
+            from onerec_trt.plugins.stage import PluginSwapOptions, swap_folder
+
+            meta["plugins"] = swap_folder(tmp, PluginSwapOptions(check_users=32), log=log,
+                                          update_manifest=False)
+        meta["seconds"] = time.perf_counter() - t0
         write_json(tmp / EXPORT_JSON, meta)
         write_manifest(tmp, "export", asdict(opts), inputs={"model": meta["model_sha256"] or ""})
     log(f"exported {opts.out}: {BF16_GRAPH} ({meta['nodes'][BF16_GRAPH]} nodes), {CPU_GRAPH} "

@@ -50,6 +50,7 @@ class QuantizeOptions:
     calib_method: str = "max"
     calib_data: str | None = None  # .npy [N, S] int histories instead of the dataset sample
     exclude: list[str] = field(default_factory=list)  # regexes over layer names
+    default_exclusions: bool = True  # keep the output heads and context K/V projections bf16
     exclusions: str | None = None  # exclusions.json from the analysis stage
     calibration: str | None = None  # calibration.json to reuse (skips calibration)
     dataset: str | None = None
@@ -96,7 +97,7 @@ def quantize(opts: QuantizeOptions, log=print) -> dict:
     beam, topk = export_meta["options"]["beam"], export_meta["options"]["topk"]
     model = bundle.model.to(torch.bfloat16)
     graph = GenerationGraph(model, beam, topk).eval()
-    excluded = excluded_layers(model, opts.exclude, exclusion_names)
+    excluded = excluded_layers(model, opts.exclude, exclusion_names, opts.default_exclusions)
     unknown = sorted(set(exclusion_names) - set(linear_layers(model)))
     histories = None
     if opts.calibration is None:

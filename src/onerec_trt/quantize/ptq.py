@@ -20,6 +20,15 @@ from torch import nn
 
 CALIB_METHODS = ("max",)  # ModelOpt's FP8 (per-tensor) calibration algorithm
 
+# The default exclusion policy (measured on the shipped model, docs/export-quantize.md): the
+# output heads (the lm_head of this model; ModelOpt's own LLM default keeps lm_head in high
+# precision) and the context K/V projections (computed once per request, read by every beam
+# and every decoder layer of a group) stay bf16. Both are a small share of a request's FLOPs.
+DEFAULT_EXCLUDE = {
+    r"^heads\.": "default policy: output heads stay bf16 (like ModelOpt's lm_head)",
+    r"kv_proj": "default policy: context K/V projections stay bf16 (shared by all beams)",
+}
+
 
 def _mtq():
     try:
@@ -36,16 +45,19 @@ def linear_layers(model: nn.Module) -> list[str]:
     return [name for name, mod in model.named_modules() if isinstance(mod, nn.Linear)]
 
 
-def excluded_layers(model: nn.Module, patterns: Iterable[str], names: Iterable[str]
-                    ) -> dict[str, str]:
-    """Layer -> reason, for layers matching a user regex or named by the analysis proposal."""
+def excluded_layers(model: nn.Module, patterns: Iterable[str], names: Iterable[str],
+                    default_policy: bool = True) -> dict[str, str]:
+    """Layer -> reason, for layers matching the default policy, a user regex, or named by the
+    analysis proposal."""
     reasons = {}
     names = set(names)
-    compiled = [(p, re.compile(p)) for p in patterns]
+    compiled = [(re.compile(p), f"--exclude {p}") for p in patterns]
+    if default_policy:
+        compiled += [(re.compile(p), why) for p, why in DEFAULT_EXCLUDE.items()]
     for layer in linear_layers(model):
-        for text, rx in compiled:
+        for rx, why in compiled:
             if rx.search(layer):
-                reasons[layer] = f"--exclude {text}"
+                reasons[layer] = why
                 break
         else:
             if layer in names:
