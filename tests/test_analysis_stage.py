@@ -90,10 +90,11 @@ def test_exclusions_file_is_read_by_the_quantize_stage(analysis, tiny_pipeline, 
     (tmp_path / "some.json").write_text(json.dumps(keep))
     report = quantize(QuantizeOptions(model=str(tiny_pipeline / "model"),
                                       onnx=str(tiny_pipeline / "onnx"), out=str(tmp_path / "q"),
-                                      calib_users=32, calib_batch=16,
+                                      calib_users=32, calib_batch=16, default_exclusions=False,
                                       exclusions=str(tmp_path / "some.json")),
                       log=lambda *_: None)
     assert sorted(report["excluded_gemms"]) == sorted(linear[:2])
+    assert all("exclusions file" in why for why in report["excluded_gemms"].values())
     assert not report["unknown_exclusions"]
 
 

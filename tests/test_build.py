@@ -279,7 +279,8 @@ def test_the_default_plugin_registration_exists():
 def test_a_plugin_graph_job_and_its_commands(tiny_pipeline, tmp_path):
     import onnx
 
-    swap = pytest.importorskip("onerec_trt.plugins.swap", reason="the plugin swap is not here")
+    swap = pytest.importorskip("onerec_trt.plugins.graph_swap",
+                               reason="the plugin swap is not here")
     from onerec_trt.plugins.spec import NAMESPACE
 
     model = swap.swap_graph(onnx.load(str(graphs(tiny_pipeline)[1]))).model

@@ -335,7 +335,8 @@ def test_ops_inside_if_branches_are_checked():
 def test_plugin_bearing_variants_pass(tiny_pipeline, name):
     """The plugins package's swap (beam steps -> plugin nodes) on our real graphs: the plugin
     nodes are checked against the contract and pass; breaking one fails."""
-    swap = pytest.importorskip("onerec_trt.plugins.swap", reason="the plugin swap is not here")
+    swap = pytest.importorskip("onerec_trt.plugins.graph_swap",
+                               reason="the plugin swap is not here")
     from onerec_trt.build.lint_plugins import graph_plugins
     from onerec_trt.plugins.spec import NAMESPACE, PLUGINS
 

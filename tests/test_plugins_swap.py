@@ -17,7 +17,6 @@ from onerec_trt.errors import UserError
 from onerec_trt.plugins import PluginSwapOptions, swap
 from onerec_trt.plugins.ort_ops import plugin_session
 from onerec_trt.plugins.spec import NAMESPACE, PLUGINS
-from onerec_trt.plugins.stage import swap_folder
 
 
 @pytest.fixture(scope="module")
@@ -130,17 +129,13 @@ def test_shipped_model_plugin_graph_gives_identical_items_on_real_users(shipped_
     users = sample_users(split.num_users, 500, seed=0)
     tests = split.histories("test")
     hist = pad_histories([tests[i] for i in users], bundle.config.max_history)
-    for folder, graph in (("onnx", CPU_GRAPH), ("fp8", "fp8.cpu.onnx")):
-        root = shipped_pipeline / folder
-        if folder == "fp8":
-            swap_folder(root, PluginSwapOptions(check_users=0), log=lambda *_: None)
-        plugin_graph = root / graph.replace(".cpu.onnx", ".plugins.cpu.onnx")
-        standard = make_session(root / graph).run(None, {"history": hist})
-        plugins = plugin_session(plugin_graph).run(None, {"history": hist})
-        assert len(hist) == 500
-        np.testing.assert_array_equal(plugins[0], standard[0])
-        np.testing.assert_array_equal(plugins[2], standard[2])
-        assert (plugins[0] > 0).mean() > 0.99  # real items, not dead beams
+    root = shipped_pipeline / "onnx"
+    standard = make_session(root / CPU_GRAPH).run(None, {"history": hist})
+    plugins = plugin_session(root / "reference.plugins.cpu.onnx").run(None, {"history": hist})
+    assert len(hist) == 500
+    np.testing.assert_array_equal(plugins[0], standard[0])
+    np.testing.assert_array_equal(plugins[2], standard[2])
+    assert (plugins[0] > 0).mean() > 0.99  # real items, not dead beams
 
 
 @pytest.mark.slow
@@ -153,8 +148,8 @@ def test_paper_scale_catalogue_runs_through_the_plugin_graph_on_cpu(tmp_path):
     from onerec_trt.model.tokenizer import SemanticIds
     from onerec_trt.model.trie import Trie
     from onerec_trt.plugins.generate import plugin_beam_search
+    from onerec_trt.plugins.graph_swap import swap_graph
     from onerec_trt.plugins.packed import PackedTrie
-    from onerec_trt.plugins.swap import swap_graph
 
     rng = np.random.default_rng(0)
     codes = np.unique(rng.integers(0, 8192, (1_020_000, 3)), axis=0)

@@ -21,6 +21,8 @@ def add_arguments(p):
                    help="gate: largest relative NDCG@10 loss")
     p.add_argument("--scores-atol", type=float, default=0.5, help="scores tensor tolerance")
     p.add_argument("--scores-rtol", type=float, default=0.1, help="scores tensor tolerance")
+    p.add_argument("--scores-quantile", type=float, default=0.99,
+                   help="the |difference| quantile checked against the scores tolerances")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
 
 
@@ -31,6 +33,6 @@ def run(args) -> int:
         reference=args.reference, candidate=args.candidate, model=args.model,
         dataset=args.dataset, data=args.data, columns=args.columns, split=args.split,
         users=args.users, out=args.out, scores_atol=args.scores_atol,
-        scores_rtol=args.scores_rtol, force=args.force,
+        scores_rtol=args.scores_rtol, scores_quantile=args.scores_quantile, force=args.force,
         gates=Gates(args.min_overlap, args.max_recall_drop, args.max_ndcg_drop)))
     return 0 if report["pass"] else 1

@@ -1,6 +1,6 @@
 """Beam-search decoder plugins: the plugin set (``spec``), the torch reference (``reference``),
 Triton kernels (``kernels``), TensorRT registration (``tensorrt_plugins``, ``aot``), ONNX Runtime
-custom ops (``ort_ops``) and the graph swap (``swap``, stage entry ``swap`` below).
+custom ops (``ort_ops``) and the graph swap (``graph_swap``; stage entry ``swap`` below).
 
 Importing this package imports nothing heavy: the GPU machine runs ``kernels`` with only torch,
 triton and numpy.

@@ -55,8 +55,8 @@ def swap_folder(folder: str | Path, opts: PluginSwapOptions | None = None, log=p
                 update_manifest: bool = True) -> dict:
     """Swap the graphs of one folder (``export --plugins`` calls this on its output folder,
     with ``update_manifest=False`` when it writes the manifest itself afterwards)."""
+    from onerec_trt.plugins.graph_swap import swap_graph
     from onerec_trt.plugins.match import PatternError
-    from onerec_trt.plugins.swap import swap_graph
 
     opts = opts or PluginSwapOptions()
     folder = Path(folder)

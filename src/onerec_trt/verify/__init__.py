@@ -49,8 +49,12 @@ class VerifyOptions:
     out: str = "runs/default/verify"
     # scores: FP8 E4M3 keeps 3 mantissa bits (relative step 2^-3); bf16 logits add 2^-8. A
     # log-probability sum of ~-8 moves by a few tenths under FP8 GEMMs: see docs/verify.md.
+    # checked on the 99th percentile of |difference| (Polygraphy's "quantile" error statistic):
+    # where FP8 reorders items, the k-th score of each list belongs to different items, so the
+    # extreme elementwise difference measures reordering, not precision
     scores_atol: float = 0.5
     scores_rtol: float = 0.1
+    scores_quantile: float = 0.99
     gates: Gates = None  # type: ignore[assignment]
     bootstrap: int = 1000
     seed: int = 0
@@ -96,6 +100,7 @@ def verify(opts: VerifyOptions, log=print) -> dict:
     only_scores = lambda name, index, result: ["scores"] if name == "scores" else []  # noqa: E731
     scores_ok = bool(Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(
         atol={"scores": opts.scores_atol}, rtol={"scores": opts.scores_rtol},
+        check_error_stat={"scores": "quantile"}, error_quantile={"scores": opts.scores_quantile},
         infinities_compare_equal=True, find_output_func=only_scores)))
     (_, ref_iters), (_, cand_iters) = results
     ref_items = np.concatenate([np.asarray(it["items"]) for it in ref_iters])
@@ -140,8 +145,9 @@ def _gates(g: Gates, m: dict, scores_ok: bool, opts: VerifyOptions) -> dict:
                                       "pass": recall >= -g.max_recall_drop},
         "ndcg@10_relative_change": {"value": ndcg, "threshold": f">= -{g.max_ndcg_drop}",
                                     "pass": ndcg >= -g.max_ndcg_drop},
-        "scores_tensor": {"value": m["scores_abs_error"]["max"],
-                          "threshold": f"atol {opts.scores_atol} / rtol {opts.scores_rtol} "
+        "scores_tensor": {"value": m["scores_abs_error"]["p99"],
+                          "threshold": f"p{opts.scores_quantile * 100:g} |diff| <= "
+                                       f"{opts.scores_atol} or rel <= {opts.scores_rtol} "
                                        "(Polygraphy CompareFunc.simple)",
                           "pass": scores_ok},
     }

@@ -39,12 +39,16 @@ def format_markdown(report: dict, short: bool = False) -> str:
         f"time: {report['seconds']['inference']:.1f} s inference, "
         f"{report['seconds']['total']:.1f} s total",
         "",
-        "Tensor-level comparison by hand (Polygraphy, with the saved outputs):",
+        "Tensor-level comparison by hand (Polygraphy reruns the reference on the saved inputs "
+        "and compares it with both saved runs; `scores` is the tensor check, `items`/`codes` "
+        "are judged above by agreement, not elementwise):",
         "",
-        f"    polygraphy run {report['options']['candidate']} --onnxrt "
+        f"    polygraphy run {report['options']['reference']} --onnxrt "
         f"--load-inputs {report['options']['out']}/inputs.json "
         f"--load-outputs {report['options']['out']}/outputs.json "
         f"--atol scores:{report['options']['scores_atol']} "
-        f"--rtol scores:{report['options']['scores_rtol']}",
+        f"--rtol scores:{report['options']['scores_rtol']} "
+        f"--check-error-stat scores:quantile "
+        f"--error-quantile scores:{report['options']['scores_quantile']}",
         ""]
     return "\n".join(lines)
