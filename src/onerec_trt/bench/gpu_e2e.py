@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from onerec_trt.bench.beam import generate, padded_step, plugin_step
-from onerec_trt.bench.gpu_gemm import E4M3_MAX, quantize, scaled_mm, time_fn
+from onerec_trt.bench.gpu_gemm import E4M3_MAX, capture_cuda_graph, quantize, scaled_mm, time_fn
 from onerec_trt.bench.stats import latency_summary
 
 
@@ -96,16 +96,7 @@ def time_generation(model, history, beam: int, topk: int, step, leaf, device: st
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if device == "cuda" and cuda_graph:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                run()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            run()
-        run = graph.replay  # noqa: E731
+        run = capture_cuda_graph(run, warmup=2).replay
     else:
         run()
     seconds = []

@@ -97,6 +97,21 @@ def scaled_mm(a8: torch.Tensor, b8_t: torch.Tensor, sa: torch.Tensor, sb: torch.
     return out[:m]
 
 
+def capture_cuda_graph(fn, warmup: int, calls: int = 1) -> torch.cuda.CUDAGraph:
+    """Warm ``fn`` up on a side stream, then capture ``calls`` calls of it in one CUDA graph."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    return graph
+
+
 def time_fn(fn, device: str, iters: int, reps: int) -> float:
     """Median seconds per call. On CUDA: ``iters`` calls captured in one CUDA graph (no launch
     overhead, as in an engine), replayed ``reps`` times between CUDA events."""
@@ -109,16 +124,7 @@ def time_fn(fn, device: str, iters: int, reps: int) -> float:
                 fn()
             samples.append((time.perf_counter() - start) / iters)
         return statistics.median(samples)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(iters):
-            fn()
+    graph = capture_cuda_graph(fn, warmup=3, calls=iters)
     graph.replay()
     torch.cuda.synchronize()
     samples = []
