@@ -25,6 +25,10 @@ def train_stage(args) -> ModelBundle:
         raise user_error("the paper preset is for GPU benchmarks and is not trained here",
                          "use --preset small (or tiny)")
     overrides = {"max_history": args.max_history} if args.max_history else {}
+    if args.dropout is not None:
+        if not 0 <= args.dropout < 1:
+            raise user_error(f"--dropout must be in [0, 1), got {args.dropout}")
+        overrides["dropout"] = args.dropout
     model_cfg = ModelConfig.from_preset(args.preset, **overrides)
     tok_cfg = TokenizerConfig(seed=args.seed)
     if args.codebook:
