@@ -15,15 +15,22 @@ def hit_ranks(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.where(found, hits.argmax(axis=1), -1)
 
 
+def per_user_recall_ndcg(ranked: np.ndarray, targets: np.ndarray,
+                         k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's Recall@k (0/1) and NDCG@k (one relevant item: 1/log2(rank + 2) on a hit)."""
+    ranked = np.asarray(ranked)
+    if ranked.shape[1] < k:
+        raise ValueError(f"need at least {k} ranked items per user, got {ranked.shape[1]}")
+    ranks = hit_ranks(ranked[:, :k], targets)
+    hit = ranks >= 0
+    return hit.astype(float), np.where(hit, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
+
+
 def recall_ndcg(ranked: np.ndarray, targets: np.ndarray, ks: tuple[int, ...] = KS) -> dict:
-    """Mean Recall@k and NDCG@k (one relevant item: NDCG = 1/log2(rank + 2) on a hit)."""
-    ranks = hit_ranks(ranked, targets)
+    """Mean Recall@k and NDCG@k over users."""
     out = {}
     for k in ks:
-        if ranked.shape[1] < k:
-            raise ValueError(f"need at least {k} ranked items per user, got {ranked.shape[1]}")
-        hit = (ranks >= 0) & (ranks < k)
-        out[f"recall@{k}"] = float(hit.mean()) if len(ranks) else 0.0
-        gains = np.where(hit, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
-        out[f"ndcg@{k}"] = float(gains.mean()) if len(ranks) else 0.0
+        recall, ndcg = per_user_recall_ndcg(ranked, targets, k)
+        out[f"recall@{k}"] = float(recall.mean()) if len(recall) else 0.0
+        out[f"ndcg@{k}"] = float(ndcg.mean()) if len(ndcg) else 0.0
     return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,9 +85,3 @@ def format_report(report: dict) -> str:
     title = (f"{report['dataset']} {report['split']} split, {report['users']:,} users, "
              f"beam {report['beam']}, whole catalogue, seen items kept")
     return title + "\n" + format_table(["", *METRICS], rows)
-
-
-def load_report(path: str | Path) -> dict:
-    from onerec_trt.artifacts import read_json
-
-    return read_json(path, "evaluation report")

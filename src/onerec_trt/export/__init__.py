@@ -106,7 +106,6 @@ def export(opts: ExportOptions, log=print) -> dict:
             "nodes": {BF16_GRAPH: len(bf16.graph.node), CPU_GRAPH: len(cpu.graph.node),
                       FP32_GRAPH: len(fp32.graph.node)},
         }
-        write_json(tmp / EXPORT_JSON, meta)
         if opts.plugins:
             from onerec_trt.plugins.stage import PluginSwapOptions, swap_folder
 

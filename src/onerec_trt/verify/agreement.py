@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onerec_trt.metrics import hit_ranks
+from onerec_trt.metrics import per_user_recall_ndcg
 
 
 def agreement(ref: np.ndarray, cand: np.ndarray, k: int) -> dict[str, float]:
@@ -32,12 +32,6 @@ def agreement(ref: np.ndarray, cand: np.ndarray, k: int) -> dict[str, float]:
     }
 
 
-def _per_user(ranked: np.ndarray, targets: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    ranks = hit_ranks(ranked[:, :k], targets)
-    hit = ranks >= 0
-    return hit.astype(float), np.where(hit, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
-
-
 def metric_deltas(ref: np.ndarray, cand: np.ndarray, targets: np.ndarray, k: int,
                   resamples: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
     """Recall@k and NDCG@k of both, relative difference and a 95% paired bootstrap CI of it."""
@@ -45,9 +39,9 @@ def metric_deltas(ref: np.ndarray, cand: np.ndarray, targets: np.ndarray, k: int
     n = len(targets)
     idx = rng.integers(0, n, size=(resamples, n))
     out = {}
-    for name, (r, c) in zip((f"recall@{k}", f"ndcg@{k}"),
-                            zip(_per_user(ref, targets, k), _per_user(cand, targets, k),
-                                strict=True), strict=True):
+    per_ref = per_user_recall_ndcg(ref, targets, k)
+    per_cand = per_user_recall_ndcg(cand, targets, k)
+    for name, r, c in zip((f"recall@{k}", f"ndcg@{k}"), per_ref, per_cand, strict=True):
         rm, cm = r.mean(), c.mean()
         rb, cb = r[idx].mean(1), c[idx].mean(1)
         rel = np.where(rb > 0, (cb - rb) / np.where(rb > 0, rb, 1), 0.0)
