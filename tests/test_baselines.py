@@ -110,3 +110,21 @@ def test_item_knn_ties_broken_by_popularity_then_id():
         [1, 2, 4, 3, 5],  # history 1,2,3 as in the test split
         [3, 4, 1, 2, 5],  # history 3,4: 1 and 2 tie at 1/4 (and in popularity): lower id first
     ]
+
+
+def test_recall_by_target_popularity_buckets_by_training_occurrences():
+    from onerec_trt.evaluate.popularity import format_popularity_table, recall_by_target_popularity
+
+    train = [np.array([1] * 60 + [2] * 7)]
+    targets = np.array([1, 2, 2, 3])  # occurrences 60, 7, 7, 0
+    ranked = {"model": np.array([[1, 4], [2, 4], [4, 1], [4, 1]]),
+              "markov": np.array([[4, 1], [4, 1], [4, 1], [3, 4]])}
+    rows = recall_by_target_popularity(train, 4, targets, ranked)
+    by_min = {r["min"]: r for r in rows}
+    assert [r["users"] for r in rows] == [1, 2, 0, 0, 1]
+    assert by_min[0]["model"] == 0.0 and by_min[0]["markov"] == 1.0
+    assert by_min[5]["model"] == 0.5 and by_min[5]["markov"] == 0.0
+    assert by_min[50]["model"] == 1.0 and by_min[50]["markov"] == 1.0
+    assert by_min[10]["model"] is None
+    table = format_popularity_table(rows)
+    assert ">= 50" in table and "0-4" in table

@@ -26,7 +26,7 @@ def tiny_model_dir(tmp_path_factory):
     out = tmp / "model"
     run("train", "--dataset", "sequences", "--data", data, "--preset", "tiny", "--out", out,
         "--epochs", "15", "--batch-size", "8", "--lr", "0.01", "--codebook", "4",
-        "--eval-users", "30", "--threads", "1", "--quiet")
+        "--eval-users", "30", "--threads", "1", "--quiet", "--prefix-inputs", "--distill", "0.5")
     return out, data
 
 
@@ -69,6 +69,8 @@ def test_eval_on_a_sequence_file_with_baselines(tiny_model_dir, tmp_path):
     (["train", "--dataset", "nope", "--out", "x"], "unknown dataset"),
     (["train", "--dataset", "sequences", "--data", "/nonexistent", "--out", "x"],
      "file not found"),
+    (["train", "--dataset", "sequences", "--data", "/nonexistent", "--out", "x",
+      "--distill", "-1"], "--distill must not be negative"),
 ])
 def test_user_errors_are_one_line_with_exit_2(args, message):
     proc = run(*args, check=False)

@@ -6,14 +6,15 @@ from onerec_trt.data import load_dataset
 from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.folder import load_model, save_model
 from onerec_trt.model.generate import beam_search
+from onerec_trt.model.onerec import OneRecModel, PrefixEmbedding
 from onerec_trt.model.tokenizer import TokenizerConfig
 from onerec_trt.model.train import TrainConfig, train, training_windows
 
 
-def _train_tiny(path, seed=0, steps=6):
+def _train_tiny(path, seed=0, steps=6, **options):
     data = load_dataset("sequences", path)
     cfg = TrainConfig(epochs=1, max_steps=steps, batch_size=8, eval_users=20, eval_beam=10,
-                      seed=seed)
+                      seed=seed, **options)
     return train(data, ModelConfig.from_preset("tiny"),
                  TokenizerConfig(codebook_size=4, embedding_dim=8, seed=seed), cfg,
                  progress=False, log=lambda *_: None)
@@ -49,3 +50,45 @@ def test_model_folder_round_trip(tmp_path):
     assert np.array_equal(a.items, b.items) and np.allclose(a.scores, b.scores)
     assert loaded.vocab.tokens == bundle.vocab.tokens
     assert loaded.dataset == "sequences"
+
+
+def test_prefix_inputs_fold_into_the_item_embeddings():
+    codes = np.array([[-1, -1, -1], [0, 0, 0], [0, 0, 1], [0, 1, 0], [1, 0, 0]])
+    cfg = ModelConfig.from_preset("tiny", num_items=4, codebook_sizes=[2, 2, 2])
+    model = OneRecModel(cfg).eval()
+    model.context.prefix_inputs = PrefixEmbedding(codes, cfg.d_model)
+    ids = model.context.prefix_inputs.prefix_ids.numpy()
+    # level-1 prefixes (0,), (1,); level-2 prefixes (0,0), (0,1), (1,0); row 0 is padding
+    assert ids.tolist() == [[0, 0], [1, 1], [1, 1], [1, 2], [2, 3]]
+    extra = model.context.prefix_inputs.table()
+    assert torch.equal(extra[0], torch.zeros(cfg.d_model))
+    assert torch.equal(extra[1], extra[2]) and not torch.equal(extra[1], extra[3])
+    history = torch.tensor([[0, 1, 2, 3], [4, 3, 2, 1]])
+    before = model.context.states(history), model.item_logits(model.context.states(history))
+    model.context.fold_prefix_inputs()
+    after = model.context.states(history), model.item_logits(model.context.states(history))
+    assert model.context.prefix_inputs is None
+    assert torch.allclose(before[0], after[0], atol=1e-6)
+    assert torch.allclose(before[1], after[1], atol=1e-6)
+
+
+def test_training_with_prefix_inputs_saves_a_plain_model(tmp_path):
+    bundle = _train_tiny(write_sequences(tmp_path / "seq.txt"), prefix_inputs=True)
+    assert bundle.model.context.prefix_inputs is None
+    plain = _train_tiny(write_sequences(tmp_path / "seq.txt"))
+    assert not torch.equal(bundle.model.context.item_emb.weight,
+                           plain.model.context.item_emb.weight)
+    save_model(tmp_path / "model", bundle)
+    loaded = load_model(tmp_path / "model")
+    assert set(loaded.model.state_dict()) == set(plain.model.state_dict())
+    hist = torch.tensor([[0, 0, 3, 4, 5]])
+    a = beam_search(bundle.model.eval(), hist, 10, 10)
+    b = beam_search(loaded.model, hist, 10, 10)
+    assert np.array_equal(a.items, b.items)
+
+
+def test_distillation_changes_training_but_not_the_model_shape(tmp_path):
+    path = write_sequences(tmp_path / "seq.txt")
+    plain, distilled = _train_tiny(path), _train_tiny(path, distill=1.0)
+    assert set(plain.model.state_dict()) == set(distilled.model.state_dict())
+    assert not torch.equal(plain.model.heads[0].weight, distilled.model.heads[0].weight)

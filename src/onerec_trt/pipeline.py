@@ -35,7 +35,10 @@ def train_stage(args) -> ModelBundle:
         tok_cfg.codebook_size = args.codebook
     if args.levels:
         tok_cfg.levels = args.levels
-    train_cfg = TrainConfig(seed=args.seed)
+    if args.distill < 0:
+        raise user_error(f"--distill must not be negative, got {args.distill}")
+    train_cfg = TrainConfig(seed=args.seed, prefix_inputs=args.prefix_inputs,
+                            distill=args.distill)
     for name in ("epochs", "max_minutes", "lr", "batch_size", "eval_users"):
         value = getattr(args, name)
         if value is not None:

@@ -19,6 +19,15 @@ def add_arguments(p):
     p.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
     p.add_argument("--codebook", type=int, default=None, help="codes per level (256)")
     p.add_argument("--levels", type=int, default=None, help="semantic-ID levels (3)")
+    p.add_argument("--prefix-inputs", action="store_true",
+                   help="while training, each history item's input embedding also sums the "
+                        "embeddings of its semantic-ID prefixes, so rare items share what their "
+                        "cluster learned; folded into the item embeddings at the end (the saved "
+                        "model and its graphs are unchanged)")
+    p.add_argument("--distill", type=float, default=0.0, metavar="W",
+                   help="weight of a second decoder loss: match, level by level, the item "
+                        "distribution of the model's auxiliary next-item softmax, which ranks "
+                        "rarely seen items far better than the code heads learn to (0 = off)")
     p.add_argument("--eval-users", type=int, default=None,
                    help="validation users scored per epoch (1500)")
     p.add_argument("--seed", type=int, default=0)

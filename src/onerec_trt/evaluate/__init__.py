@@ -9,8 +9,10 @@ import numpy as np
 import torch
 
 from onerec_trt.errors import user_error
-from onerec_trt.evaluate.baselines import BASELINES, evaluate_baselines
+from onerec_trt.evaluate.baselines import BASELINES, recommend_baselines
+from onerec_trt.evaluate.popularity import format_popularity_table, recall_by_target_popularity
 from onerec_trt.evaluate.table import format_table
+from onerec_trt.metrics import recall_ndcg
 from onerec_trt.model.folder import load_model
 from onerec_trt.model.train import evaluate_model
 
@@ -57,8 +59,8 @@ def evaluate(opts: EvalOptions, progress: bool = True, log=print) -> dict:
     histories = split.histories(opts.split)
     targets = split.targets(opts.split)[users]
     t0 = time.perf_counter()
-    metrics, _ = evaluate_model(bundle.model, [histories[i] for i in users], targets, opts.beam,
-                                progress=progress)
+    metrics, ranked = evaluate_model(bundle.model, [histories[i] for i in users], targets,
+                                     opts.beam, progress=progress)
     seconds = time.perf_counter() - t0
     report = {
         **metrics,
@@ -72,8 +74,12 @@ def evaluate(opts: EvalOptions, progress: bool = True, log=print) -> dict:
         "users_per_second": len(users) / seconds if seconds else None,
         "dataset_stats": data.stats,
     }
+    rankings = {"model": ranked}
     if opts.baselines:
-        report["baselines"] = evaluate_baselines(split, opts.split, data.num_items, users)
+        rankings.update(recommend_baselines(split, opts.split, data.num_items, users=users))
+        report["baselines"] = {name: recall_ndcg(rankings[name], targets) for name in BASELINES}
+    report["recall@10_by_target_occurrences"] = recall_by_target_popularity(
+        split.train, data.num_items, targets, rankings)
     return report
 
 
@@ -84,4 +90,7 @@ def format_report(report: dict) -> str:
             rows.append([name, *(report["baselines"][name][m] for m in METRICS)])
     title = (f"{report['dataset']} {report['split']} split, {report['users']:,} users, "
              f"beam {report['beam']}, whole catalogue, seen items kept")
-    return title + "\n" + format_table(["", *METRICS], rows)
+    text = title + "\n" + format_table(["", *METRICS], rows)
+    if report.get("recall@10_by_target_occurrences"):
+        text += "\n\n" + format_popularity_table(report["recall@10_by_target_occurrences"])
+    return text

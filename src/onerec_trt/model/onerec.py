@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -62,11 +63,40 @@ class ContextBlock(nn.Module):
         return x + self.ffn(self.norm2(x))
 
 
+class PrefixEmbedding(nn.Module):
+    """Training-time input embeddings of an item's semantic-ID prefixes.
+
+    Item i's input becomes ``item_emb[i] + sum_l prefix_emb_l[prefix_l(i)]`` over the prefixes of
+    every level but the last, so a rare item borrows what its co-occurrence cluster learned.
+    The sum is linear in the parameters, so ``ContextProcessor.fold_prefix_inputs`` adds it into
+    ``item_emb`` after training: saved models, their graphs and engines are unchanged.
+    """
+
+    def __init__(self, codes: np.ndarray, d_model: int):
+        super().__init__()
+        ids, sizes = [], []
+        for level in range(codes.shape[1] - 1):
+            _, inverse = np.unique(codes[1:, : level + 1], axis=0, return_inverse=True)
+            ids.append(np.concatenate([[0], inverse.reshape(-1) + 1]))  # row 0: padding
+            sizes.append(int(inverse.max()) + 2)
+        self.register_buffer("prefix_ids", torch.from_numpy(np.stack(ids, axis=1)),
+                             persistent=False)  # [num_items + 1, L - 1]
+        self.tables = nn.ModuleList(nn.Embedding(n, d_model, padding_idx=0) for n in sizes)
+        for table in self.tables:
+            nn.init.normal_(table.weight, std=0.02)
+            table.weight.data[0].zero_()
+
+    def table(self) -> torch.Tensor:
+        """[num_items + 1, d]: every item's prefix part (zero for padding)."""
+        return sum(t(self.prefix_ids[:, lvl]) for lvl, t in enumerate(self.tables))
+
+
 class ContextProcessor(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         self.item_emb = nn.Embedding(cfg.num_items + 1, cfg.d_model, padding_idx=0)
+        self.prefix_inputs: PrefixEmbedding | None = None  # training only; see PrefixEmbedding
         self.pos_emb = nn.Embedding(cfg.max_history, cfg.d_model)
         self.blocks = nn.ModuleList(ContextBlock(cfg) for _ in range(cfg.context_layers))
         self.norm = RMSNorm(cfg.d_model)
@@ -79,12 +109,30 @@ class ContextProcessor(nn.Module):
         """history [N, S] (left-padded, 0 = padding) -> causal context states [N, S, d]."""
         s = history.shape[1]
         pos = torch.arange(self.cfg.max_history - s, self.cfg.max_history, device=history.device)
-        x = self.dropout(self.item_emb(history) + self.pos_emb(pos))
+        x = self.dropout(self.embed_items(history) + self.pos_emb(pos))
         causal = torch.ones(s, s, dtype=torch.bool, device=history.device).tril()
         mask = causal & (history != 0)[:, None, None, :]
         for block in self.blocks:
             x = block(x, mask)
         return self.norm(x)
+
+    def item_table(self) -> torch.Tensor:
+        """[num_items + 1, d]: the input (and tied auxiliary output) embedding of every item."""
+        if self.prefix_inputs is None:
+            return self.item_emb.weight
+        return self.item_emb.weight + self.prefix_inputs.table()
+
+    def embed_items(self, history: torch.Tensor) -> torch.Tensor:
+        if self.prefix_inputs is None:
+            return self.item_emb(history)
+        return F.embedding(history, self.item_table(), padding_idx=0)
+
+    def fold_prefix_inputs(self) -> None:
+        """Add the prefix embeddings into ``item_emb`` and drop them (same outputs, plain model)."""
+        if self.prefix_inputs is not None:
+            with torch.no_grad():
+                self.item_emb.weight.copy_(self.item_table())
+            self.prefix_inputs = None
 
     def keys_values(self, h: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         heads = self.cfg.n_kv_heads
@@ -217,39 +265,4 @@ class OneRecModel(nn.Module):
 
     def item_logits(self, h: torch.Tensor) -> torch.Tensor:
         """Auxiliary next-item logits from context states (tied to the item embeddings)."""
-        return h @ self.context.item_emb.weight.t()
-
-
-def sample_positions(targets: torch.Tensor, count: int, generator=None) -> torch.Tensor:
-    """[N, count] random positions with a real target (padding only where a row has fewer)."""
-    noise = torch.rand(targets.shape, generator=generator)
-    noise = noise.masked_fill(targets == 0, -1.0)
-    return noise.topk(min(count, targets.shape[1]), dim=1).indices
-
-
-def training_loss(model: OneRecModel, inputs: torch.Tensor, targets: torch.Tensor,
-                  target_codes: torch.Tensor, decoder_targets: int = 0
-                  ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy over the semantic-ID levels (+ the auxiliary next-item softmax).
-
-    With ``decoder_targets`` > 0 the decoder predicts that many sampled positions per window
-    (the context processor still sees, and the auxiliary loss still uses, every position).
-    """
-    positions = sample_positions(targets, decoder_targets) if decoder_targets else None
-    logits, h = model(inputs, target_codes, positions)
-    chosen = targets if positions is None else targets.gather(1, positions)
-    codes = target_codes if positions is None else target_codes.gather(
-        1, positions[..., None].expand(-1, -1, target_codes.shape[-1]))
-    valid = chosen != 0
-    parts = {}
-    loss = torch.zeros((), device=inputs.device)
-    for lvl, lg in enumerate(logits):
-        ce = F.cross_entropy(lg[valid], codes[..., lvl][valid])
-        parts[f"level{lvl + 1}"] = float(ce.detach())
-        loss = loss + ce
-    if model.cfg.aux_item_loss:
-        mask = targets != 0
-        ce = F.cross_entropy(model.item_logits(h[mask]), targets[mask])
-        parts["aux_item"] = float(ce.detach())
-        loss = loss + model.cfg.aux_item_loss * ce
-    return loss, parts
+        return h @ self.context.item_table().t()

@@ -16,11 +16,13 @@ import torch
 from tqdm import tqdm
 
 from onerec_trt.data import Dataset, LeaveOneOut, pad_histories
+from onerec_trt.errors import user_error
 from onerec_trt.metrics import recall_ndcg
 from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.folder import ModelBundle
 from onerec_trt.model.generate import TrieTables, beam_search
-from onerec_trt.model.onerec import OneRecModel, training_loss
+from onerec_trt.model.losses import training_loss
+from onerec_trt.model.onerec import OneRecModel, PrefixEmbedding
 from onerec_trt.model.tokenizer import SemanticIds, TokenizerConfig, build_tokenizer
 
 
@@ -37,6 +39,8 @@ class TrainConfig:
     max_minutes: float = 55.0  # stop (keeping the best checkpoint) after this long
     decoder_targets: int = 48  # sampled target positions per window for the decoder (0 = all)
     max_steps: int | None = None  # stop after this many optimizer steps (tests, smoke runs)
+    prefix_inputs: bool = False  # item inputs share semantic-ID prefix embeddings (folded at end)
+    distill: float = 0.0  # weight of the decoder's distillation from the auxiliary item softmax
     seed: int = 0
 
 
@@ -90,7 +94,11 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
         f"disambiguation {ids.stats['items_in_collisions']} items ({time.time() - t0:.1f}s)")
     model_cfg.num_items = data.num_items
     model_cfg.codebook_sizes = list(ids.codebook_sizes)
+    if cfg.distill and not model_cfg.aux_item_loss:
+        raise user_error("--distill needs the auxiliary item softmax (aux_item_loss > 0)")
     model = OneRecModel(model_cfg, ids)
+    if cfg.prefix_inputs:
+        model.context.prefix_inputs = PrefixEmbedding(ids.codes, model_cfg.d_model)
     codes = torch.from_numpy(np.where(ids.codes < 0, 0, ids.codes))
     windows = training_windows(split.train, model_cfg.max_history)
     steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
@@ -114,7 +122,8 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
         losses = []
         for step in bar:
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            loss, _ = training_loss(model, *_batch(windows, idx, codes), cfg.decoder_targets)
+            loss, _ = training_loss(model, *_batch(windows, idx, codes), cfg.decoder_targets,
+                                    cfg.distill, codes)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -143,6 +152,7 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
         if cfg.max_steps is not None and steps_done >= cfg.max_steps:
             break
     model.load_state_dict(best_state)
+    model.context.fold_prefix_inputs()
     model.eval()
     info = {"dataset": data.name, "train_config": asdict(cfg), "tokenizer": asdict(tok_cfg),
             "history": history, "minutes": (time.time() - t0) / 60,
