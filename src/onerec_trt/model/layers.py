@@ -89,3 +89,11 @@ class MoEFeedForward(nn.Module):
         gates = torch.zeros_like(probs).scatter(-1, idx, top / top.sum(-1, keepdim=True))
         outs = torch.stack([expert(x) for expert in self.experts], dim=-1)  # [..., dim, E]
         return (outs * gates.to(x.dtype).unsqueeze(-2)).sum(-1)
+
+
+def at_positions(x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    """x [N, S, ...] -> x [N, M, ...] at ``positions`` [N, M] (all of x when None)."""
+    if positions is None:
+        return x
+    index = positions.reshape(*positions.shape, *([1] * (x.dim() - 2)))
+    return x.gather(1, index.expand(-1, -1, *x.shape[2:]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from onerec_trt.model.layers import at_positions
 from onerec_trt.model.onerec import OneRecModel
 
 
@@ -62,9 +63,7 @@ def training_loss(model: OneRecModel, inputs: torch.Tensor, targets: torch.Tenso
     """
     positions = sample_positions(targets, decoder_targets) if decoder_targets else None
     logits, h = model(inputs, target_codes, positions)
-    chosen = targets if positions is None else targets.gather(1, positions)
-    codes = target_codes if positions is None else target_codes.gather(
-        1, positions[..., None].expand(-1, -1, target_codes.shape[-1]))
+    chosen, codes = at_positions(targets, positions), at_positions(target_codes, positions)
     valid = chosen != 0
     parts = {}
     loss = torch.zeros((), device=inputs.device)
@@ -80,8 +79,7 @@ def training_loss(model: OneRecModel, inputs: torch.Tensor, targets: torch.Tenso
     if distill:
         if item_codes is None:
             raise ValueError("distillation needs item_codes")
-        states = h if positions is None else h.gather(
-            1, positions[..., None].expand(-1, -1, h.shape[-1]))
+        states = at_positions(h, positions)
         kd = distillation_loss([lg[valid] for lg in logits], model.item_logits(states[valid]),
                                item_codes, codes[valid])
         parts["distill"] = float(kd.detach())

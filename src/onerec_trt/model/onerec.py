@@ -21,6 +21,7 @@ from onerec_trt.model.layers import (
     MoEFeedForward,
     RMSNorm,
     SwiGLU,
+    at_positions,
     attention,
     merge_heads,
     split_heads,
@@ -250,7 +251,7 @@ class OneRecModel(nn.Module):
         if positions is None:
             positions = torch.arange(s, device=inputs.device).expand(n, s)
         m = positions.shape[1]
-        codes = target_codes.gather(1, positions[..., None].expand(-1, -1, levels))
+        codes = at_positions(target_codes, positions)
         tokens = [self.embed_tokens(None, 0, (n, m))]
         tokens += [self.embed_tokens(codes[..., lvl - 1], lvl, None) for lvl in range(1, levels)]
         x = torch.stack(tokens, dim=2)  # [N, M, L, d]
