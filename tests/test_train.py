@@ -92,3 +92,21 @@ def test_distillation_changes_training_but_not_the_model_shape(tmp_path):
     plain, distilled = _train_tiny(path), _train_tiny(path, distill=1.0)
     assert set(plain.model.state_dict()) == set(distilled.model.state_dict())
     assert not torch.equal(plain.model.heads[0].weight, distilled.model.heads[0].weight)
+
+
+def test_patience_zero_runs_the_whole_schedule(tmp_path):
+    """With a zero learning rate no epoch improves on the first: patience 1 stops after the
+    second epoch, patience 0 never stops early."""
+    path = write_sequences(tmp_path / "seq.txt")
+    data = load_dataset("sequences", path)
+
+    def epochs_run(patience: int) -> int:
+        cfg = TrainConfig(epochs=3, max_steps=None, batch_size=64, lr=0.0, eval_users=10,
+                          eval_beam=10, patience=patience)
+        bundle = train(data, ModelConfig.from_preset("tiny"),
+                       TokenizerConfig(codebook_size=4, embedding_dim=8), cfg,
+                       progress=False, log=lambda *_: None)
+        return len(bundle.training["history"])
+
+    assert epochs_run(1) == 2
+    assert epochs_run(0) == 3

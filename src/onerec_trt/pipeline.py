@@ -45,6 +45,10 @@ def train_stage(args) -> ModelBundle:
             if value <= 0:
                 raise user_error(f"--{name.replace('_', '-')} must be positive, got {value}")
             train_cfg = replace(train_cfg, **{name: value})
+    if args.patience is not None:
+        if args.patience < 0:
+            raise user_error(f"--patience must not be negative, got {args.patience}")
+        train_cfg = replace(train_cfg, patience=args.patience)
     out = Path(args.out)
     if out.exists() and not args.force:
         raise user_error(f"output folder already exists: {out}", "pass --force to replace it")

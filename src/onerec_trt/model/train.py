@@ -33,7 +33,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup_steps: int = 200
-    patience: int = 6  # evaluations without improvement before stopping
+    patience: int = 6  # evaluations without improvement before stopping (0 = never)
     eval_users: int = 1500  # validation users scored per evaluation
     eval_beam: int = 20
     max_minutes: float = 55.0  # stop (keeping the best checkpoint) after this long
@@ -146,8 +146,9 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
             best, best_state, bad = score, copy.deepcopy(model.state_dict()), 0
         else:
             bad += 1
-        if bad >= cfg.patience or minutes >= cfg.max_minutes:
-            log("early stop" if bad >= cfg.patience else "time budget reached")
+        stalled = cfg.patience > 0 and bad >= cfg.patience
+        if stalled or minutes >= cfg.max_minutes:
+            log("early stop" if stalled else "time budget reached")
             break
         if cfg.max_steps is not None and steps_done >= cfg.max_steps:
             break
