@@ -26,7 +26,8 @@ def tiny_model_dir(tmp_path_factory):
     out = tmp / "model"
     run("train", "--dataset", "sequences", "--data", data, "--preset", "tiny", "--out", out,
         "--epochs", "15", "--batch-size", "8", "--lr", "0.01", "--codebook", "4",
-        "--eval-users", "30", "--threads", "1", "--quiet", "--prefix-inputs", "--distill", "0.5")
+        "--eval-users", "30", "--threads", "1", "--quiet", "--prefix-inputs", "--distill", "0.5",
+        "--d-model", "24")
     return out, data
 
 
@@ -43,6 +44,8 @@ def test_train_writes_a_complete_model_folder(tiny_model_dir):
             "items.json", "training.json", "manifest.json"} <= names
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "train" and "model.safetensors" in manifest["files"]
+    config = json.loads((out / "config.json").read_text())
+    assert (config["d_model"], config["ffn_hidden"]) == (24, 96)  # --d-model, hidden at 4x
     assert not any(p.name.endswith(".partial") for p in out.parent.iterdir())
 
 

@@ -29,6 +29,10 @@ def train_stage(args) -> ModelBundle:
         if not 0 <= args.dropout < 1:
             raise user_error(f"--dropout must be in [0, 1), got {args.dropout}")
         overrides["dropout"] = args.dropout
+    if args.d_model is not None:
+        if args.d_model <= 0:
+            raise user_error(f"--d-model must be positive, got {args.d_model}")
+        overrides.update(d_model=args.d_model, ffn_hidden=4 * args.d_model)
     model_cfg = ModelConfig.from_preset(args.preset, **overrides)
     tok_cfg = TokenizerConfig(seed=args.seed)
     if args.codebook:

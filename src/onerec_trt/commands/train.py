@@ -17,6 +17,9 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=int, default=None, help="windows per step (32)")
     p.add_argument("--max-history", type=int, default=None, help="override the preset's S")
     p.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
+    p.add_argument("--d-model", type=int, default=None,
+                   help="override the preset's width (small: 64); the SwiGLU hidden width "
+                        "follows at 4x")
     p.add_argument("--codebook", type=int, default=None, help="codes per level (256)")
     p.add_argument("--levels", type=int, default=None, help="semantic-ID levels (3)")
     p.add_argument("--prefix-inputs", action="store_true",
