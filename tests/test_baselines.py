@@ -9,7 +9,8 @@ import pytest
 
 from onerec_trt.data.split import LeaveOneOut
 from onerec_trt.evaluate import baselines as B
-from onerec_trt.evaluate.baselines import BASELINES, evaluate_baselines, recommend_baselines
+from onerec_trt.evaluate.baselines import BASELINES, recommend_baselines
+from onerec_trt.metrics import recall_ndcg
 
 
 def _split(seqs: list[list[int]]) -> LeaveOneOut:
@@ -61,8 +62,11 @@ def test_fewer_items_than_k_pads_with_minus_one_and_users_subset():
     assert set(ranked) == set(BASELINES)
 
 
-def test_evaluate_baselines_markov_metrics():
-    metrics = evaluate_baselines(_split(MARKOV_SEQS), "test", num_items=6)
+def test_baseline_metrics_markov():
+    """What `onerec-trt eval --baselines` reports: each ranking scored by ``recall_ndcg``."""
+    split = _split(MARKOV_SEQS)
+    ranked = recommend_baselines(split, "test", num_items=6, k=10)
+    metrics = {name: recall_ndcg(ranked[name], split.targets("test")) for name in BASELINES}
     # test targets 5, 3, 5, 5, 5: user 1 finds 3 at rank 5 (0-based 4); everyone else finds 5 last
     # (0-based 5): outside the top 5, inside the top 10
     m = metrics["markov"]

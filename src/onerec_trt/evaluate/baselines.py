@@ -22,7 +22,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from onerec_trt.data.split import LeaveOneOut
-from onerec_trt.metrics import recall_ndcg
 
 BASELINES = ("popularity", "markov", "item_knn")
 
@@ -149,13 +148,3 @@ def recommend_baselines(split: LeaveOneOut, split_name: str, num_items: int, k: 
         "markov": _top_k(markov, pop_order, k),
         "item_knn": _top_k(knn, pop_order, k),
     }
-
-
-def evaluate_baselines(split: LeaveOneOut, split_name: str, num_items: int,
-                       users: np.ndarray | None = None) -> dict[str, dict[str, float]]:
-    """Recall/NDCG@5/10 of every baseline on ``split_name`` (optionally a subset of users)."""
-    ranked = recommend_baselines(split, split_name, num_items, k=10, users=users)
-    targets = split.targets(split_name)
-    if users is not None:
-        targets = targets[np.asarray(users).ravel()]
-    return {name: recall_ndcg(ranked[name], targets) for name in BASELINES}
