@@ -23,8 +23,8 @@ from onerec_trt.analysis.roofline import (
 )
 from onerec_trt.analysis.stats import tensor_stats
 from onerec_trt.errors import UserError
-from onerec_trt.export.graph import GenerationGraph
 from onerec_trt.model.config import ModelConfig
+from onerec_trt.model.generate import Generator
 from onerec_trt.model.onerec import OneRecModel
 
 
@@ -105,7 +105,7 @@ def _gemm_flops_of_a_real_run(model, users, beam, history):
     handles = [m.register_forward_pre_hook(hook) for m in model.modules()
                if isinstance(m, nn.Linear)]
     with torch.no_grad():
-        GenerationGraph(model, beam, min(beam, 10))(history)
+        Generator(model, beam, min(beam, 10))(history)
     for h in handles:
         h.remove()
     return total[0]

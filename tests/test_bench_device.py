@@ -12,7 +12,6 @@ import torch
 
 from helpers import REPO, random_histories, tiny_model
 from onerec_trt.analysis.roofline import onerec_ops
-from onerec_trt.bench.beam import dense_step, generate, padded_step, plugin_step
 from onerec_trt.bench.gpu_e2e import Fp8Linear, input_amax, to_fp8
 from onerec_trt.bench.gpu_gemm import request_gemms
 from onerec_trt.bench.scaling import ScalingOptions, plot_scaling, run_scaling, scaling_markdown
@@ -24,7 +23,7 @@ from onerec_trt.bench.synthetic import (
     synthetic_ids,
 )
 from onerec_trt.model.config import ModelConfig
-from onerec_trt.model.generate import beam_search
+from onerec_trt.model.generate import Generator
 
 
 @pytest.mark.parametrize("preset,beam", [("small", 20), ("paper", 512)])
@@ -36,18 +35,6 @@ def test_request_gemms_are_the_rooflines_gemms(preset, beam):
     assert sum(2 * g.m * g.k * g.n * g.count for g in gemms) == sum(op.flops for op in ops)
     layers = {op.layer for op in ops}
     assert all(g.layer in layers for g in gemms)  # calibration names exist in the model
-
-
-def test_beam_steps_reproduce_the_reference_beam_search():
-    model = tiny_model()
-    history = random_histories(12, 20, 40, seed=3)
-    ref = beam_search(model, history, 10, 10)
-    trie = model.semantic_ids.trie
-    leaf = torch.as_tensor(trie.leaf_item)
-    for step in (dense_step(trie), plugin_step(trie, impl="reference"), padded_step(trie)):
-        items, scores = generate(model, history, 10, 10, step, leaf)
-        np.testing.assert_array_equal(items.numpy(), ref.items)
-        np.testing.assert_allclose(scores.numpy(), ref.scores, rtol=1e-6, atol=1e-6)
 
 
 def test_synthetic_catalogue_and_random_model():
@@ -83,15 +70,14 @@ def test_fp8_linears_are_real_fp8_gemms():
     rel = float((got - ref).norm() / ref.norm())
     assert 1e-3 < rel < 0.1  # FP8 rounding is visible, and nothing worse than it
     model = tiny_model().to(torch.bfloat16)
-    trie = model.semantic_ids.trie
     history = random_histories(6, 20, 40, seed=1)
-    step, leaf = padded_step(trie), torch.as_tensor(trie.leaf_item)
-    amax = input_amax(model, lambda: generate(model, history, 8, 8, step, leaf))
+    generator = Generator(model, 8, 8, "csr")
+    amax = input_amax(model, lambda: generator(history))
     linears = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     assert sorted(amax) == sorted(linears)
     assert to_fp8(model, amax) == len(linears)
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
-    items, _ = generate(model, history, 8, 8, step, leaf)
+    items, _, _ = generator(history)
     assert items.shape == (6, 8) and (items > 0).all()
 
 
@@ -105,7 +91,8 @@ def test_scaling_sweep_table_and_plot(tmp_path):
     assert rows[("beam", "6")]["beam"] == 6 and rows[("beam", "3")]["reference_ms"] > 0
     big = rows[("catalogue", "[300, 32]")]
     assert big["dense_tables_mb"] > 0.05 and "reference_ms" not in big
-    assert "plugin path's reason" in big["reference_skipped"] and big["plugin_ms"] > 0
+    assert "why the csr and plugin" in big["reference_skipped"] and big["plugin_ms"] > 0
+    assert big["csr_ms"] > 0
     assert rows[("catalogue", "[40, 8]")]["items"] == 40
     md = "\n".join(scaling_markdown(result))
     assert "| catalogue | [300, 32] |" in md and "not run" in md
@@ -132,7 +119,7 @@ def test_device_script_dry_run(tiny_pipeline, tmp_path):
     e2e = result["e2e"]
     assert e2e["fp8_linears"] == 23 and set(e2e["comparison"]) == {"2", "4"}
     assert e2e["comparison"]["2"]["roofline_speedup"] > 1
-    assert "padded_step" in e2e["beam_step"]
+    assert "csr step" in e2e["beam_step"]
 
 
 TRITON_CHECK = """
@@ -140,17 +127,15 @@ import sys, torch
 sys.path.insert(0, {tests!r})
 from helpers import tiny_model, random_histories
 from onerec_trt.model.generate import beam_search
-from onerec_trt.bench.beam import generate, plugin_step
 m = tiny_model(); h = random_histories(3, 20, 40)
-ref = beam_search(m, h, 6, 6)
-trie = m.semantic_ids.trie
-items, _ = generate(m, h, 6, 6, plugin_step(trie, "cpu", "triton"), torch.as_tensor(trie.leaf_item))
-print("SAME" if (items.numpy() == ref.items).all() else "DIFFERENT")
+ref = beam_search(m, h, 6, 6, step="dense")
+out = beam_search(m, h, 6, 6, step="triton")
+print("SAME" if (out.items == ref.items).all() else "DIFFERENT")
 """
 
 
 def test_plugin_triton_path_under_the_interpreter():
-    """The GPU e2e's plugin path (plugins.kernels through beam.plugin_step), on the CPU."""
+    """The GPU e2e's plugin path (the generation loop's ``triton`` step), on the CPU."""
     pytest.importorskip("triton")
     run = subprocess.run([sys.executable, "-c", TRITON_CHECK.format(tests=str(REPO / "tests"))],
                          capture_output=True, text=True, timeout=300,

@@ -5,7 +5,10 @@ import pytest
 import torch
 
 from helpers import random_histories, tiny_model, tiny_semantic_ids
-from onerec_trt.model.generate import beam_search, stable_topk
+from onerec_trt.model.config import ModelConfig
+from onerec_trt.model.generate import STEPS, Generator, beam_search, stable_topk
+from onerec_trt.model.onerec import OneRecModel
+from onerec_trt.model.tokenizer import SemanticIds
 
 
 def exhaustive_ranking(model, hist: torch.Tensor):
@@ -65,11 +68,15 @@ class UniformModel:
         return cache
 
 
+TORCH_STEPS = ("dense", "csr", "plugin")  # "triton" runs under the interpreter elsewhere
+
+
+@pytest.mark.parametrize("step", TORCH_STEPS)
 @pytest.mark.parametrize("beam", [1, 3, 8, 64])
-def test_ties_go_to_the_lower_parent_then_the_lower_code(beam):
+def test_ties_go_to_the_lower_parent_then_the_lower_code(beam, step):
     """With all scores equal, the documented rule keeps the lexicographically smallest codes."""
     ids = tiny_semantic_ids(40, 4)
-    recs = beam_search(UniformModel(ids), torch.ones(2, 5, dtype=torch.long), beam, beam)
+    recs = beam_search(UniformModel(ids), torch.ones(2, 5, dtype=torch.long), beam, beam, step)
     order = np.lexsort(ids.codes[1:].T[::-1])
     expected = (order + 1)[:beam]
     live = min(beam, ids.num_items)
@@ -77,12 +84,57 @@ def test_ties_go_to_the_lower_parent_then_the_lower_code(beam):
     assert (recs.items[0] == recs.items[1]).all()
 
 
-def test_beams_beyond_the_catalogue_are_dead_items():
+@pytest.mark.parametrize("step", TORCH_STEPS)
+def test_beams_beyond_the_catalogue_are_dead_items(step):
     ids = tiny_semantic_ids(num_items=3, codebook=4, levels=2)
-    recs = beam_search(UniformModel(ids), torch.ones(1, 5, dtype=torch.long), beam=6, topk=6)
+    recs = beam_search(UniformModel(ids), torch.ones(1, 5, dtype=torch.long), beam=6, topk=6,
+                       step=step)
     assert sorted(recs.items[0, :3].tolist()) == [1, 2, 3]
     assert recs.items[0, 3:].tolist() == [-1, -1, -1]
     assert np.isneginf(recs.scores[0, 3:]).all()
+    assert (recs.codes[0, 3:] == -1).all()
+
+
+def _model_over(ids: SemanticIds) -> OneRecModel:
+    torch.manual_seed(0)
+    cfg = ModelConfig.from_preset("tiny", num_items=ids.num_items,
+                                  codebook_sizes=list(ids.codebook_sizes))
+    model = OneRecModel(cfg, ids)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    return model.eval()
+
+
+def _random_catalogue(num_items: int, codebook: int, levels: int, seed: int) -> SemanticIds:
+    """Unique random semantic IDs: skewed children counts, unlike the tokenizer's."""
+    rng = np.random.default_rng(seed)
+    codes = np.unique(rng.integers(0, codebook, (num_items * 2, levels)), axis=0)
+    codes = codes[rng.permutation(len(codes))[:num_items]]
+    return SemanticIds(np.concatenate([np.full((1, levels), -1), codes]), [codebook] * levels)
+
+
+@pytest.mark.parametrize("step", ["csr", "plugin"])
+@pytest.mark.parametrize("catalogue", ["tokenizer", "random", "uniform"])
+def test_every_step_selects_exactly_what_the_dense_reference_selects(step, catalogue):
+    """Items, codes and fp32 scores bit for bit, ties included (the uniform model ties all)."""
+    if catalogue == "tokenizer":
+        model = tiny_model(num_items=40, codebook=4)
+    else:
+        ids = _random_catalogue(300, 16, 3, seed=3)
+        model = UniformModel(ids) if catalogue == "uniform" else _model_over(ids)
+    hist = random_histories(16, 20, 40, seed=4)
+    for beam, topk in ((1, 1), (7, 3), (40, 40)):
+        ref = beam_search(model, hist, beam, topk, "dense")
+        out = beam_search(model, hist, beam, topk, step)
+        np.testing.assert_array_equal(out.items, ref.items)
+        np.testing.assert_array_equal(out.scores, ref.scores)
+        np.testing.assert_array_equal(out.codes, ref.codes)
+
+
+def test_steps_are_named_in_one_table():
+    assert set(STEPS) == {"dense", "csr", "plugin", "triton"}
+    with pytest.raises(ValueError, match="unknown beam step"):
+        Generator(tiny_model(), 4, 2, "sparse")
 
 
 def test_stable_topk_breaks_ties_by_index():

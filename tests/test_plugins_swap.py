@@ -89,7 +89,7 @@ def test_swap_records_its_check_and_the_manifest(swapped):
         manifest = json.loads((swapped / folder / "manifest.json").read_text())
         for name in (*graphs, "plugins.json"):
             assert manifest["files"][name] == sha256_file(swapped / folder / name)
-        assert report["graphs"][graphs[0]]["dense_table_bytes"] > 0
+        assert report["graphs"][graphs[0]]["trie_bytes"] > 0
 
 
 def test_plugin_cpu_graphs_give_the_standard_items(swapped):
@@ -140,42 +140,38 @@ def test_shipped_model_plugin_graph_gives_identical_items_on_real_users(shipped_
 
 @pytest.mark.slow
 def test_paper_scale_catalogue_runs_through_the_plugin_graph_on_cpu(tmp_path):
-    """3 x 8192 codes, 1M items, beam 512: the dense tables would not fit an ONNX file."""
+    """3 x 8192 codes, 1M items, beam 512: the standard graph (csr step) and its plugin graph
+    give torch's items; dense tables would not fit an ONNX file."""
     from onerec_trt.export import export_onnx
-    from onerec_trt.export.graph import GenerationGraph
     from onerec_trt.model.config import ModelConfig
+    from onerec_trt.model.generate import Generator, beam_search
     from onerec_trt.model.onerec import OneRecModel
     from onerec_trt.model.tokenizer import SemanticIds
-    from onerec_trt.model.trie import Trie
-    from onerec_trt.plugins.generate import plugin_beam_search
     from onerec_trt.plugins.graph_swap import swap_graph
-    from onerec_trt.plugins.packed import PackedTrie
 
     rng = np.random.default_rng(0)
     codes = np.unique(rng.integers(0, 8192, (1_020_000, 3)), axis=0)
     codes = codes[rng.permutation(len(codes))[:1_000_000]]
-    big = PackedTrie.from_trie(Trie.from_codes(codes, np.arange(1, len(codes) + 1), [8192] * 3))
-    dense_bytes = sum(big.nodes(t) * 8192 * 8 for t in range(3))
-    assert len(big.leaf_item) == 1_000_000 and dense_bytes > 2 ** 31  # protobuf's 2 GiB cap
-    # the model's own (stand-in) semantic IDs: 40 of the catalogue's items, so the standard
-    # export has small dense tables; the swap then gets the whole catalogue's trie
-    ids = SemanticIds(np.concatenate([np.full((1, 3), -1), codes[:40]]), [8192] * 3)
-    cfg = ModelConfig.from_preset("tiny", num_items=40, codebook_sizes=[8192] * 3)
+    ids = SemanticIds(np.concatenate([np.full((1, 3), -1), codes]), [8192] * 3)
+    dense_bytes = sum(ids.trie.nodes(t) * 8192 * 8 for t in range(3))
+    assert dense_bytes > 2 ** 31  # protobuf's 2 GiB cap
+    cfg = ModelConfig.from_preset("tiny", num_items=len(codes), codebook_sizes=[8192] * 3)
     torch.manual_seed(0)
     model = OneRecModel(cfg, ids).eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.5)
     example = torch.zeros(2, cfg.max_history, dtype=torch.long)
     example[:, -3:] = torch.arange(1, 4)
-    standard = export_onnx(GenerationGraph(model, 512, 10).eval(), example, tmp_path / "g.onnx")
-    result = swap_graph(standard, trie=big, keep_bf16_logits=False)
+    standard = export_onnx(Generator(model, 512, 10).eval(), example, tmp_path / "g.onnx")
+    result = swap_graph(standard, keep_bf16_logits=False)
     onnx.save(result.model, str(tmp_path / "g.plugins.cpu.onnx"))
-    hist = random_histories(2, cfg.max_history, 40, seed=5)
+    hist = random_histories(2, cfg.max_history, len(codes), seed=5).numpy()
     items, scores, chosen = plugin_session(tmp_path / "g.plugins.cpu.onnx").run(
-        None, {"history": hist.numpy()})
+        None, {"history": hist})
     assert result.trie_bytes > 16 * 2 ** 20 and result.beam_out == [512] * 3
-    assert (items > 40).any() and (items > 0).all()  # items only the full catalogue has
-    assert (np.diff(scores, axis=1) <= 0).all()
+    assert (items > 0).all() and (np.diff(scores, axis=1) <= 0).all()
     np.testing.assert_array_equal(codes[items - 1], chosen)  # CodesToItem inverts the codes
-    ref = plugin_beam_search(model, hist, 512, 10, trie=big)  # torch, reference ops
-    np.testing.assert_array_equal(items, ref.items)
+    np.testing.assert_array_equal(items, make_session(tmp_path / "g.onnx").run(
+        None, {"history": hist})[0])
+    np.testing.assert_array_equal(items, beam_search(model, torch.from_numpy(hist), 512,
+                                                     10).items)

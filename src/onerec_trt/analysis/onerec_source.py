@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from onerec_trt.analysis.capture import LinearInputs
 from onerec_trt.analysis.profile import ModelProfile, profile_model
-from onerec_trt.export.graph import GenerationGraph
+from onerec_trt.model.generate import Generator
 
 
 def _is_context_layer(name: str) -> bool:
@@ -21,7 +21,7 @@ def _is_context_layer(name: str) -> bool:
 def profile_onerec(bundle, histories: np.ndarray, source: str, beam: int, batch: int,
                    max_rows: int, progress: bool = True, seed: int = 0) -> ModelProfile:
     model = bundle.model.float().eval()
-    graph = GenerationGraph(model, beam, min(10, beam)).eval()
+    graph = Generator(model, beam, min(10, beam)).eval()
     batches = [torch.from_numpy(histories[i:i + batch]) for i in range(0, len(histories), batch)]
     with LinearInputs(model, max_rows, seed, masked=_is_context_layer) as cap, torch.no_grad():
         for hist in tqdm(batches, desc="onerec generation", unit="batch", leave=False,
@@ -44,7 +44,8 @@ def profile_onerec(bundle, histories: np.ndarray, source: str, beam: int, batch:
                 histories.shape[1]), "batch_users": batch, "beam": beam,
             "real_history_tokens": real,
             "padding_tokens_dropped": int(histories.size - real),
-            "run": "GenerationGraph (context + L decode steps with all beams + beam search), "
+            "run": "model.generate.Generator (context + L decode steps with all beams + beam "
+                   "search), "
                    "torch fp32 CPU; context-processor rows at padding positions are left out "
                    "(masked everywhere, they reach no output)",
         },

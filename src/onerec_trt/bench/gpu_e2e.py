@@ -2,9 +2,10 @@
 CUDA graphs (device evidence, part 2). Imports torch, numpy and the model only.
 
 - The model: random weights in bf16, built on ``meta`` and materialised once on the device.
-- The catalogue: a synthetic trie of random unique semantic IDs; the beam step is the plugin's
-  Triton kernel (``plugins.kernels``) where it imports and runs, else a compact torch step
-  (``beam.padded_step``); dense trie tables are never built (3 x 8192 codes do not fit them).
+- The catalogue: a synthetic trie of random unique semantic IDs; generation is the one loop
+  (``model.generate.Generator``) with the beam step ``triton`` (the plugin's Triton kernels)
+  where it imports and runs, else ``csr`` (standard torch ops over the trie's CSR arrays);
+  dense trie tables are never built (3 x 8192 codes do not fit them).
 - FP8: every ``nn.Linear`` (the layers the quantize stage puts in FP8) becomes ``Fp8Linear``:
   E4M3 weights with a per-tensor scale, the input quantized with a static per-tensor scale
   calibrated (max) on one bf16 request, ``torch._scaled_mm`` with bf16 output. Attention
@@ -18,9 +19,9 @@ import time
 import torch
 from torch import nn
 
-from onerec_trt.bench.beam import generate, padded_step, plugin_step
 from onerec_trt.bench.gpu_gemm import E4M3_MAX, capture_cuda_graph, quantize, scaled_mm, time_fn
 from onerec_trt.bench.stats import latency_summary
+from onerec_trt.model.generate import Generator, make_step
 
 
 class Fp8Linear(nn.Module):
@@ -73,26 +74,27 @@ def to_fp8(model: nn.Module, amax: dict[str, float]) -> int:
 
 
 def choose_step(trie, device: str, prefer: str = "auto", probe=None):
-    """(step, description): the plugin's Triton kernel if wanted and it runs on ``probe``
-    (``(logits, scores, node)`` of a real step 0), else the compact torch step."""
+    """(beam step module, description): the plugin's Triton kernels if wanted and they run on
+    ``probe`` (``(logits, scores, node)`` of a real step 0), else the ``csr`` torch step."""
     if prefer in ("auto", "plugin") and device == "cuda":
         try:
-            step = plugin_step(trie, device, "triton")
+            step = make_step("triton", trie).to(device)
             if probe is not None:
-                step(*probe, 0)
+                step(*probe, 0, probe[1].shape[1])
                 torch.cuda.synchronize()
             return step, "plugins.kernels TrieBeamStep (Triton)"
         except Exception as exc:  # report and fall back: the e2e number still has meaning
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            return padded_step(trie, device), f"torch padded_step (plugin kernel failed: {reason})"
+            return (make_step("csr", trie).to(device),
+                    f"torch csr step (plugin kernel failed: {reason})")
     why = "requested" if prefer == "torch" else "no CUDA device"
-    return padded_step(trie, device), f"torch padded_step ({why})"
+    return make_step("csr", trie).to(device), f"torch csr step ({why})"
 
 
-def time_generation(model, history, beam: int, topk: int, step, leaf, device: str,
-                    reps: int, cuda_graph: bool) -> dict:
+def time_generation(generator: Generator, history, device: str, reps: int,
+                    cuda_graph: bool) -> dict:
     """p50/p99 latency, throughput and peak memory of one request shape."""
-    run = lambda: generate(model, history, beam, topk, step, leaf)  # noqa: E731
+    run = lambda: generator(history)  # noqa: E731
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if device == "cuda" and cuda_graph:
@@ -119,10 +121,9 @@ def _histories(cfg, users: int, device: str, seed: int) -> torch.Tensor:
     return torch.randint(1, cfg.num_items + 1, (users, cfg.max_history), generator=gen).to(device)
 
 
-def _time_point(model, history, opts, step, leaf) -> dict:
+def _time_point(generator, history, opts) -> dict:
     """Under a CUDA graph when asked; if the capture fails, eagerly, with the reason kept."""
-    args = (model, history, opts.e2e_beam, opts.e2e_topk, step, leaf, opts.device,
-            opts.e2e_reps)
+    args = (generator, history, opts.device, opts.e2e_reps)
     use_graph = opts.cuda_graphs and opts.device == "cuda"
     try:
         return time_generation(*args, use_graph)
@@ -136,7 +137,7 @@ def _time_point(model, history, opts, step, leaf) -> dict:
             "cuda_graph_failed": f"{type(exc).__name__}: {str(exc)[:200]}"}
 
 
-def _sweep(model, cfg, opts, step, leaf, budget, label: str, log) -> dict:
+def _sweep(generator, cfg, opts, budget, label: str, log) -> dict:
     """One variant (bf16 or fp8) over the user counts; stops on the budget or out of memory."""
     points = {}
     for users in opts.e2e_users:
@@ -145,7 +146,7 @@ def _sweep(model, cfg, opts, step, leaf, budget, label: str, log) -> dict:
             break
         history = _histories(cfg, users, opts.device, opts.seed)
         try:
-            r = _time_point(model, history, opts, step, leaf)
+            r = _time_point(generator, history, opts)
         except torch.cuda.OutOfMemoryError as exc:
             points[str(users)] = {"skipped": f"out of memory: {str(exc)[:120]}"}
             torch.cuda.empty_cache()
@@ -167,7 +168,6 @@ def run_e2e(opts, roofline, gpu: dict, budget, log=print) -> dict:
     t0 = time.perf_counter()
     ids = synthetic_ids(cfg.num_items, cfg.codebook_sizes, opts.seed)
     model = random_model(cfg, ids, opts.device, torch.bfloat16, opts.seed)
-    leaf = torch.as_tensor(ids.trie.leaf_item, device=opts.device)
     probe = (torch.randn(1, opts.e2e_beam, cfg.codebook_sizes[0], device=opts.device),
              torch.full((1, opts.e2e_beam), float("-inf"), device=opts.device).index_fill_(
                  1, torch.tensor([0], device=opts.device), 0.0),
@@ -185,24 +185,25 @@ def run_e2e(opts, roofline, gpu: dict, budget, log=print) -> dict:
     log(f"e2e {opts.e2e_preset}: {out['parameters'] / 1e6:.1f}M parameters, beam "
         f"{opts.e2e_beam}, beam step: {step_desc}")
     out["beam_step_timing"] = time_beam_steps(ids.trie, cfg, opts, step_desc)
-    out["bf16"] = _sweep(model, cfg, opts, step, leaf, budget, "bf16", log)
+    generator = Generator(model, opts.e2e_beam, min(opts.e2e_topk, opts.e2e_beam), step,
+                          ids.trie).to(opts.device)
+    out["bf16"] = _sweep(generator, cfg, opts, budget, "bf16", log)
     calib = _histories(cfg, min(opts.e2e_users), opts.device, opts.seed + 1)
-    amax = input_amax(model, lambda: generate(model, calib, opts.e2e_beam, opts.e2e_topk, step,
-                                              leaf))
+    amax = input_amax(model, lambda: generator(calib))
     out["fp8_linears"] = to_fp8(model, amax)
     out["fp8_calibration"] = (f"max |input| per nn.Linear over one bf16 request of "
                               f"{calib.shape[0]} users; weights per-tensor amax")
-    out["fp8"] = _sweep(model, cfg, opts, step, leaf, budget, "fp8", log)
+    out["fp8"] = _sweep(generator, cfg, opts, budget, "fp8", log)
     out["comparison"] = _compare(out, cfg, opts, roofline, gpu)
     return out
 
 
 def time_beam_steps(trie, cfg, opts, chosen: str) -> dict:
     """The beam step alone at step 0 (every code of the root is a child: the widest step), for
-    the compact torch step and, where it was chosen, the plugin's Triton kernel."""
-    impls = {"torch padded_step": padded_step(trie, opts.device)}
+    the csr torch step and, where it was chosen, the plugin's Triton kernels."""
+    impls = {"torch csr step": make_step("csr", trie).to(opts.device)}
     if chosen.startswith("plugins.kernels"):
-        impls["plugins.kernels TrieBeamStep"] = plugin_step(trie, opts.device, "triton")
+        impls["plugins.kernels TrieBeamStep"] = make_step("triton", trie).to(opts.device)
     out = {}
     for users in opts.e2e_users:
         gen = torch.Generator(device=opts.device).manual_seed(opts.seed)
@@ -214,7 +215,7 @@ def time_beam_steps(trie, cfg, opts, chosen: str) -> dict:
         row = {}
         for name, step in impls.items():
             try:
-                args = (logits, scores, node, 0)
+                args = (logits, scores, node, 0, opts.e2e_beam)
                 row[name + " ms"] = time_fn(lambda s=step, a=args: s(*a), opts.device, 5,
                                             5) * 1e3
             except Exception as exc:  # keep the other implementation's number

@@ -30,18 +30,19 @@ def _torch_run(spec: dict) -> tuple[Run, dict]:
     import torch
 
     from onerec_trt.model.folder import load_model
-    from onerec_trt.model.generate import TrieTables, beam_search
+    from onerec_trt.model.generate import Generator, beam_search
 
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec.get("device", "cpu"))
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[spec["precision"]]
     bundle = load_model(spec["model"])
     model = bundle.model.to(device=device, dtype=dtype)
-    tables = TrieTables(bundle.semantic_ids.trie, device)
     beam, topk = spec["beam"], spec["topk"]
+    generator = Generator(model, beam, topk).to(device)
 
     def run(history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        recs = beam_search(model, torch.from_numpy(history).to(device), beam, topk, tables)
+        recs = beam_search(model, torch.from_numpy(history).to(device), beam, topk,
+                           generator=generator)
         return recs.items, recs.scores
 
     return run, {"torch": torch.__version__, "device": str(device),

@@ -1,7 +1,7 @@
 """How the cost of one request grows with history S, beam B, catalogue size and levels L, for
-the reference path (dense trie tables, the standard-op graph's algorithm) and the plugin path
-(the TrieBeamStep plugin on the CSR trie: its Triton kernels on a GPU, its torch reference on
-the CPU).
+three beam steps of the one generation loop (``model.generate``): the reference (dense trie
+tables), csr (the standard-op graph's step: the trie's CSR arrays) and plugin (the TrieBeamStep
+plugin on the packed trie: its Triton kernels on a GPU, its torch reference on the CPU).
 
 One axis moves at a time from a base point (the benchmarked model's architecture, random
 weights, a synthetic catalogue of random unique semantic IDs). Both paths run the same model on
@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from onerec_trt.bench.beam import dense_step, generate, plugin_step
 from onerec_trt.bench.stats import paired_ratio
 from onerec_trt.bench.synthetic import csr_bytes, dense_table_bytes, random_model, synthetic_ids
 from onerec_trt.errors import user_error
 from onerec_trt.model.config import ModelConfig
+from onerec_trt.model.generate import Generator, make_step
 
 # axis -> values; catalogue values are (items, codebook size per level)
 AXES = {
@@ -32,7 +32,7 @@ AXES = {
     "catalogue": [(1000, 64), (4000, 256), (16000, 1024), (64000, 4096)],
     "levels": [2, 3, 4],
 }
-PATHS = ("reference", "plugin")
+PATHS = ("reference", "csr", "plugin")
 
 
 @dataclass
@@ -102,7 +102,9 @@ def _time(fn, reps: int, device: str) -> list[float]:
     return out
 
 
-def measure_point(opts: ScalingOptions, axis: str, value, plugin_impl: str) -> dict:
+def measure_point(opts: ScalingOptions, axis: str, value, plugin_step: str) -> dict:
+    """One point: every path on the same model and histories (``plugin_step``: the beam step
+    name of the plugin path, ``triton`` on a GPU, ``plugin`` (the torch reference) else)."""
     cfg, beam = point_config(opts, axis, value)
     ids = synthetic_ids(cfg.num_items, cfg.codebook_sizes, opts.seed)
     model = random_model(cfg, ids, opts.device, seed=opts.seed)
@@ -110,7 +112,6 @@ def measure_point(opts: ScalingOptions, axis: str, value, plugin_impl: str) -> d
     rng = np.random.default_rng(opts.seed)
     history = torch.as_tensor(rng.integers(1, cfg.num_items + 1, (opts.users, cfg.max_history)),
                               device=opts.device)
-    leaf = torch.as_tensor(ids.trie.leaf_item, device=opts.device)
     dense_mb = dense_table_bytes(ids.trie) / 2**20
     row = {"axis": axis, "value": list(value) if isinstance(value, tuple) else value,
            "history": cfg.max_history, "beam": beam, "items": cfg.num_items,
@@ -118,15 +119,16 @@ def measure_point(opts: ScalingOptions, axis: str, value, plugin_impl: str) -> d
            "trie_nodes": [ids.trie.nodes(t) for t in range(cfg.levels + 1)],
            "dense_tables_mb": dense_mb, "csr_trie_mb": csr_bytes(ids.trie) / 2**20,
            "gflops_per_request": (_flops(cfg, opts.users, beam) or 0.0) / 1e9}
-    steps = {"plugin": plugin_step(ids.trie, opts.device, plugin_impl)}
+    steps = {"csr": "csr", "plugin": plugin_step}
     if dense_mb > opts.max_table_mb:
         row["reference_skipped"] = (f"dense trie tables need {dense_mb:.0f} MiB "
-                                    f"(> {opts.max_table_mb:g} MiB): the plugin path's reason "
-                                    "to exist")
+                                    f"(> {opts.max_table_mb:g} MiB): why the csr and plugin "
+                                    "steps exist")
     else:
-        steps["reference"] = dense_step(ids.trie, opts.device)
-    runs = {p: (lambda s=s: generate(model, history, beam, topk, s, leaf))
+        steps["reference"] = "dense"
+    runs = {p: Generator(model, beam, topk, make_step(s, ids.trie), ids.trie).to(opts.device)
             for p, s in steps.items()}
+    runs = {p: (lambda g=g: g(history)) for p, g in runs.items()}
     for fn in runs.values():
         fn()  # warm-up
     samples = {p: [] for p in runs}
@@ -142,7 +144,7 @@ def measure_point(opts: ScalingOptions, axis: str, value, plugin_impl: str) -> d
 
 
 def run_scaling(opts: ScalingOptions, log=print) -> dict:
-    impl = "triton" if opts.device == "cuda" else "reference"
+    impl = "triton" if opts.device == "cuda" else "plugin"
     points = [(axis, v) for axis, values in opts.axes.items() for v in values]
     rows = []
     for axis, value in tqdm(points, desc="scaling", unit="point", disable=not opts.progress,
@@ -154,8 +156,10 @@ def run_scaling(opts: ScalingOptions, log=print) -> dict:
     return {"base": {"config": cfg.to_dict(), "beam": beam, "users": opts.users,
                      "reps": opts.reps},
             "device": opts.device,
-            "paths": {"reference": "model.generate's algorithm: dense next-node tables "
-                                   "[nodes_t, V_t], stable sort (the standard-op graph's step)",
+            "paths": {"reference": "model.generate's dense step: dense next-node tables "
+                                   "[nodes_t, V_t], stable sort",
+                      "csr": "model.generate's csr step (what export writes): each beam's "
+                             "children from the trie's CSR arrays, B x C_t candidates",
                       "plugin": f"TrieBeamStep on the packed CSR trie, {plugin}"},
             "weights": "random (std 0.02), synthetic catalogue of random unique semantic IDs",
             "points": rows}
@@ -168,16 +172,18 @@ def scaling_markdown(scaling: dict) -> list[str]:
              f"{base['users']} users per request, median of {base['reps']} alternating calls "
              "(the ratio: median of the per-repetition ratios), "
              f"on {scaling['device']}. Paths: reference = {scaling['paths']['reference']}; "
+             f"csr = {scaling['paths'].get('csr', '-')}; "
              f"plugin = {scaling['paths']['plugin']}.", "",
-             "| axis | value | S | B | items | V | L | reference ms | plugin ms | plugin / "
-             "reference | dense tables MiB | CSR MiB | GFLOP |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| axis | value | S | B | items | V | L | reference ms | csr ms | plugin ms | "
+             "plugin / reference | dense tables MiB | CSR MiB | GFLOP |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in scaling["points"]:
         ref = f"{r['reference_ms']:.1f}" if "reference_ms" in r else "not run"
+        csr = f"{r['csr_ms']:.1f}" if "csr_ms" in r else "-"
         ratio = f"{r['plugin_over_reference']:.2f}" if "plugin_over_reference" in r else "-"
         lines.append(f"| {r['axis']} | {r['value']} | {r['history']} | {r['beam']} | "
                      f"{r['items']} | {r['codebook_sizes'][0]} | {r['levels']} | {ref} | "
-                     f"{r['plugin_ms']:.1f} | {ratio} | {r['dense_tables_mb']:.1f} | "
+                     f"{csr} | {r['plugin_ms']:.1f} | {ratio} | {r['dense_tables_mb']:.1f} | "
                      f"{r['csr_trie_mb']:.2f} | {r['gflops_per_request']:.2f} |")
     skipped = [r for r in scaling["points"] if "reference_skipped" in r]
     lines += [""] + [f"- {r['axis']} {r['value']}: reference not run: {r['reference_skipped']}"
@@ -198,7 +204,7 @@ def plot_scaling(scaling: dict, path) -> None:
     for ax, axis in zip(grid[0], axes, strict=True):
         rows = [r for r in scaling["points"] if r["axis"] == axis]
         xs = [r["items"] if axis == "catalogue" else r["value"] for r in rows]
-        for path_name, style in (("reference", "o-"), ("plugin", "s--")):
+        for path_name, style in (("reference", "o-"), ("csr", "^-."), ("plugin", "s--")):
             pts = [(x, r[f"{path_name}_ms"]) for x, r in zip(xs, rows, strict=True)
                    if f"{path_name}_ms" in r]
             if pts:

@@ -10,7 +10,7 @@ from polygraphy.backend.base import BaseRunner
 from polygraphy.common import TensorMetadata
 
 from onerec_trt.model.folder import load_model
-from onerec_trt.model.generate import TrieTables, beam_search
+from onerec_trt.model.generate import Generator, beam_search
 
 
 class TorchGenerationRunner(BaseRunner):
@@ -24,7 +24,7 @@ class TorchGenerationRunner(BaseRunner):
         bundle = load_model(self.model_path)
         self.history_length = bundle.config.max_history
         self.model = bundle.model.to(torch.bfloat16 if self.dtype == "bf16" else torch.float32)
-        self.tables = TrieTables(bundle.semantic_ids.trie)
+        self.generator = Generator(self.model, self.beam, self.topk)
 
     def get_input_metadata_impl(self):
         return TensorMetadata().add("history", np.int64, (-1, self.history_length))
@@ -32,9 +32,9 @@ class TorchGenerationRunner(BaseRunner):
     def infer_impl(self, feed_dict):
         start = time.perf_counter()
         recs = beam_search(self.model, torch.from_numpy(feed_dict["history"]), self.beam,
-                           self.topk, self.tables)
+                           self.topk, generator=self.generator)
         self.inference_time = time.perf_counter() - start
         return {"items": recs.items, "scores": recs.scores, "codes": recs.codes}
 
     def deactivate_impl(self):
-        del self.model, self.tables
+        del self.model, self.generator

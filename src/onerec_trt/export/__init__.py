@@ -24,9 +24,9 @@ import torch
 
 from onerec_trt.artifacts import staged_folder, write_json, write_manifest
 from onerec_trt.errors import user_error
-from onerec_trt.export.graph import GenerationGraph
 from onerec_trt.export.passes import render_bf16_on_cpu, score_path_dtypes
 from onerec_trt.model.folder import load_model, model_hash, resolve_model_path
+from onerec_trt.model.generate import Generator
 
 __all__ = ["export", "ExportOptions", "BF16_GRAPH", "CPU_GRAPH", "FP32_GRAPH", "INPUTS",
            "OUTPUTS"]
@@ -43,6 +43,7 @@ class ExportOptions:
     out: str = "runs/default/onnx"
     beam: int = 20
     topk: int = 10
+    step: str = "csr"  # the beam step in the graph (model.generate.STEPS): csr or dense
     plugins: bool = False  # also write the plugin-bearing graphs
     force: bool = False
 
@@ -82,10 +83,10 @@ def export(opts: ExportOptions, log=print) -> dict:
     example = torch.zeros(4, bundle.config.max_history, dtype=torch.long)
     example[:, -3:] = torch.arange(1, 4)
     with staged_folder(opts.out, force=opts.force) as tmp:
-        fp32 = export_onnx(GenerationGraph(bundle.model, opts.beam, opts.topk).eval(), example,
+        fp32 = export_onnx(Generator(bundle.model, opts.beam, opts.topk, opts.step).eval(), example,
                            tmp / FP32_GRAPH)
         check_graph(fp32, FP32_GRAPH)
-        graph = GenerationGraph(bundle.model.to(torch.bfloat16), opts.beam, opts.topk).eval()
+        graph = Generator(bundle.model.to(torch.bfloat16), opts.beam, opts.topk, opts.step).eval()
         bf16 = export_onnx(graph, example, tmp / BF16_GRAPH)
         check_graph(bf16, BF16_GRAPH)
         cpu = render_bf16_on_cpu(bf16)

@@ -20,7 +20,7 @@ from onerec_trt.errors import user_error
 from onerec_trt.metrics import recall_ndcg
 from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.folder import ModelBundle
-from onerec_trt.model.generate import TrieTables, beam_search
+from onerec_trt.model.generate import Generator, beam_search
 from onerec_trt.model.losses import training_loss
 from onerec_trt.model.onerec import OneRecModel, PrefixEmbedding
 from onerec_trt.model.tokenizer import SemanticIds, TokenizerConfig, build_tokenizer
@@ -65,17 +65,18 @@ def _batch(windows, idx, codes: torch.Tensor):
 
 
 def evaluate_model(model: OneRecModel, histories: list[np.ndarray], targets: np.ndarray,
-                   beam: int, topk: int = 10, batch: int = 256, tables=None,
+                   beam: int, topk: int = 10, batch: int = 256,
+                   generator: Generator | None = None,
                    progress: bool = False) -> tuple[dict, np.ndarray]:
     """Recall/NDCG@5/10 of beam search -> (metrics, ranked items [U, topk])."""
     model.eval()
-    tables = tables or TrieTables(model.semantic_ids.trie)
+    generator = generator or Generator(model, beam, topk)
     ranked = []
     steps = range(0, len(histories), batch)
     for start in tqdm(steps, desc="generate", unit="batch", disable=not progress, leave=False):
         hist = torch.from_numpy(pad_histories(histories[start:start + batch],
                                               model.cfg.max_history))
-        ranked.append(beam_search(model, hist, beam, topk, tables).items)
+        ranked.append(beam_search(model, hist, beam, topk, generator=generator).items)
     ranked = np.concatenate(ranked) if ranked else np.zeros((0, topk), np.int64)
     return recall_ndcg(ranked, targets), ranked
 
@@ -110,7 +111,7 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
                                   replace=False))
     eval_hist = [split.train[i] for i in eval_idx]
     eval_targets = split.valid_targets[eval_idx]
-    tables = TrieTables(ids.trie)
+    generator = Generator(model, cfg.eval_beam, 10)
     best, best_state, history, bad, steps_done = -1.0, None, [], 0, 0
     log(f"training {sum(p.numel() for p in model.parameters()):,} parameters on "
         f"{len(windows):,} windows, {steps_per_epoch} steps/epoch, up to {cfg.epochs} epochs")
@@ -135,7 +136,8 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
             steps_done += 1
             if cfg.max_steps is not None and steps_done >= cfg.max_steps:
                 break
-        metrics, _ = evaluate_model(model, eval_hist, eval_targets, cfg.eval_beam, tables=tables)
+        metrics, _ = evaluate_model(model, eval_hist, eval_targets, cfg.eval_beam,
+                                     generator=generator)
         score = metrics["recall@10"] + metrics["ndcg@10"]
         minutes = (time.time() - t0) / 60
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "minutes": minutes,

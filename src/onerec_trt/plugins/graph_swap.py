@@ -1,13 +1,11 @@
 """The plugin swap: standard-op beam steps -> plugin nodes (onnx-graphsurgeon).
 
-Each step's dense-table subgraph (LogSoftmax, trie Gather, Where, Add, TopK, Div/Mod, ...)
-becomes ``TrieBeamExpand`` -> ``TrieBeamSelect`` and the final ``Gather(leaf_item, node)`` becomes
+Each step's CSR subgraph (LogSoftmax, trie Gathers, Where, Add, TopK, Div, ...) becomes
+``TrieBeamExpand`` -> ``TrieBeamSelect`` and the final ``Gather(leaf_item, node)`` becomes
 ``CodesToItem(codes)``; the nodes are in domain ``onerec`` with ``plugin_namespace="onerec"``,
-as TensorRT's parser looks QDP creators up. The dense tables go; one packed CSR trie
-(``indptr``, ``child_code``, ``offsets``, ``leaf_item`` initializers) is shared by every node.
-
-The trie comes from the graph's own dense tables (so the swap needs no model), or is given
-(a graph exported with a stand-in trie because the real one has no dense form).
+as TensorRT's parser looks QDP creators up. The per-level CSR constants go; one packed trie
+(``indptr``, ``child_code``, ``offsets``, ``leaf_item`` initializers), built from the graph's
+own constants (the swap needs no model), is shared by every node.
 """
 
 from __future__ import annotations
@@ -34,8 +32,7 @@ class SwapResult:
     steps: int
     vocab: list[int]
     beam_out: list[int]
-    dense_table_bytes: int  # the dense next-node tables removed
-    trie_bytes: int  # the packed trie added
+    trie_bytes: int  # the packed trie shared by the plugin nodes
     nodes_before: int
     nodes_after: int
 
@@ -76,8 +73,7 @@ def _check(steps: list[BeamStepMatch], trie: PackedTrie) -> None:
             raise ValueError(f"step {t}: beam x vocab = {s.beam_out * s.vocab} >= 2^31")
 
 
-def swap_graph(model: onnx.ModelProto, trie: PackedTrie | None = None,
-               keep_bf16_logits: bool = True) -> SwapResult:
+def swap_graph(model: onnx.ModelProto, keep_bf16_logits: bool = True) -> SwapResult:
     """Replace the beam subgraph of an exported generation graph by plugin nodes.
 
     ``keep_bf16_logits``: where the graph casts bf16 logits to fp32 for the log-softmax, feed
@@ -89,9 +85,8 @@ def swap_graph(model: onnx.ModelProto, trie: PackedTrie | None = None,
     graph = gs.import_onnx(onnx.shape_inference.infer_shapes(model))
     steps = match_steps(graph, keep_bf16_logits)
     leaf_out, leaf_item = match_items(graph, steps[-1])
-    dense_bytes = sum(s.table.nbytes for s in steps) + leaf_item.nbytes
-    if trie is None:
-        trie = PackedTrie.from_dense([s.table for s in steps], leaf_item)
+    trie = PackedTrie.from_csr([s.indptr for s in steps], [s.child_code for s in steps],
+                               leaf_item, [s.vocab for s in steps])
     _check(steps, trie)
     trie_inputs = _trie_constants(gs, trie)
     for t, step in enumerate(steps):
@@ -108,5 +103,5 @@ def swap_graph(model: onnx.ModelProto, trie: PackedTrie | None = None,
     out.ir_version = model.ir_version
     onnx.checker.check_model(out)
     return SwapResult(out, len(steps), [s.vocab for s in steps], [s.beam_out for s in steps],
-                      int(dense_bytes), int(sum(a.nbytes for a in trie.arrays().values())),
+                      int(sum(a.nbytes for a in trie.arrays().values())),
                       nodes_before, len(out.graph.node))

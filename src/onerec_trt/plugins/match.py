@@ -1,16 +1,19 @@
 """Find the standard-op beam steps of an exported generation graph (onnx-graphsurgeon).
 
-``export.graph.GenerationGraph`` writes each step as::
+``export`` writes each step with the ``csr`` beam step (``model.generate.CsrStep``)::
 
-    logp  = LogSoftmax(Cast(logits))                    child = Gather(next_t, node)
-    cand  = Add(Unsqueeze(scores), Where(Less(child, 0), -inf, logp))
+    logp  = LogSoftmax(Cast(logits))
+    valid = Less(slots, Unsqueeze(Gather(count_t, node)))
+    child = Where(valid, Add(Unsqueeze(Gather(first_t, node)), slots), 0)
+    cand  = Add(Unsqueeze(scores), Where(valid, GatherElements(logp, Gather(code_t, child)), -inf))
     new_scores, flat = TopK(Reshape(cand), B)
-    parent = floor(flat / V) (Div + fix-ups);  code = Sub(flat, Mul(parent, V))
-    next_node = Clip(GatherElements(Reshape(child), flat), 0)
+    parent = Div(flat, C);  code = GatherElements(Reshape(Gather(code_t, child)), flat)
+    next_node = GatherElements(Reshape(child), flat)
 
 and the items as ``Where(alive, Gather(leaf_item, next_node[:, :K]), -1)``. Matching anchors on
-each TopK and names the tensors a plugin step reads and writes; anything unexpected raises
-``PatternError`` naming the node, rather than swapping a subgraph it does not understand.
+each TopK, names the tensors a plugin step reads and writes, and reads the trie's CSR arrays
+from the step's constants; anything unexpected raises ``PatternError`` naming the node, rather
+than swapping a subgraph it does not understand.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ class BeamStepMatch:
     parent: object
     code: object
     next_node: object
-    table: np.ndarray  # the dense next-node table [nodes_t, V]
+    indptr: np.ndarray  # the level's CSR row pointers [nodes_t + 1]
+    child_code: np.ndarray  # the level's child codes [nodes_{t+1}]
     vocab: int
     beam_out: int
 
@@ -59,6 +63,8 @@ def _consumer(tensor, op: str, where: str, check=lambda n: True):
 
 
 def _constant(tensor, where: str) -> np.ndarray:
+    """The value of a constant tensor: an initializer, a Constant node, or an Identity of one
+    (the exporter shares equal initializers that way)."""
     import onnx_graphsurgeon as gs
 
     if isinstance(tensor, gs.Constant):
@@ -66,6 +72,8 @@ def _constant(tensor, where: str) -> np.ndarray:
     node = tensor.inputs[0] if tensor.inputs else None
     if node is not None and node.op == "Constant":
         return np.asarray(node.attrs["value"].values)
+    if node is not None and node.op == "Identity":
+        return _constant(node.inputs[0], where)
     raise PatternError(f"{where}: {tensor.name} is not a constant")
 
 
@@ -88,6 +96,26 @@ def _is_bf16(dtype) -> bool:
                                   or "bfloat16" in str(dtype).lower())
 
 
+def _gathered_by(tensor, where: str):
+    """(table constant, index tensor) of ``Unsqueeze(Gather(table, index))``."""
+    gather = _producer(_producer(tensor, "Unsqueeze", where).inputs[0], "Gather", where)
+    return _constant(gather.inputs[0], where), gather.inputs[1]
+
+
+def _trie_level(valid, child, code_idx, where: str) -> tuple[np.ndarray, np.ndarray, object]:
+    """(indptr, child codes, node tensor) of a step, from its valid/child/code subgraph."""
+    count, node = _gathered_by(valid.inputs[0].inputs[1], where)
+    offset = _producer(child, "Where", where).inputs[1]
+    first, node2 = _gathered_by(_producer(offset, "Add", where).inputs[0], where)
+    if node2 is not node:
+        raise PatternError(f"{where}: the child offsets and counts read different nodes")
+    codes = _constant(_producer(code_idx, "Gather", where).inputs[0], where)
+    if first.ndim != 1 or first.shape != count.shape:
+        raise PatternError(f"{where}: the CSR first/count arrays disagree")
+    indptr = np.concatenate([first, [first[-1] + count[-1]] if len(first) else [0]])
+    return indptr.astype(np.int64), codes.astype(np.int64), node
+
+
 def match_step(topk, keep_bf16: bool) -> BeamStepMatch:
     where = f"TopK {topk.name}"
     new_scores, flat = topk.outputs
@@ -96,22 +124,32 @@ def match_step(topk, keep_bf16: bool) -> BeamStepMatch:
     lifted = next((t for t in cand.inputs if t.inputs and t.inputs[0].op == "Unsqueeze"), None)
     if masked is None or lifted is None:
         raise PatternError(f"{where}: the candidate Add is not Unsqueeze(scores) + Where(...)")
-    mask = masked.inputs[0]
-    logp = _producer(mask.inputs[2], "LogSoftmax", where)
-    child = _producer(_producer(mask.inputs[0], "Less", where).inputs[0], "Gather", where)
-    table = _constant(child.inputs[0], where)
-    if table.ndim != 2:
-        raise PatternError(f"{where}: the trie table {child.inputs[0].name} is not 2-D")
-    code_sub = _consumer(flat, "Sub", where, lambda n: n.inputs[0] is flat)
-    parent_mul = _producer(code_sub.inputs[1], "Mul", where)
-    clip = _consumer(_consumer(flat, "GatherElements", where).outputs[0], "Clip", where)
+    valid, picked = masked.inputs[0].inputs[:2]
+    if not picked.inputs or picked.inputs[0].op != "GatherElements":
+        raise PatternError(f"{where}: not a CSR beam step (the candidates are not gathered "
+                           "children); a graph exported with --step dense is a reference and "
+                           "is not swapped: export with the default --step csr")
+    gather = picked.inputs[0]
+    logp = _producer(gather.inputs[0], "LogSoftmax", where)
+    code_idx = gather.inputs[1]
+    code_pick = _consumer(flat, "GatherElements", where,
+                          lambda n: n.inputs[0].inputs and n.inputs[0].inputs[0].op == "Reshape"
+                          and n.inputs[0].inputs[0].inputs[0] is code_idx)
+    child = _producer(code_idx, "Gather", where).inputs[1]
+    node_pick = _consumer(flat, "GatherElements", where,
+                          lambda n: n.inputs[0].inputs and n.inputs[0].inputs[0].op == "Reshape"
+                          and n.inputs[0].inputs[0].inputs[0] is child)
+    indptr, child_code, node = _trie_level(valid, child, code_idx, where)
     k = _constant(topk.inputs[1], where).reshape(-1)
+    vocab = logp.outputs[0].shape[-1] if logp.outputs[0].shape else None
+    if not isinstance(vocab, int | np.integer):
+        raise PatternError(f"{where}: the logits' codebook size is not static")
     return BeamStepMatch(
-        logits=_logits(logp.inputs[0], keep_bf16), scores=_producer(lifted, "Unsqueeze",
-                                                                    where).inputs[0],
-        node=child.inputs[1], new_scores=new_scores, parent=parent_mul.inputs[0],
-        code=code_sub.outputs[0], next_node=clip.outputs[0], table=table,
-        vocab=int(table.shape[1]), beam_out=int(k[0]))
+        logits=_logits(logp.inputs[0], keep_bf16),
+        scores=_producer(lifted, "Unsqueeze", where).inputs[0], node=node,
+        new_scores=new_scores, parent=_consumer(flat, "Div", where).outputs[0],
+        code=code_pick.outputs[0], next_node=node_pick.outputs[0], indptr=indptr,
+        child_code=child_code, vocab=int(vocab), beam_out=int(k[0]))
 
 
 def match_steps(graph, keep_bf16: bool) -> list[BeamStepMatch]:

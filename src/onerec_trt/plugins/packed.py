@@ -1,7 +1,7 @@
 """The trie as the plugins read it: every step's CSR arrays packed into one set of arrays.
 
-Built from a ``model.trie.Trie`` or from the dense next-node tables a standard-op graph holds
-(``dense[t][node, code]`` = child node id or -1), so a graph can be swapped without its model.
+Built from a ``model.trie.Trie`` or from the per-level CSR arrays a standard-op graph holds (the
+``csr`` beam step's constants), so a graph can be swapped without its model.
 """
 
 from __future__ import annotations
@@ -38,19 +38,6 @@ class PackedTrie:
     def from_trie(cls, trie) -> PackedTrie:
         """From ``onerec_trt.model.trie.Trie``."""
         return cls.from_csr(trie.indptr, trie.child_code, trie.leaf_item, trie.codebook_sizes)
-
-    @classmethod
-    def from_dense(cls, tables: list[np.ndarray], leaf_item: np.ndarray) -> PackedTrie:
-        """From dense next-node tables ``[nodes_t, V_t]`` whose child ids are CSR positions
-        (row-major order of the valid entries), as ``Trie.dense_next`` writes them."""
-        indptr, child_code = [], []
-        for t, table in enumerate(tables):
-            rows, codes = np.nonzero(table >= 0)
-            if not np.array_equal(table[rows, codes], np.arange(len(rows))):
-                raise ValueError(f"step {t}: child node ids are not CSR positions")
-            indptr.append(np.searchsorted(rows, np.arange(table.shape[0] + 1)).astype(np.int64))
-            child_code.append(codes.astype(np.int64))
-        return cls.from_csr(indptr, child_code, leaf_item, [t.shape[1] for t in tables])
 
     @property
     def levels(self) -> int:

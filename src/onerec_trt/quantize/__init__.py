@@ -20,9 +20,9 @@ from tqdm import tqdm
 from onerec_trt.artifacts import read_json, staged_folder, write_json, write_manifest
 from onerec_trt.errors import user_error
 from onerec_trt.export import EXPORT_JSON, check_graph, export_onnx, save_onnx
-from onerec_trt.export.graph import GenerationGraph
 from onerec_trt.export.passes import render_bf16_on_cpu
 from onerec_trt.model.folder import load_model, model_hash
+from onerec_trt.model.generate import Generator
 from onerec_trt.quantize.calibration_data import calibration_histories
 from onerec_trt.quantize.ptq import (
     CALIB_METHODS,
@@ -96,7 +96,7 @@ def quantize(opts: QuantizeOptions, log=print) -> dict:
                          "export this model first (onerec-trt export --model ...)")
     beam, topk = export_meta["options"]["beam"], export_meta["options"]["topk"]
     model = bundle.model.to(torch.bfloat16)
-    graph = GenerationGraph(model, beam, topk).eval()
+    graph = Generator(model, beam, topk, export_meta["options"].get("step", "dense")).eval()
     excluded = excluded_layers(model, opts.exclude, exclusion_names, opts.default_exclusions)
     unknown = sorted(set(exclusion_names) - set(linear_layers(model)))
     histories = None
