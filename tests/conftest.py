@@ -18,10 +18,11 @@ def tiny_pipeline(tmp_path_factory):
     from onerec_trt.artifacts import write_manifest
     from onerec_trt.data import load_dataset
     from onerec_trt.export import ExportOptions, export
+    from onerec_trt.model.checkpoint import save_model
     from onerec_trt.model.config import ModelConfig
-    from onerec_trt.model.folder import save_model
     from onerec_trt.model.tokenizer import TokenizerConfig
-    from onerec_trt.model.train import TrainConfig, train
+    from onerec_trt.model.train import train
+    from onerec_trt.model.train_stage import TrainConfig
     from onerec_trt.quantize import QuantizeOptions, quantize
 
     root = tmp_path_factory.mktemp("pipeline")
@@ -43,15 +44,19 @@ def tiny_pipeline(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def shipped_pipeline(tmp_path_factory):
-    """The shipped model exported (with plugin graphs) and quantized with default options."""
+    """The shipped model exported and quantized with default options, and its plugin graphs."""
     from onerec_trt.export import ExportOptions, export
-    from onerec_trt.model.folder import SHIPPED
+    from onerec_trt.model.checkpoint import SHIPPED
     from onerec_trt.quantize import QuantizeOptions, quantize
 
     if not SHIPPED.is_dir():
         pytest.skip(f"the shipped model is not in {SHIPPED}")
     root = tmp_path_factory.mktemp("shipped")
-    export(ExportOptions(out=str(root / "onnx"), plugins=True), log=lambda *_: None)
+    from onerec_trt.plugins import PluginsOptions, plugins
+
+    export(ExportOptions(out=str(root / "onnx")), log=lambda *_: None)
     quantize(QuantizeOptions(onnx=str(root / "onnx"), out=str(root / "fp8")),
              log=lambda *_: None)
+    plugins(PluginsOptions(onnx=str(root / "onnx"), out=str(root / "plugins")),
+            log=lambda *_: None)
     return root

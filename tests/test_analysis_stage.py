@@ -12,7 +12,7 @@ from torch import nn
 from onerec_trt import cli
 from onerec_trt.analysis.lm import lm_available
 from onerec_trt.data import load_dataset
-from onerec_trt.model.folder import load_model
+from onerec_trt.model.checkpoint import load_model
 from onerec_trt.quantize import QuantizeOptions, quantize
 
 SUMMARY = ("variance_max", "variance_median", "absmax_max", "kurtosis_median")
@@ -93,9 +93,9 @@ def test_exclusions_file_is_read_by_the_quantize_stage(analysis, tiny_pipeline, 
                                       calib_users=32, calib_batch=16, default_exclusions=False,
                                       exclusions=str(tmp_path / "some.json")),
                       log=lambda *_: None)
-    assert sorted(report["excluded_gemms"]) == sorted(linear[:2])
-    assert all("exclusions file" in why for why in report["excluded_gemms"].values())
-    assert not report["unknown_exclusions"]
+    assert sorted(report.excluded_gemms) == sorted(linear[:2])
+    assert all("exclusions file" in why for why in report.excluded_gemms.values())
+    assert not report.unknown_exclusions
 
 
 def test_language_model_side(analysis):

@@ -21,7 +21,7 @@ from onerec_trt.bench.stats import (
     paired_ratio,
 )
 from onerec_trt.errors import UserError
-from onerec_trt.model.folder import model_hash
+from onerec_trt.model.checkpoint import model_hash
 
 QUIET = dict(progress=False)
 
@@ -70,13 +70,13 @@ def test_latency_summary_and_exact_match():
 
 def _sources(root, beam=10):
     return Sources(str(root / "model"), model_hash(root / "model"), root / "onnx", root / "fp8",
-                   root / "engines", beam)
+                   root / "plugins", root / "engines", beam)
 
 
 def test_discover_skips_with_reasons(tiny_pipeline, tmp_path):
     found, skipped = discover(parse_names([]), _sources(tiny_pipeline))
     names = [s.name for s in found]
-    assert {"torch", "torch-bf16", "ort-bf16", "ort-fp8"} <= set(names)
+    assert {"torch-fp32", "torch-bf16", "ort-bf16", "ort-fp8"} <= set(names)
     assert "TensorRT" in skipped["trt-fp8"] or "engine" in skipped["trt-fp8"]
     _, skipped = discover(["ort-bf16", "ort-fp8"], _sources(tiny_pipeline, beam=5))
     assert "exported with beam 10" in skipped["ort-bf16"]

@@ -13,18 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from onerec_trt.build import BuildOptions, build
-from onerec_trt.build.jobs import Batches, engine_job
-from onerec_trt.build.metadata import (
-    GpuInfo,
-    check_plan,
-    check_runtime,
-    engine_metadata,
-    plan_version,
-    read_metadata,
-    write_engine,
-)
-from onerec_trt.build.trt_builder import BuiltEngine
+from onerec_trt.builder import BuildOptions, build
+from onerec_trt.builder.jobs import Batches, engine_job
+from onerec_trt.builder.stage import engine_metadata
+from onerec_trt.builder.trt_builder import BuiltEngine
+from onerec_trt.engines.metadata import EngineMetadata, GpuInfo, plan_version
 from onerec_trt.errors import UserError
 
 
@@ -138,10 +131,13 @@ def test_metadata_written_atomically_and_read_back(tiny_pipeline, tmp_path):
     job = engine_job(fp8, Batches())
     plan = synthetic_plan()
     meta = engine_metadata(job, built_engine(plan), H200, {"opt_level": 3})
-    plan_path, meta_path = write_engine(tmp_path, job.name, plan, meta)
+    plan_path, meta_path = EngineMetadata.write(tmp_path, job.name, plan, meta)
     assert plan_path.read_bytes() == plan and meta_path == tmp_path / "fp8.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fp8.json", "fp8.plan"]
-    back = read_metadata(plan_path)
+    read = EngineMetadata.read(plan_path)
+    back = read.raw
+    assert read.max_batch == 256 and read.precision == "fp8" and read.tensorrt_version == \
+        "10.15.1.29"
     assert back["tensorrt"]["version"] == "10.15.1.29"
     assert back["tensorrt"]["plan_header_version"] == "10.15.1.29"
     assert back["gpu"] == {"name": "NVIDIA H200", "compute_capability": [9, 0]}
@@ -152,46 +148,54 @@ def test_metadata_written_atomically_and_read_back(tiny_pipeline, tmp_path):
     assert back["calibration"]["path"] == str(calibration) and \
         len(back["calibration"]["sha256"]) == 64
     assert [t["name"] for t in back["outputs"]] == ["items", "scores", "codes"]
-    check_plan(back, plan, "fp8.plan")  # the pair is consistent
+    read.check_plan(plan, "fp8.plan")  # the pair is consistent
     # a write that fails half way leaves the old file and no temporary behind
     with pytest.raises(TypeError):
-        write_engine(tmp_path, job.name, plan, {**meta, "oops": object()})
+        EngineMetadata.write(tmp_path, job.name, plan, {**meta, "oops": object()})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fp8.json", "fp8.plan"]
-    assert read_metadata(plan_path) == back
+    assert EngineMetadata.read(plan_path).raw == back
+
+
+def _metadata(job, plan: bytes, folder: Path, **change) -> EngineMetadata:
+    """The build's metadata for ``plan``, written and read back (with ``change`` applied)."""
+    raw = {**engine_metadata(job, built_engine(plan), H200, {}), **change}
+    EngineMetadata.write(folder, job.name, plan, raw)
+    return EngineMetadata.read(folder / f"{job.name}.plan")
 
 
 def test_plan_and_metadata_must_agree(tiny_pipeline, tmp_path):
     job = engine_job(graphs(tiny_pipeline)[0], Batches())
-    meta = engine_metadata(job, built_engine(synthetic_plan()), H200, {})
+    meta = _metadata(job, synthetic_plan(), tmp_path / "a")
     with pytest.raises(UserError, match="does not match its metadata"):
-        check_plan(meta, synthetic_plan(payload=b"another engine"), "x.plan")
-    liar = {**meta, "plan_sha256": None, "tensorrt": {**meta["tensorrt"], "version": "10.8.0"}}
+        meta.check_plan(synthetic_plan(payload=b"another engine"), "x.plan")
+    liar = _metadata(job, synthetic_plan(), tmp_path / "b", plan_sha256=None,
+                     tensorrt={**meta.raw["tensorrt"], "version": "10.8.0"})
     with pytest.raises(UserError, match=r"plan header says TensorRT 10\.15\.1\.29, its metadata "
                                         r"says 10\.8\.0"):
-        check_plan(liar, synthetic_plan(), "x.plan")
+        liar.check_plan(synthetic_plan(), "x.plan")
     with pytest.raises(UserError, match="is not a TensorRT plan"):
-        check_plan(meta, b"PK\x03\x04" + bytes(60), "x.plan")
+        meta.check_plan(b"PK\x03\x04" + bytes(60), "x.plan")
     with pytest.raises(UserError, match="no engine metadata x.json"):
-        read_metadata(tmp_path / "x.plan")
+        EngineMetadata.read(tmp_path / "x.plan")
     (tmp_path / "x.json").write_text(json.dumps({"format": "something else"}))
     with pytest.raises(UserError, match="not onerec-trt engine metadata"):
-        read_metadata(tmp_path / "x.plan")
+        EngineMetadata.read(tmp_path / "x.plan")
 
 
-def test_runtime_checks_say_which_mismatch(tiny_pipeline):
+def test_runtime_checks_say_which_mismatch(tiny_pipeline, tmp_path):
     job = engine_job(graphs(tiny_pipeline)[1], Batches())
-    meta = engine_metadata(job, built_engine(synthetic_plan()), H200, {})
-    assert check_runtime(meta, "10.15.1.29", H200, "fp8.plan") == []
-    notes = check_runtime(meta, "10.15.1", GpuInfo("NVIDIA H100 80GB HBM3", (9, 0)), "fp8.plan")
+    meta = _metadata(job, synthetic_plan(), tmp_path)
+    assert meta.check_runtime("10.15.1.29", H200, "fp8.plan") == []
+    notes = meta.check_runtime("10.15.1", GpuInfo("NVIDIA H100 80GB HBM3", (9, 0)), "fp8.plan")
     assert len(notes) == 1 and "built on NVIDIA H200, this is NVIDIA H100" in notes[0]
     with pytest.raises(UserError, match=r"built with TensorRT 10\.15\.1\.29, this is TensorRT "
                                         r"11\.4\.0\.106"):
-        check_runtime(meta, "11.4.0.106", H200, "fp8.plan")
+        meta.check_runtime("11.4.0.106", H200, "fp8.plan")
     with pytest.raises(UserError, match=r"compute capability 9\.0 \(NVIDIA H200\), this GPU is "
                                         r"NVIDIA L4 \(8\.9\)"):
-        check_runtime(meta, "10.15.1.29", GpuInfo("NVIDIA L4", (8, 9)), "fp8.plan")
+        meta.check_runtime("10.15.1.29", GpuInfo("NVIDIA L4", (8, 9)), "fp8.plan")
     with pytest.raises(UserError, match="needs a CUDA GPU"):
-        check_runtime(meta, "10.15.1.29", None, "fp8.plan")
+        meta.check_runtime("10.15.1.29", None, "fp8.plan")
 
 
 # ---- the CLI ----------------------------------------------------------------------------
@@ -265,7 +269,8 @@ def test_the_default_plugin_registration_exists():
     without TensorRT calling it fails with that package's own clear error."""
     import importlib
 
-    from onerec_trt.build.trt_builder import DEFAULT_PLUGIN_MODULE, load_plugin_module
+    from onerec_trt.builder import DEFAULT_PLUGIN_MODULE
+    from onerec_trt.engines.tensorrt_lib import load_plugin_module
 
     module, _, function = DEFAULT_PLUGIN_MODULE.partition(":")
     assert callable(getattr(importlib.import_module(module), function))

@@ -33,8 +33,9 @@ def tiny_model_dir(tmp_path_factory):
 
 def test_help_lists_the_stages():
     out = run("--help").stdout
-    for stage in ("run", "train", "eval"):
+    for stage in ("run", "train", "evaluate", "export", "verify", "triton"):
         assert f"  {stage} " in out
+    assert "evaluate (eval)" in out  # the old name still works
 
 
 def test_train_writes_a_complete_model_folder(tiny_model_dir):

@@ -5,10 +5,12 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from helpers import random_histories
-from onerec_trt.engines.onnxrt import make_session
-from onerec_trt.export import BF16_GRAPH, CPU_GRAPH, ExportOptions, check_graph, export
+from onerec_trt.export import ExportOptions, export
 from onerec_trt.export.passes import render_bf16_on_cpu, score_path, score_path_dtypes
-from onerec_trt.model.folder import load_model
+from onerec_trt.export.stage import check_graph
+from onerec_trt.graphs import make_session
+from onerec_trt.layout import BF16_GRAPH, CPU_GRAPH
+from onerec_trt.model.checkpoint import load_model
 from onerec_trt.model.generate import beam_search
 
 

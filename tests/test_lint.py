@@ -9,8 +9,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from onerec_trt.build.lint import lint
-from onerec_trt.build.optable import load_table
+from onerec_trt.lint import lint
+from onerec_trt.lint.optable import load_table
 
 F, BF16, I64, FP8 = TensorProto.FLOAT, TensorProto.BFLOAT16, TensorProto.INT64, \
     TensorProto.FLOAT8E4M3FN
@@ -337,7 +337,7 @@ def test_plugin_bearing_variants_pass(tiny_pipeline, name):
     nodes are checked against the contract and pass; breaking one fails."""
     swap = pytest.importorskip("onerec_trt.plugins.graph_swap",
                                reason="the plugin swap is not here")
-    from onerec_trt.build.lint_plugins import graph_plugins
+    from onerec_trt.lint.plugins import graph_plugins
     from onerec_trt.plugins.spec import NAMESPACE, PLUGINS
 
     model = swap.swap_graph(onnx.load(str(tiny_pipeline / name))).model

@@ -1,7 +1,6 @@
 """The graph swap: plugin-bearing graphs that give the standard-op graphs' items on the CPU."""
 
 import json
-import shutil
 
 import numpy as np
 import onnx
@@ -12,23 +11,24 @@ from onnx import TensorProto
 from helpers import random_histories
 from onerec_trt.artifacts import sha256_file
 from onerec_trt.cli import main as cli_main
-from onerec_trt.engines.onnxrt import make_session
 from onerec_trt.errors import UserError
-from onerec_trt.plugins import PluginSwapOptions, swap
-from onerec_trt.plugins.ort_ops import plugin_session
+from onerec_trt.graphs import make_session
+from onerec_trt.plugins import PluginsOptions, PluginsReport, plugins
 from onerec_trt.plugins.spec import NAMESPACE, PLUGINS
 
 
 @pytest.fixture(scope="module")
 def swapped(tiny_pipeline, tmp_path_factory):
-    """Copies of the tiny pipeline's export and quantize folders, swapped by the CLI stage."""
+    """The tiny pipeline's export and quantize folders swapped by the CLI stage into its own
+    folder ``plugins``; the input folders stay as they were."""
     root = tmp_path_factory.mktemp("swapped")
-    for name in ("onnx", "fp8"):
-        shutil.copytree(tiny_pipeline / name, root / name)
-    code = cli_main(["plugins", "--onnx", str(root / "onnx"), "--fp8", str(root / "fp8"),
+    before = {p: sha256_file(p) for p in tiny_pipeline.rglob("*.*") if p.is_file()}
+    code = cli_main(["plugins", "--onnx", str(tiny_pipeline / "onnx"), "--fp8",
+                     str(tiny_pipeline / "fp8"), "--out", str(root / "plugins"),
                      "--check-users", "16"])
     assert code == 0
-    return root
+    assert before == {p: sha256_file(p) for p in tiny_pipeline.rglob("*.*") if p.is_file()}
+    return root, tiny_pipeline
 
 
 def _ops(model: onnx.ModelProto) -> dict:
@@ -39,18 +39,19 @@ def _ops(model: onnx.ModelProto) -> dict:
 
 
 def test_swap_writes_plugin_graphs_for_bf16_and_fp8(swapped):
+    root, _ = swapped
     levels = 4  # the tiny pipeline's semantic IDs have an extra disambiguation level
-    for folder, base in (("onnx", "reference"), ("fp8", "fp8")):
+    for base in ("reference", "fp8"):
         for suffix, logits_type in ((".plugins.onnx", TensorProto.BFLOAT16),
                                     (".plugins.cpu.onnx", TensorProto.FLOAT)):
-            model = onnx.load(str(swapped / folder / f"{base}{suffix}"))
+            model = onnx.load(str(root / "plugins" / f"{base}{suffix}"))
             onnx.checker.check_model(model)
             ops = _ops(model)
             assert ops[(NAMESPACE, "TrieBeamExpand")] == levels
             assert ops[(NAMESPACE, "TrieBeamSelect")] == levels
             assert ops[(NAMESPACE, "CodesToItem")] == 1
             assert not any(op in ("TopK", "LogSoftmax") for _, op in ops)
-            assert not any(t.name.startswith("next") for t in model.graph.initializer)
+            assert not any(t.name.startswith("step.") for t in model.graph.initializer)
             for node in model.graph.node:
                 if node.domain == NAMESPACE:
                     assert node.op_type in PLUGINS
@@ -62,9 +63,8 @@ def test_swap_writes_plugin_graphs_for_bf16_and_fp8(swapped):
             types = _types(model)
             assert {types[n.input[0]] for n in expand} == {logits_type}
             assert types["scores"] == TensorProto.FLOAT
-    if (swapped / "fp8" / "fp8.plugins.onnx").is_file():
-        fp8 = onnx.load(str(swapped / "fp8" / "fp8.plugins.onnx"))
-        assert any(n.op_type == "QuantizeLinear" for n in fp8.graph.node)
+    fp8 = onnx.load(str(root / "plugins" / "fp8.plugins.onnx"))
+    assert any(n.op_type == "QuantizeLinear" for n in fp8.graph.node)
 
 
 def _attr(node, name):
@@ -80,23 +80,29 @@ def _types(model) -> dict:
 
 
 def test_swap_records_its_check_and_the_manifest(swapped):
-    for folder, graphs in (("onnx", ("reference.plugins.onnx", "reference.plugins.cpu.onnx")),
-                           ("fp8", ("fp8.plugins.onnx", "fp8.plugins.cpu.onnx"))):
-        report = json.loads((swapped / folder / "plugins.json").read_text())
-        cpu = next(g for g in graphs if ".cpu." in g)
-        check = report["cpu_agreement"][cpu]
+    root, sources = swapped
+    folder = root / "plugins"
+    report = PluginsReport.load(folder / "plugins.json")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["stage"] == "plugins"
+    for graphs in (("reference.plugins.onnx", "reference.plugins.cpu.onnx"),
+                   ("fp8.plugins.onnx", "fp8.plugins.cpu.onnx")):
+        check = report.cpu_agreement[graphs[1]]
         assert check["identical_users"] == check["users"] == 16 and check["codes_identical"]
-        manifest = json.loads((swapped / folder / "manifest.json").read_text())
         for name in (*graphs, "plugins.json"):
-            assert manifest["files"][name] == sha256_file(swapped / folder / name)
-        assert report["graphs"][graphs[0]]["trie_bytes"] > 0
+            assert manifest["files"][name] == sha256_file(folder / name)
+        assert report.graphs[graphs[0]]["trie_bytes"] > 0
+    source = str(sources / "onnx" / "reference.cpu.onnx")
+    assert report.graphs["reference.plugins.cpu.onnx"]["source"] == source
+    assert manifest["inputs"][source] == sha256_file(source)
 
 
 def test_plugin_cpu_graphs_give_the_standard_items(swapped):
+    root, sources = swapped
     hist = random_histories(128, 20, 40, seed=11).numpy()
     for folder, base in (("onnx", "reference"), ("fp8", "fp8")):
-        standard = make_session(swapped / folder / f"{base}.cpu.onnx").run(None, {"history": hist})
-        plugins = plugin_session(swapped / folder / f"{base}.plugins.cpu.onnx").run(
+        standard = make_session(sources / folder / f"{base}.cpu.onnx").run(None, {"history": hist})
+        plugins = make_session(root / "plugins" / f"{base}.plugins.cpu.onnx").run(
             None, {"history": hist})
         np.testing.assert_array_equal(plugins[0], standard[0])  # items
         np.testing.assert_array_equal(plugins[2], standard[2])  # codes
@@ -104,45 +110,47 @@ def test_plugin_cpu_graphs_give_the_standard_items(swapped):
 
 
 def test_swap_refuses_existing_outputs_and_foreign_graphs(swapped, tmp_path):
-    with pytest.raises(UserError, match="already has"):
-        swap(PluginSwapOptions(onnx=str(swapped / "onnx"), check_users=0))
+    root, sources = swapped
+    with pytest.raises(UserError, match="already exists"):
+        plugins(PluginsOptions(onnx=str(sources / "onnx"), out=str(root / "plugins"),
+                               check_users=0))
     with pytest.raises(UserError, match="no exported graph"):
-        swap(PluginSwapOptions(onnx=str(tmp_path), check_users=0))
+        plugins(PluginsOptions(onnx=str(tmp_path), out=str(tmp_path / "p"), check_users=0))
     x = onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
     g = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g", [x],
                                [onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
     onnx.save(onnx.helper.make_model(g), str(tmp_path / "reference.cpu.onnx"))
     with pytest.raises(UserError, match="no TopK"):
-        swap(PluginSwapOptions(onnx=str(tmp_path), check_users=0))
-    assert not (tmp_path / "reference.plugins.cpu.onnx").exists()
+        plugins(PluginsOptions(onnx=str(tmp_path), out=str(tmp_path / "p"), check_users=0))
+    assert not (tmp_path / "p").exists()
 
 
 @pytest.mark.slow
 def test_shipped_model_plugin_graph_gives_identical_items_on_real_users(shipped_pipeline):
     from onerec_trt.data import pad_histories
-    from onerec_trt.evaluate import sample_users
-    from onerec_trt.export import CPU_GRAPH
-    from onerec_trt.model.folder import load_model
+    from onerec_trt.data.samplers import sample_users
+    from onerec_trt.layout import CPU_GRAPH
+    from onerec_trt.model.checkpoint import load_model
 
     bundle = load_model("default")
     split = bundle.load_data().split()
     users = sample_users(split.num_users, 500, seed=0)
     tests = split.histories("test")
     hist = pad_histories([tests[i] for i in users], bundle.config.max_history)
-    root = shipped_pipeline / "onnx"
-    standard = make_session(root / CPU_GRAPH).run(None, {"history": hist})
-    plugins = plugin_session(root / "reference.plugins.cpu.onnx").run(None, {"history": hist})
+    standard = make_session(shipped_pipeline / "onnx" / CPU_GRAPH).run(None, {"history": hist})
+    swapped = make_session(shipped_pipeline / "plugins" / "reference.plugins.cpu.onnx").run(
+        None, {"history": hist})
     assert len(hist) == 500
-    np.testing.assert_array_equal(plugins[0], standard[0])
-    np.testing.assert_array_equal(plugins[2], standard[2])
-    assert (plugins[0] > 0).mean() > 0.99  # real items, not dead beams
+    np.testing.assert_array_equal(swapped[0], standard[0])
+    np.testing.assert_array_equal(swapped[2], standard[2])
+    assert (swapped[0] > 0).mean() > 0.99  # real items, not dead beams
 
 
 @pytest.mark.slow
 def test_paper_scale_catalogue_runs_through_the_plugin_graph_on_cpu(tmp_path):
     """3 x 8192 codes, 1M items, beam 512: the standard graph (csr step) and its plugin graph
     give torch's items; dense tables would not fit an ONNX file."""
-    from onerec_trt.export import export_onnx
+    from onerec_trt.export.stage import export_onnx
     from onerec_trt.model.config import ModelConfig
     from onerec_trt.model.generate import Generator, beam_search
     from onerec_trt.model.onerec import OneRecModel
@@ -166,7 +174,7 @@ def test_paper_scale_catalogue_runs_through_the_plugin_graph_on_cpu(tmp_path):
     result = swap_graph(standard, keep_bf16_logits=False)
     onnx.save(result.model, str(tmp_path / "g.plugins.cpu.onnx"))
     hist = random_histories(2, cfg.max_history, len(codes), seed=5).numpy()
-    items, scores, chosen = plugin_session(tmp_path / "g.plugins.cpu.onnx").run(
+    items, scores, chosen = make_session(tmp_path / "g.plugins.cpu.onnx").run(
         None, {"history": hist})
     assert result.trie_bytes > 16 * 2 ** 20 and result.beam_out == [512] * 3
     assert (items > 0).all() and (np.diff(scores, axis=1) <= 0).all()

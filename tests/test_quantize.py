@@ -7,9 +7,10 @@ import torch
 from onnx import TensorProto, helper
 
 from helpers import random_histories
-from onerec_trt.engines.onnxrt import make_session
 from onerec_trt.errors import UserError
-from onerec_trt.quantize import FP8_CPU_GRAPH, FP8_GRAPH, QuantizeOptions, quantize
+from onerec_trt.graphs import make_session
+from onerec_trt.layout import FP8_CPU_GRAPH, FP8_GRAPH
+from onerec_trt.quantize import QuantizeOptions, QuantizeReport, quantize
 from onerec_trt.quantize.qdq import FP8_ZERO, swap_fp8_transpose
 
 
@@ -38,13 +39,13 @@ def test_every_gemm_weight_and_input_is_fed_by_standard_fp8_dq(tiny_pipeline):
     weight_matmuls = [n for n in g.node if n.op_type == "MatMul"
                       and source(n.input[1]) is not None
                       and source(n.input[1]).op_type == "DequantizeLinear"]
-    report = json.loads((tiny_pipeline / "fp8" / "quantize_report.json").read_text())
-    assert len(report["quantized_gemms"]) > 0
+    report = QuantizeReport.load(tiny_pipeline / "fp8" / "quantize_report.json")
+    assert len(report.quantized_gemms) > 0
     # the default policy keeps the output heads and the context K/V projections in bf16
-    assert report["excluded_gemms"] and all(
-        k.startswith("heads.") or "kv_proj" in k for k in report["excluded_gemms"])
-    assert all(v.startswith("default policy") for v in report["excluded_gemms"].values())
-    assert len(weight_matmuls) >= len(report["quantized_gemms"])
+    assert report.excluded_gemms and all(
+        k.startswith("heads.") or "kv_proj" in k for k in report.excluded_gemms)
+    assert all(v.startswith("default policy") for v in report.excluded_gemms.values())
+    assert len(weight_matmuls) >= len(report.quantized_gemms)
     for mm in weight_matmuls:
         assert source(mm.input[0]).op_type == "DequantizeLinear", mm.name
 
@@ -62,8 +63,8 @@ def test_quantize_all_leaves_nothing_in_bf16(tiny_pipeline, tmp_path):
     report = quantize(QuantizeOptions(
         model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"),
         out=str(tmp_path / "all"), default_exclusions=False), log=lambda *_: None)
-    assert not report["excluded_gemms"]
-    assert any(k.startswith("heads.") for k in report["quantized_gemms"])
+    assert not report.excluded_gemms
+    assert any(k.startswith("heads.") for k in report.quantized_gemms)
 
 
 def test_calibration_file_reproduces_the_graph(tiny_pipeline, tmp_path):
@@ -85,9 +86,9 @@ def test_exclusion_by_regex_is_reported(tiny_pipeline, tmp_path):
         model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"),
         out=str(tmp_path / "ex"), calib_users=32, calib_batch=16, exclude=[r"^heads\."],
         default_exclusions=False), log=lambda *_: None)
-    assert report["excluded_gemms"] and all(k.startswith("heads.") for k in
-                                            report["excluded_gemms"])
-    assert all(v == r"--exclude ^heads\." for v in report["excluded_gemms"].values())
+    assert report.excluded_gemms and all(k.startswith("heads.") for k in
+                                            report.excluded_gemms)
+    assert all(v == r"--exclude ^heads\." for v in report.excluded_gemms.values())
 
 
 @pytest.mark.parametrize("array, message", [
@@ -146,7 +147,7 @@ def test_transpose_swap_keeps_the_numbers():
     x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32) * 3
     import onnxruntime as ort
 
-    from onerec_trt.engines.onnxrt import session_options
+    from onerec_trt.graphs import session_options
 
     y = ort.InferenceSession(swapped.SerializeToString(), session_options(),
                              providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]

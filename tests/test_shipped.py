@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from onerec_trt.data import pad_histories
-from onerec_trt.engines.onnxrt import make_session
-from onerec_trt.evaluate import EvalOptions, evaluate, sample_users
-from onerec_trt.model.folder import SHIPPED, load_model
+from onerec_trt.data.samplers import sample_users
+from onerec_trt.evaluate import EvalOptions, evaluate
+from onerec_trt.graphs import make_session
+from onerec_trt.model.checkpoint import SHIPPED, load_model
 from onerec_trt.model.generate import beam_search
 
 pytestmark = pytest.mark.skipif(not SHIPPED.is_dir(), reason=f"no shipped model in {SHIPPED}")
@@ -37,9 +38,9 @@ def test_shipped_model_accuracy_beside_the_baselines():
     report = evaluate(EvalOptions(users=1000, baselines=True), progress=False,
                       log=lambda *_: None)
     # measured on all 6,040 users: Recall@10 0.1995, NDCG@10 0.1032 (docs/model.md)
-    assert report["recall@10"] >= 0.17 and report["ndcg@10"] >= 0.085
-    assert report["recall@10"] > 5 * report["baselines"]["popularity"]["recall@10"]
-    assert report["recall@10"] > report["baselines"]["item_knn"]["recall@10"]
+    assert report.recall_at_10 >= 0.17 and report.ndcg_at_10 >= 0.085
+    assert report.recall_at_10 > 5 * report.baselines["popularity"]["recall@10"]
+    assert report.recall_at_10 > report.baselines["item_knn"]["recall@10"]
 
 
 def test_fp32_graph_means_exactly_the_torch_reference(shipped_pipeline, real_users):
@@ -69,4 +70,4 @@ def test_fp8_gate_passes_on_the_shipped_model(shipped_pipeline, tmp_path):
     report = verify(VerifyOptions(reference=str(shipped_pipeline / "onnx" / "reference.cpu.onnx"),
                                   candidate=str(shipped_pipeline / "fp8" / "fp8.cpu.onnx"),
                                   users=1000, out=str(tmp_path / "verify")), log=lambda *_: None)
-    assert report["pass"], report["gates"]
+    assert report.passed, report.gates

@@ -3,12 +3,13 @@ import torch
 
 from helpers import write_sequences
 from onerec_trt.data import load_dataset
+from onerec_trt.model.checkpoint import load_model, save_model
 from onerec_trt.model.config import ModelConfig
-from onerec_trt.model.folder import load_model, save_model
 from onerec_trt.model.generate import beam_search
 from onerec_trt.model.onerec import OneRecModel, PrefixEmbedding
 from onerec_trt.model.tokenizer import TokenizerConfig
-from onerec_trt.model.train import TrainConfig, train, training_windows
+from onerec_trt.model.train import train, training_windows
+from onerec_trt.model.train_stage import TrainConfig
 
 
 def _train_tiny(path, seed=0, steps=6, **options):
@@ -106,7 +107,7 @@ def test_patience_zero_runs_the_whole_schedule(tmp_path):
         bundle = train(data, ModelConfig.from_preset("tiny"),
                        TokenizerConfig(codebook_size=4, embedding_dim=8), cfg,
                        progress=False, log=lambda *_: None)
-        return len(bundle.training["history"])
+        return len(bundle.training["epochs"])
 
     assert epochs_run(1) == 2
     assert epochs_run(0) == 3

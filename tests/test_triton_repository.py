@@ -15,10 +15,10 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from onerec_trt.artifacts import sha256_file
-from onerec_trt.engines.onnxrt import session_options
 from onerec_trt.errors import UserError
-from onerec_trt.serve import RepositoryOptions, check_repository, export_repository
-from onerec_trt.serve.repository import BACKEND
+from onerec_trt.graphs import session_options
+from onerec_trt.triton import RepositoryOptions, check_repository, export_repository
+from onerec_trt.triton.repository import BACKEND
 
 S, K, L, ITEMS = 20, 10, 4, 40  # the tiny pipeline's contract (checked below)
 
@@ -83,8 +83,8 @@ def _engine_dir(folder, metas):
 def test_cpu_repository_layout_parses_and_serves_the_graphs(tiny_pipeline, tmp_path):
     repo = tmp_path / "repo"
     info = export_repository(_opts(tiny_pipeline, repo, ab=True), log=lambda *_: None)
-    assert info["variant"] == "cpu" and info["public"] == {"onerec": "fp8", "onerec_bf16": "bf16"}
-    assert info["contract"]["max_history"] == S and info["contract"]["num_items"] == ITEMS
+    assert info.variant == "cpu" and info.public == {"onerec": "fp8", "onerec_bf16": "bf16"}
+    assert info.contract["max_history"] == S and info.contract["num_items"] == ITEMS
     configs = {p.parent.name: _config(p) for p in repo.glob("*/config.pbtxt")}
     assert set(configs) == {"onerec", "onerec_bf16", "onerec_guard", "onerec_fp8_runner",
                             "onerec_bf16_runner"}
@@ -97,7 +97,7 @@ def test_cpu_repository_layout_parses_and_serves_the_graphs(tiny_pipeline, tmp_p
             ("items", "TYPE_INT64", [K]), ("scores", "TYPE_FP32", [K]),
             ("codes", "TYPE_INT64", [K, L])]
         steps = [s.model_name for s in ens.ensemble_scheduling.step]
-        assert steps == ["onerec_guard", f"onerec_{info['public'][name]}_runner"]
+        assert steps == ["onerec_guard", f"onerec_{info.public[name]}_runner"]
     runner = configs["onerec_fp8_runner"]
     assert runner.backend == "python" and runner.max_batch_size == 64
     assert runner.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
@@ -122,7 +122,7 @@ def test_gpu_repository_matches_the_engine_metadata(tiny_pipeline, tmp_path):
     repo = tmp_path / "gpu"
     info = export_repository(_opts(tiny_pipeline, repo, engine=str(engines), instances=2),
                              log=lambda *_: None)
-    assert info["variant"] == "gpu"
+    assert info.variant == "gpu"
     runner = _config(repo / "onerec_fp8_runner" / "config.pbtxt")
     assert runner.platform == "tensorrt_plan" and runner.default_model_filename == "model.plan"
     assert runner.max_batch_size == 32  # the profile's max batch
@@ -138,7 +138,7 @@ def test_gpu_repository_matches_the_engine_metadata(tiny_pipeline, tmp_path):
     assert plan.read_bytes() == (engines / "fp8.plan").read_bytes()
     assert json.loads(plan.with_suffix(".json").read_text()) == json.loads(
         (engines / "fp8.json").read_text())
-    assert info["runners"]["fp8"]["profile"]["history"] == {"min": 1, "opt": 16, "max": 32}
+    assert info.runners["fp8"]["profile"]["history"] == {"min": 1, "opt": 16, "max": 32}
     assert check_repository(repo) == []
     # the guard and the public ensemble are the CPU repository's, byte for byte
     cpu = tmp_path / "cpu"
@@ -159,8 +159,8 @@ def test_minimal_metadata_and_an_engine_found_by_its_precision_for_ab(tiny_pipel
     repo = tmp_path / "repo"
     info = export_repository(_opts(tiny_pipeline, repo, engine=str(engines), ab=True),
                              log=lambda *_: None)
-    assert info["public"] == {"onerec": "fp8", "onerec_bf16": "bf16"}
-    assert info["runners"]["bf16"]["engine"].endswith("other.plan")
+    assert info.public == {"onerec": "fp8", "onerec_bf16": "bf16"}
+    assert info.runners["bf16"]["engine"].endswith("other.plan")
     for name in ("onerec", "onerec_fp8_runner", "onerec_bf16_runner"):
         assert _config(repo / name / "config.pbtxt").max_batch_size == 48  # the smaller max
     assert check_repository(repo) == []
@@ -177,7 +177,7 @@ def test_minimal_metadata_and_an_engine_found_by_its_precision_for_ab(tiny_pipel
     ({"inputs": "history"}, "must list the engine's tensors"),
     ({"inputs": [{"name": "history", "dtype": "complex", "shape": [-1, S]}]}, "data type"),
     ({"plan_sha256": "0" * 64}, "does not match its metadata"),
-    ({"model_sha256": "f" * 64}, "built from another model"),
+    ({"model_sha256": "f" * 64}, "made from another model"),
 ])
 def test_engine_metadata_that_breaks_the_contract_is_refused(tiny_pipeline, tmp_path, change,
                                                              message):

@@ -18,9 +18,9 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from helpers import random_histories
-from onerec_trt.engines.onnxrt import make_session
 from onerec_trt.errors import UserError
-from onerec_trt.serve import (
+from onerec_trt.graphs import make_session
+from onerec_trt.triton import (
     LoadTestOptions,
     RepositoryOptions,
     ServerOptions,
@@ -29,8 +29,8 @@ from onerec_trt.serve import (
     export_repository,
     load_test,
 )
-from onerec_trt.serve.loadtest import format_stats, same_result
-from onerec_trt.serve.server import free_port
+from onerec_trt.triton.loadtest import format_stats, same_result
+from onerec_trt.triton.server import free_port
 
 S, ITEMS, MAX_BATCH = 20, 40, 16
 OUTPUTS = ("items", "scores", "codes")

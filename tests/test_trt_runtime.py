@@ -8,10 +8,12 @@ import struct
 import numpy as np
 import pytest
 
-from onerec_trt.build.jobs import Batches, engine_job
-from onerec_trt.build.metadata import GpuInfo, engine_metadata, write_engine
-from onerec_trt.build.trt_builder import BuiltEngine
+from onerec_trt.builder.jobs import Batches, engine_job
+from onerec_trt.builder.stage import engine_metadata
+from onerec_trt.builder.trt_builder import BuiltEngine
+from onerec_trt.engines.metadata import EngineMetadata, GpuInfo
 from onerec_trt.errors import UserError
+from onerec_trt.metrics import overlap
 
 
 def has_tensorrt() -> bool:
@@ -22,18 +24,21 @@ def has_tensorrt() -> bool:
     return True
 
 
-def has_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 HAS_TRT = has_tensorrt()
 
 
+@pytest.fixture(scope="module")
+def gpu():
+    """Skips the test without a CUDA GPU; probed when a TensorRT test runs, not at import."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT needs a CUDA GPU")
+
+
 def needs_tensorrt(test):
-    """Marked ``tensorrt``; skipped (before any fixture runs) without TensorRT or a GPU."""
-    test = pytest.mark.skipif(HAS_TRT and not has_gpu(), reason="TensorRT needs a CUDA GPU")(test)
+    """Marked ``tensorrt``; skipped (before any fixture runs) without TensorRT, and by the
+    ``gpu`` fixture (first in the test's arguments) without a GPU."""
     test = pytest.mark.skipif(not HAS_TRT,
                               reason="TensorRT is not installed (see docs/tensorrt.md)")(test)
     return pytest.mark.tensorrt(test)
@@ -49,46 +54,46 @@ def fake_pair(tiny_pipeline, tmp_path):
                         {"items": ([-1, 10], "INT64"), "scores": ([-1, 10], "FLOAT"),
                          "codes": ([-1, 10, 3], "INT64")}, 1.0, [])
     meta = engine_metadata(job, built, GpuInfo("NVIDIA H200", (9, 0)), {})
-    plan_path, _ = write_engine(tmp_path, job.name, plan, meta)
+    plan_path, _ = EngineMetadata.write(tmp_path, job.name, plan, meta)
     return plan_path, meta
 
 
 def test_engines_import_without_tensorrt():
-    import onerec_trt.build.trt_builder as builder
+    import onerec_trt.builder.trt_builder as builder
     import onerec_trt.engines.tensorrt as runtime
 
-    assert runtime.engine_runner and runtime.load and builder.build_engine
+    assert runtime.engine_backend and runtime.load and builder.build_engine
 
 
 def test_a_plan_of_another_model_is_refused(fake_pair):
-    from onerec_trt.verify.runners import make_runner
+    from onerec_trt.engines.runners import make_runner
 
     plan, meta = fake_pair
-    with pytest.raises(UserError, match=r"candidate .*fp8\.plan was built from another model "
+    with pytest.raises(UserError, match=r"candidate .*fp8\.plan was made from another model "
                                         r"\(hash " + meta["model_sha256"][:12]):
-        make_runner(str(plan), "candidate", "0" * 64, "unused")
+        make_runner(str(plan), "candidate", "unused", "0" * 64)
 
 
 def test_a_plan_that_does_not_match_its_metadata_is_refused(fake_pair):
-    from onerec_trt.engines.tensorrt import engine_runner
+    from onerec_trt.engines.tensorrt import engine_backend
 
     plan, meta = fake_pair
     plan.write_bytes(plan.read_bytes() + b"tampered")
     with pytest.raises(UserError, match="does not match its metadata"):
-        engine_runner(str(plan), "reference", meta["model_sha256"])
+        engine_backend(str(plan), "reference", meta["model_sha256"])
     plan.with_suffix(".json").unlink()
     with pytest.raises(UserError, match="no engine metadata fp8.json"):
-        engine_runner(str(plan), "reference", meta["model_sha256"])
+        engine_backend(str(plan), "reference", meta["model_sha256"])
     with pytest.raises(UserError, match="engine not found"):
-        engine_runner(str(plan.with_name("other.plan")), "reference", None)
+        engine_backend(str(plan.with_name("other.plan")), "reference", None)
 
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
 def test_the_runner_without_tensorrt_is_one_clear_line(fake_pair):
-    from onerec_trt.engines.tensorrt import engine_runner, load
+    from onerec_trt.engines.tensorrt import engine_backend, load
 
     plan, meta = fake_pair
-    for call in (lambda: engine_runner(str(plan), "candidate", meta["model_sha256"]),
+    for call in (lambda: engine_backend(str(plan), "candidate", meta["model_sha256"]),
                  lambda: load(plan)):
         with pytest.raises(UserError) as info:
             call()
@@ -101,8 +106,8 @@ def test_runner_input_metadata_comes_from_the_json(fake_pair):
     pytest.importorskip("polygraphy")
     from onerec_trt.engines.tensorrt import input_metadata
 
-    _, meta = fake_pair
-    inputs = input_metadata(meta)
+    plan, _ = fake_pair
+    inputs = input_metadata(EngineMetadata.read(plan))
     assert list(inputs) == ["history"]
     assert tuple(inputs["history"].shape) == (-1, 20)
     assert str(inputs["history"].dtype).endswith("int64")
@@ -110,32 +115,28 @@ def test_runner_input_metadata_comes_from_the_json(fake_pair):
 
 # ---- with TensorRT and a GPU -----------------------------------------------------------
 
-def overlap(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean([len(set(x) & set(y)) / len(x) for x, y in zip(a, b, strict=True)]))
-
-
 @pytest.fixture(scope="module")
 def built_engines(tiny_pipeline, tmp_path_factory):
-    from onerec_trt.build import BuildOptions, build
+    from onerec_trt.builder import BuildOptions, build
 
     out = tmp_path_factory.mktemp("trt") / "engines"
     result = build(BuildOptions(
         onnx=[str(tiny_pipeline / "onnx" / "reference.bf16.onnx"),
               str(tiny_pipeline / "fp8" / "fp8.onnx")],
         out=str(out), min_batch=1, opt_batch=8, max_batch=32, opt_level=0), log=print)
-    assert result["ok"]
+    assert result.ok
     return out
 
 
 @needs_tensorrt
 @pytest.mark.parametrize("name, cpu_graph", [("reference.bf16", "onnx/reference.cpu.onnx"),
                                              ("fp8", "fp8/fp8.cpu.onnx")])
-def test_engines_agree_with_onnx_runtime(built_engines, tiny_pipeline, name, cpu_graph):
+def test_engines_agree_with_onnx_runtime(gpu, built_engines, tiny_pipeline, name, cpu_graph):
     import tensorrt as trt
 
-    from onerec_trt.build.metadata import parse_version, plan_version
-    from onerec_trt.engines.onnxrt import make_session
+    from onerec_trt.engines.metadata import parse_version, plan_version
     from onerec_trt.engines.tensorrt import load
+    from onerec_trt.graphs import make_session
 
     meta = json.loads((built_engines / f"{name}.json").read_text())
     data = (built_engines / f"{name}.plan").read_bytes()
@@ -149,19 +150,19 @@ def test_engines_agree_with_onnx_runtime(built_engines, tiny_pipeline, name, cpu
     got = engine.infer_numpy({"history": hist})
     items, scores, _ = make_session(tiny_pipeline / cpu_graph).run(None, {"history": hist})
     assert got["items"].shape == items.shape and got["scores"].dtype == np.float32
-    assert overlap(got["items"], items) >= 0.9
+    assert overlap(got["items"], items, items.shape[1]).mean() >= 0.9
     finite = np.isfinite(scores)
     np.testing.assert_allclose(got["scores"][finite], scores[finite], atol=0.5)
 
 
 @needs_tensorrt
-def test_cuda_graphs_replay_the_same_results(built_engines):
+def test_cuda_graphs_replay_the_same_results(gpu, built_engines):
     from onerec_trt.engines.tensorrt import load
 
     plan = built_engines / "fp8.plan"
     plain, graphed = load(plan), load(plan, cuda_graphs=True)
     rng = np.random.default_rng(1)
-    s = plain.meta["profile"]["history"]["max"][1]
+    s = plain.meta.inputs["history"].shape[1]
     for batch in (3, 16, 3):  # a second visit to a batch size replays its graph
         hist = rng.integers(1, 40, size=(batch, s)).astype(np.int64)
         want, got = plain.infer_numpy({"history": hist}), graphed.infer_numpy({"history": hist})

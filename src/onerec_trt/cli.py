@@ -9,8 +9,8 @@ import sys
 from onerec_trt.errors import UserError
 
 # Stages in pipeline order; each name is a module in onerec_trt.commands.
-COMMANDS = ("run", "train", "eval", "analyze", "export", "quantize", "plugins", "lint", "build",
-            "verify", "bench", "triton")
+COMMANDS = ("run", "train", "evaluate", "analyze", "export", "quantize", "plugins", "lint",
+            "build", "verify", "bench", "triton")
 
 
 def _module(name: str):
@@ -29,10 +29,11 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="stage", metavar="STAGE")
     for name, module in modules.items():
-        p = sub.add_parser(name, help=module.HELP,
+        p = sub.add_parser(name, help=module.HELP, aliases=getattr(module, "ALIASES", ()),
                            description=getattr(module, "DESCRIPTION", module.HELP),
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         module.add_arguments(p)
+        p.set_defaults(stage=name)  # an alias (eval) runs its stage (evaluate)
     return parser
 
 

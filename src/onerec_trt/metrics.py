@@ -1,4 +1,5 @@
-"""Recall@K and NDCG@K for leave-one-out (one target per user) over ranked item lists."""
+"""Recall@K and NDCG@K for leave-one-out (one target per user) over ranked item lists, and
+overlap@K between two backends' lists (the one definition verify and bench share)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,12 @@ def recall_ndcg(ranked: np.ndarray, targets: np.ndarray, ks: tuple[int, ...] = K
         out[f"recall@{k}"] = float(recall.mean()) if len(recall) else 0.0
         out[f"ndcg@{k}"] = float(ndcg.mean()) if len(ndcg) else 0.0
     return out
+
+
+def overlap(reference: np.ndarray, candidate: np.ndarray, k: int) -> np.ndarray:
+    """Each user's overlap@k: the share of the reference's top k items that the candidate's
+    top k also holds. Dead beams (item -1) are not items: they never count as shared."""
+    out = []
+    for a, b in zip(np.asarray(reference)[:, :k], np.asarray(candidate)[:, :k], strict=True):
+        out.append(len(set(a[a >= 0].tolist()) & set(b[b >= 0].tolist())) / k)
+    return np.asarray(out, dtype=float)

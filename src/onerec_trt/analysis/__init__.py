@@ -8,25 +8,20 @@
    verdict on the seed paper's claim (``compare.py``).
 3. A roofline estimate of one request, BF16 against FP8, on a table of GPUs (``roofline.py``,
    ``gpus.json``).
-Writes ``report.md``, ``report.json``, ``exclusions.json`` (for ``quantize --exclusions``), PNG
-plots and a manifest into ``--out``.
+Writes ``report.md``, ``report.json`` (``AnalysisReport``), ``exclusions.json`` (for
+``quantize --exclusions``), PNG plots and a manifest into ``--out``.
+
+This module imports nothing heavy: the implementation is ``analysis/stage.py``.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
-import torch
+from onerec_trt.layout import DEFAULT_RUN
+from onerec_trt.reports import Report
 
-from onerec_trt.analysis.compare import compare_models, exclusions
-from onerec_trt.analysis.roofline import dcn_ops, load_gpus, onerec_ops, roofline_section
-from onerec_trt.artifacts import staged_folder, write_json, write_manifest, write_text
-from onerec_trt.errors import user_error
-
-__all__ = ["analyze", "AnalyzeOptions"]
+__all__ = ["analyze", "AnalyzeOptions", "AnalysisReport"]
 
 REFERENCES = ("traditional", "lm")
 PAPER_BEAM = 512  # the seed paper's serving beam (3 x 8192 codes, beam 512)
@@ -35,7 +30,7 @@ PAPER_BEAM = 512  # the seed paper's serving beam (3 x 8192 codes, beam 512)
 @dataclass
 class AnalyzeOptions:
     model: str = "default"
-    out: str = "runs/default/analysis"
+    out: str = str(DEFAULT_RUN.analysis)
     force: bool = False
     # activations: real users' training histories through the real generation graph
     calib_users: int = 256
@@ -62,143 +57,35 @@ class AnalyzeOptions:
     seed: int = 0
 
 
-def _validate(opts: AnalyzeOptions) -> dict:
-    """Every check that needs no heavy work, so a mistake costs one line, not minutes."""
-    from onerec_trt.model.config import ModelConfig
+@dataclass
+class AnalysisReport(Report):
+    """``report.json``: statistics per model, the comparison, exclusions and the roofline."""
 
-    for name in ("calib_users", "calib_batch", "beam", "max_rows", "traditional_steps",
-                 "traditional_samples", "lm_sentences", "roofline_users",
-                 "roofline_candidates"):
-        if getattr(opts, name) <= 0:
-            raise user_error(f"--{name.replace('_', '-')} must be positive, "
-                             f"got {getattr(opts, name)}")
-    if opts.roofline_beam is not None and opts.roofline_beam <= 0:
-        raise user_error(f"--roofline-beam must be positive, got {opts.roofline_beam}")
-    if not math.isfinite(opts.threshold_db):
-        raise user_error("--threshold-db must be a finite number of dB")
-    unknown = sorted(set(opts.references) - set(REFERENCES))
-    if unknown:
-        raise user_error(f"unknown reference model {unknown[0]!r}",
-                         f"expected any of: {', '.join(REFERENCES)} (or none)")
-    gpus = load_gpus(opts.gpus)
-    for preset in opts.presets:
-        ModelConfig.from_preset(preset)
-    if Path(opts.out).exists() and not opts.force:
-        raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
-    return gpus
+    stage: str
+    model: str
+    backend: str
+    options: dict
+    models: dict  # name -> profile (or {"skipped": why})
+    comparison: dict
+    exclusions: dict  # {"exclude": [layer, ...], ...}
+    roofline: dict  # entry -> gpu -> prediction
+    seconds: dict
 
+    @property
+    def excluded_layers(self) -> list[str]:
+        return list(self.exclusions.get("exclude", []))
 
-def analyze(opts: AnalyzeOptions, progress: bool = True, log=print) -> dict:
-    """Run the analysis and write the report folder; returns report.json's content."""
-    from onerec_trt.model.folder import load_model, model_hash
+    @property
+    def claim_holds(self) -> bool:
+        """The seed paper's tame-vs-wild claim, judged on the models analyzed."""
+        return bool(self.comparison.get("holds"))
 
-    t0 = time.perf_counter()
-    gpus = _validate(opts)
-    bundle = load_model(opts.model)
-    profiles, skipped, seconds = _profiles(opts, bundle, progress, log)
-    excl = exclusions(profiles["onerec"].layers, opts.threshold_db)
-    summaries = {k: p.summary() for k, p in profiles.items()}
-    comparison = compare_models(summaries)
-    t1 = time.perf_counter()
-    roofline = {"gpus": gpus, **roofline_section(_roofline_entries(opts, bundle, excl), gpus)}
-    seconds["roofline"] = time.perf_counter() - t1
-    seconds["total"] = time.perf_counter() - t0
-    report = {
-        "stage": "analyze",
-        "model": str(bundle.path),
-        "backend": f"torch {torch.__version__} CPU fp32; FP8 E4M3 round trips with "
-                   "torch.float8_e4m3fn; roofline: analytic prediction (no GPU run)",
-        "options": asdict(opts),
-        "models": {k: p.to_json() for k, p in profiles.items()} | skipped,
-        "comparison": comparison,
-        "exclusions": excl,
-        "roofline": roofline,
-        "seconds": seconds,
-    }
-    _write(opts, report, profiles, excl, gpus, model_hash(opts.model), log)
-    return report
+    def predicted_speedup(self, entry: str = "paper", gpu: str = "H200") -> float | None:
+        return self.roofline.get(entry, {}).get(gpu, {}).get("predicted_speedup")
 
 
-def _profiles(opts: AnalyzeOptions, bundle, progress: bool, log):
-    from onerec_trt.analysis.lm import lm_available, profile_lm
-    from onerec_trt.analysis.movielens import movie_sentences
-    from onerec_trt.analysis.onerec_source import profile_onerec
-    from onerec_trt.analysis.traditional import TraditionalConfig, profile_traditional
-    from onerec_trt.quantize.calibration_data import calibration_histories
+def analyze(opts: AnalyzeOptions, progress: bool = True, log=print) -> AnalysisReport:
+    """Run the analysis and write the report folder (see the module docstring)."""
+    from onerec_trt.analysis.stage import run_analyze
 
-    seconds, skipped = {}, {}
-    t = time.perf_counter()
-    histories, source = calibration_histories(opts, bundle)
-    profiles = {"onerec": profile_onerec(bundle, histories, source, opts.beam, opts.calib_batch,
-                                         opts.max_rows, progress, opts.seed)}
-    seconds["onerec"] = time.perf_counter() - t
-    if "traditional" in opts.references:
-        t = time.perf_counter()
-        cfg = TraditionalConfig(steps=opts.traditional_steps, seed=opts.seed)
-        profiles["traditional"] = profile_traditional(cfg, opts.traditional_samples,
-                                                      opts.max_rows, progress)
-        seconds["traditional"] = time.perf_counter() - t
-    if "lm" in opts.references:
-        reason = lm_available()
-        if reason:
-            log(f"language model skipped: {reason}")
-            skipped["lm"] = {"skipped": reason}
-        else:
-            t = time.perf_counter()
-            profiles["lm"] = profile_lm(movie_sentences(opts.lm_sentences, opts.seed), 64,
-                                        opts.max_rows, progress, opts.seed)
-            seconds["lm"] = time.perf_counter() - t
-    return profiles, skipped, seconds
-
-
-def _roofline_entries(opts: AnalyzeOptions, bundle, excl: dict) -> dict:
-    from onerec_trt.analysis.traditional import FIELDS, TraditionalConfig
-    from onerec_trt.model.config import ModelConfig
-
-    excluded = frozenset(excl["exclude"])
-    cfg = bundle.config
-    entries = {"onerec": {
-        "make_ops": lambda n, b: onerec_ops(cfg, n, b, excluded=excluded),
-        "users": opts.roofline_users, "beam": opts.roofline_beam or opts.beam,
-        "shape": {"history": cfg.max_history, "levels": cfg.levels},
-        "description": f"the analyzed model ({bundle.path}); its FP8 exclusions stay BF16"}}
-    for preset in opts.presets:
-        pcfg = ModelConfig.from_preset(preset)
-        default_beam = PAPER_BEAM if preset == "paper" else opts.beam
-        entries[preset] = {
-            "make_ops": lambda n, b, c=pcfg: onerec_ops(c, n, b),
-            "users": opts.roofline_users, "beam": opts.roofline_beam or default_beam,
-            "shape": {"history": pcfg.max_history, "levels": pcfg.levels},
-            "description": f"preset {preset} (d={pcfg.d_model}, {pcfg.context_layers} context "
-                           f"+ {pcfg.decoder_layers} decoder layers, codebooks "
-                           f"{pcfg.codebook_sizes}); every GEMM in FP8"}
-    tcfg = TraditionalConfig()
-    entries["traditional"] = {
-        "make_ops": lambda n, b: dcn_ops(tcfg, len(FIELDS), n, b),
-        "users": opts.roofline_users, "beam": opts.roofline_candidates,
-        "shape": {"candidates_per_user": opts.roofline_candidates},
-        "description": "the DCN-v2 ranking model scoring N users x B candidates ('beam' = "
-                       "candidates per user)"}
-    return entries
-
-
-def _write(opts, report, profiles, excl, gpus, weights_hash, log) -> None:
-    from onerec_trt.analysis import plots
-    from onerec_trt.analysis.report import render_markdown
-
-    with staged_folder(opts.out, force=opts.force) as tmp:
-        plots.histograms(profiles, tmp / "histograms.png")
-        plots.sqnr_bars(profiles, opts.threshold_db, tmp / "fp8_sqnr.png")
-        roof = report["roofline"]
-        keys = [k for k in roof if k != "gpus"]
-        chart_gpu = next(iter(gpus))
-        plots.roofline_chart(gpus, {k: roof[k]["ops"] for k in keys},
-                             {k: roof[k][chart_gpu]["sweep"] for k in keys}, chart_gpu,
-                             tmp / "roofline.png")
-        write_json(tmp / "report.json", report)
-        write_json(tmp / "exclusions.json", excl | {"model": report["model"]})
-        write_text(tmp / "report.md", render_markdown(report))
-        write_manifest(tmp, "analyze", asdict(opts),
-                       inputs={"model": weights_hash or "", "model_path": report["model"]})
-    log(f"analysis written to {opts.out} ({len(excl['exclude'])} layer(s) proposed for "
-        f"exclusion at {opts.threshold_db:g} dB)")
+    return run_analyze(opts, progress, log)

@@ -14,18 +14,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from onerec_trt.layout import DEFAULT_RUN
+
 __all__ = ["bench", "BenchOptions"]
 
 
 @dataclass
 class BenchOptions:
     model: str = "default"
-    onnx: str = "runs/default/onnx"  # the export stage's folder
-    fp8: str = "runs/default/fp8"  # the quantize stage's folder
-    engines: str = "runs/default/engines"  # the build stage's folder (TensorRT plans)
-    out: str = "runs/default/bench"
+    onnx: str = str(DEFAULT_RUN.onnx)  # the export stage's folder
+    fp8: str = str(DEFAULT_RUN.fp8)  # the quantize stage's folder
+    plugins: str = str(DEFAULT_RUN.plugins)  # the plugins stage's folder
+    engines: str = str(DEFAULT_RUN.engines)  # the build stage's folder (TensorRT plans)
+    out: str = str(DEFAULT_RUN.bench)
     backends: list[str] = field(default_factory=list)  # empty: every known backend
-    batches: list[int] = field(default_factory=lambda: [1, 8, 64])
+    batches: list[int] = field(default_factory=lambda: [1, 8, 64])  # users per request
     beam: int | None = None  # None: the exported graphs' beam (20 without graphs)
     topk: int | None = None  # None: the exported graphs' top-K (min(10, beam) without)
     reps: int = 10  # timed calls per backend and batch size, alternating

@@ -1,27 +1,30 @@
 """Which backends can run here, from which files, and why the others cannot.
 
-A backend is available only when its module imports and its artifacts exist and belong to the
-model being benchmarked; otherwise it is skipped with the reason (printed, and kept in
-bench.json). Nothing heavy is imported at module level: the plugin and TensorRT modules are
-imported inside the checks.
+A backend is named ``<kind>[-plugins]-<precision>``: the kinds are the engines package's
+(``torch``, ``ort``, ``trt``: the names verify uses too), ``-plugins`` the plugins stage's
+graphs, the precision ``fp32``, ``bf16`` or ``fp8``. It is available only when its module
+imports and its artifacts exist and belong to the model being benchmarked; otherwise it is
+skipped with the reason (printed, and kept in bench.json). Nothing heavy is imported at module
+level: the plugin and TensorRT modules are imported inside the checks.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from onerec_trt.errors import user_error
+from onerec_trt.errors import UserError, user_error
+from onerec_trt.layout import BF16_GRAPH, CPU_GRAPH, FP8_CPU_GRAPH, FP8_GRAPH, PLUGIN_GRAPHS
+from onerec_trt.provenance import recorded_model
 
-NAMES = ("torch", "torch-bf16", "ort-bf16", "ort-fp8", "ort-plugins-bf16", "ort-plugins-fp8",
-         "trt-bf16", "trt-fp8", "trt-plugins-bf16", "trt-plugins-fp8")
+NAMES = ("torch-fp32", "torch-bf16", "ort-bf16", "ort-fp8", "ort-plugins-bf16",
+         "ort-plugins-fp8", "trt-bf16", "trt-fp8", "trt-plugins-bf16", "trt-plugins-fp8")
 
 DESCRIPTIONS = {
-    "torch": "torch reference beam search, fp32 (CPU unless --device cuda)",
-    "torch-bf16": "torch reference beam search, bf16 weights and activations",
+    "torch-fp32": "torch generation loop, fp32 (CPU unless --device cuda)",
+    "torch-bf16": "torch generation loop, bf16 weights and activations",
     "ort-bf16": "ONNX Runtime, reference.cpu.onnx: the bf16 graph rendered as fp32 compute with "
                 "bf16 rounding casts",
     "ort-fp8": "ONNX Runtime, fp8.cpu.onnx: FP8 Q/DQ simulated (quantize, dequantize, fp32 GEMM)",
@@ -37,11 +40,20 @@ DESCRIPTIONS = {
 @dataclass
 class BackendSpec:
     name: str
-    kind: str  # torch | ort | ort-plugins | trt
+    kind: str  # torch | ort | trt (engines.runners.KINDS)
     precision: str  # fp32 | bf16 | fp8
     path: str | None = None  # the graph or engine (None: the model folder itself)
     max_batch: int | None = None  # an engine's optimization-profile limit
     description: str = ""
+
+    @property
+    def plugins(self) -> bool:
+        return "-plugins-" in self.name
+
+    @property
+    def runner_spec(self) -> str:
+        """What ``engines.runners.make_runner`` takes for this backend."""
+        return self.path if self.path else f"torch:{self.precision}"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -55,6 +67,7 @@ class Sources:
     model_sha: str | None
     onnx: Path
     fp8: Path
+    plugins: Path
     engines: Path
     beam: int
 
@@ -69,13 +82,10 @@ def parse_names(names: list[str]) -> list[str]:
 
 def discover(names: list[str], src: Sources) -> tuple[list[BackendSpec], dict[str, str]]:
     """(available backends, {skipped backend: reason}) among ``names``."""
-    checks = {"torch": _torch, "torch-bf16": _torch, "ort-bf16": _ort, "ort-fp8": _ort,
-              "ort-plugins-bf16": _ort_plugins, "ort-plugins-fp8": _ort_plugins,
-              "trt-bf16": _trt, "trt-fp8": _trt, "trt-plugins-bf16": _trt,
-              "trt-plugins-fp8": _trt}
+    checks = {"torch": _torch, "ort": _ort, "trt": _trt}
     found, skipped = [], {}
     for name in names:
-        result = checks[name](name, src)
+        result = checks[name.split("-")[0]](name, src)
         if isinstance(result, str):
             skipped[name] = result
         else:
@@ -84,8 +94,12 @@ def discover(names: list[str], src: Sources) -> tuple[list[BackendSpec], dict[st
     return found, skipped
 
 
+def _precision(name: str) -> str:
+    return name.rsplit("-", 1)[1]
+
+
 def _torch(name: str, src: Sources) -> BackendSpec:
-    return BackendSpec(name, "torch", "bf16" if name.endswith("bf16") else "fp32")
+    return BackendSpec(name, "torch", _precision(name))
 
 
 def _missing_module(module: str) -> str | None:
@@ -96,112 +110,64 @@ def _missing_module(module: str) -> str | None:
     return None if found else f"{module} is not installed"
 
 
-def _graph_meta(folder: Path) -> dict:
-    """export.json of an export folder, or of the export folder a quantize folder came from."""
-    if (folder / "export.json").is_file():
-        return json.loads((folder / "export.json").read_text())
-    manifest = folder / "manifest.json"
-    if manifest.is_file():
-        onnx_dir = json.loads(manifest.read_text()).get("options", {}).get("onnx")
-        if onnx_dir and (Path(onnx_dir) / "export.json").is_file():
-            return json.loads((Path(onnx_dir) / "export.json").read_text())
-    return {}
-
-
-def _recorded_model(folder: Path) -> str | None:
-    meta = _graph_meta(folder) if (folder / "export.json").is_file() else {}
-    if meta.get("model_sha256"):
-        return meta["model_sha256"]
-    manifest = folder / "manifest.json"
-    if manifest.is_file():
-        return json.loads(manifest.read_text()).get("inputs", {}).get("model") or None
-    return None
-
-
 def check_graph(path: Path, src: Sources, stage: str) -> str | None:
     """Why the graph at ``path`` cannot be benchmarked for this model, or None."""
+    from onerec_trt.export import find_report
+
     if not path.is_file():
         return f"{path} not found (run 'onerec-trt {stage}' first)"
-    recorded = _recorded_model(path.parent)
+    recorded = recorded_model(path)
     if src.model_sha and recorded and recorded != src.model_sha:
         return f"{path} was made from another model ({recorded[:12]}, --model has " \
                f"{src.model_sha[:12]})"
-    beam = _graph_meta(path.parent).get("options", {}).get("beam")
-    if beam is not None and beam != src.beam:
-        return f"{path} was exported with beam {beam}, not --beam {src.beam} (re-export)"
+    export = find_report(path)
+    if export is not None and export.beam != src.beam:
+        return f"{path} was exported with beam {export.beam}, not --beam {src.beam} (re-export)"
     return None
 
 
+def graph_path(name: str, src: Sources) -> tuple[Path, str]:
+    """(the CPU graph a backend runs, the stage that writes it)."""
+    source = CPU_GRAPH if _precision(name) == "bf16" else FP8_CPU_GRAPH
+    if "-plugins-" in name:
+        return src.plugins / PLUGIN_GRAPHS[source], "plugins"
+    return (src.onnx if source == CPU_GRAPH else src.fp8) / source, \
+        "export" if source == CPU_GRAPH else "quantize"
+
+
 def _ort(name: str, src: Sources) -> BackendSpec | str:
-    missing = _missing_module("onnxruntime")
-    if missing:
-        return missing
-    path = src.onnx / "reference.cpu.onnx" if name == "ort-bf16" else src.fp8 / "fp8.cpu.onnx"
-    why = check_graph(path, src, "export" if name == "ort-bf16" else "quantize")
-    return why or BackendSpec(name, "ort", name.rsplit("-", 1)[1], str(path))
-
-
-def plugin_graph(name: str, src: Sources) -> Path:
-    """The plugin swap's CPU graph beside the standard-op graph it came from."""
-    return (src.onnx / "reference.plugins.cpu.onnx" if name.endswith("bf16")
-            else src.fp8 / "fp8.plugins.cpu.onnx")
-
-
-def _ort_plugins(name: str, src: Sources) -> BackendSpec | str:
-    for module in ("onnxruntime", "onnxruntime_extensions", "onerec_trt.plugins.ort_ops"):
+    modules = ["onnxruntime"] + (["onnxruntime_extensions"] if "-plugins-" in name else [])
+    for module in modules:
         missing = _missing_module(module)
         if missing:
-            return f"{missing} (the plugin graphs' ONNX Runtime custom ops need it)"
-    path = plugin_graph(name, src)
-    why = check_graph(path, src, "plugins")
-    return why or BackendSpec(name, "ort-plugins", name.rsplit("-", 1)[1], str(path))
-
-
-def plugin_session(path: str, threads: int):
-    """An ONNX Runtime session with the beam-search custom ops registered."""
-    from onerec_trt.plugins.ort_ops import plugin_session as make
-
-    return make(path, threads)
+            return missing
+    path, stage = graph_path(name, src)
+    why = check_graph(path, src, stage)
+    return why or BackendSpec(name, "ort", _precision(name), str(path))
 
 
 def _trt(name: str, src: Sources) -> BackendSpec | str:
+    from onerec_trt.engines.metadata import EngineMetadata
+
     if not src.engines.is_dir():
         return f"no engine folder {src.engines} (run 'onerec-trt build' on a GPU with TensorRT)"
-    precision = name.rsplit("-", 1)[1]
-    with_plugins = "plugins" in name
+    precision, with_plugins = _precision(name), "-plugins-" in name
+    graph = (BF16_GRAPH if precision == "bf16" else FP8_GRAPH)
     for plan in sorted(src.engines.glob("*.plan")):
-        meta_path = plan.with_suffix(".json")
-        if not meta_path.is_file():
+        try:
+            meta = EngineMetadata.read(plan)
+        except UserError:
             continue
-        meta = json.loads(meta_path.read_text())
-        if meta.get("precision") != ("fp8" if precision == "fp8" else "bfloat16") and \
-                meta.get("precision") != precision:
+        if meta.precision not in (precision, "bfloat16" if precision == "bf16" else None):
             continue
-        if bool(meta.get("plugins")) != with_plugins:
+        if bool(meta.plugins) != with_plugins:
             continue
-        if src.model_sha and meta.get("model_sha256") not in (None, src.model_sha):
+        if src.model_sha and meta.model_sha256 not in (None, src.model_sha):
             return f"{plan} was built from another model"
         try:
-            importlib.import_module("onerec_trt.build.trt_builder").import_tensorrt()
+            importlib.import_module("onerec_trt.engines.tensorrt_lib").import_tensorrt()
         except Exception as exc:  # UserError: TensorRT missing; anything else: broken install
             return f"{plan} exists but TensorRT cannot load here: {str(exc).splitlines()[0]}"
-        limit = meta.get("profile", {}).get("history", {}).get("max", [None])[0]
-        return BackendSpec(name, "trt", precision, str(plan), max_batch=limit)
+        return BackendSpec(name, "trt", precision, str(plan), max_batch=meta.max_batch)
     kind = f"{precision}{' plugin' if with_plugins else ''}"
-    return f"no {kind} engine (*.plan with metadata) in {src.engines}"
-
-
-def trt_runner(path: str):
-    """``run(history) -> (items, scores)`` on a TensorRT engine (``engines/tensorrt.py``), with the
-    engine's device memory when TensorRT reports it."""
-    from onerec_trt.engines.tensorrt import load
-
-    engine = load(path, cuda_graphs=True, log=lambda *_: None)
-
-    def run(history):
-        out = engine.infer_numpy({"history": history})
-        return out["items"], out["scores"]
-
-    size = getattr(engine.engine, "device_memory_size_v2", None) or \
-        getattr(engine.engine, "device_memory_size", None)
-    return run, {"device": "cuda", "engine_device_memory": size, "notes": engine.notes}
+    return f"no {kind} engine (*.plan with metadata, built from {graph}) in {src.engines}"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-E4M3_MAX = 448.0
+from onerec_trt.analysis.fp8 import E4M3_MAX
 
 
 @dataclass

@@ -45,13 +45,14 @@ def _validate(opts: BenchOptions) -> None:
 
 def _request(opts: BenchOptions) -> tuple[dict, Sources]:
     """The model's facts and the request shape (beam/top-K from the graphs unless given)."""
-    from onerec_trt.bench.backends import _graph_meta
-    from onerec_trt.model.folder import load_model, model_hash, resolve_model_path
+    from onerec_trt.export import find_report
+    from onerec_trt.layout import CPU_GRAPH
+    from onerec_trt.model.checkpoint import load_model, model_hash, resolve_model_path
 
     bundle = load_model(opts.model)
-    exported = _graph_meta(Path(opts.onnx)).get("options", {})
-    beam = opts.beam or exported.get("beam") or 20
-    topk = opts.topk or (exported.get("topk") if beam == exported.get("beam") else None) \
+    exported = find_report(Path(opts.onnx) / CPU_GRAPH)
+    beam = opts.beam or (exported.beam if exported else 20)
+    topk = opts.topk or (exported.topk if exported and beam == exported.beam else None) \
         or min(10, beam)
     if not 1 <= topk <= beam:
         raise user_error(f"--topk {topk} must be between 1 and the beam {beam}")
@@ -63,7 +64,8 @@ def _request(opts: BenchOptions) -> tuple[dict, Sources]:
                "num_items": bundle.semantic_ids.num_items, "seed": opts.seed,
                "histories": "synthetic: uniform random item ids, full length (the graphs' "
                             "cost does not depend on the ids)"}
-    src = Sources(opts.model, sha, Path(opts.onnx), Path(opts.fp8), Path(opts.engines), beam)
+    src = Sources(opts.model, sha, Path(opts.onnx), Path(opts.fp8), Path(opts.plugins),
+                  Path(opts.engines), beam)
     return {"model": model, "request": request}, src
 
 

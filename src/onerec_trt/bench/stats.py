@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from onerec_trt.metrics import overlap
+
 # FP8 / BF16 pairs that can be formed when both backends ran: (fp8 backend, bf16 backend)
 PAIRS = (("ort-fp8", "ort-bf16"), ("ort-plugins-fp8", "ort-plugins-bf16"),
-         ("trt-fp8", "trt-bf16"))
+         ("trt-fp8", "trt-bf16"), ("trt-plugins-fp8", "trt-plugins-bf16"))
 
 
 def alternating_order(names: list[str], rep: int) -> list[str]:
@@ -75,11 +77,10 @@ def agreement(ref_items, ref_scores, items, scores) -> dict:
     differences at the rounding level; the exact order may differ where two items' scores are
     within one rounding step."""
     ref_items, items = np.asarray(ref_items), np.asarray(items)
-    overlap = np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(ref_items, items,
-                                                                        strict=True)])
+    shared = float(overlap(ref_items, items, ref_items.shape[1]).mean())
     diff = np.abs(np.asarray(ref_scores, np.float64) - np.asarray(scores, np.float64))
     finite = diff[np.isfinite(diff) & (diff < 1e29)]
-    return {"exact_match": exact_match(ref_items, items), "overlap": float(overlap),
+    return {"exact_match": exact_match(ref_items, items), "overlap": shared,
             "score_abs_diff_median": float(np.median(finite)) if finite.size else None}
 
 

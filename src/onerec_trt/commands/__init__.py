@@ -1,12 +1,59 @@
 """One module per CLI stage: ``HELP``, ``add_arguments(parser)`` and ``run(args) -> exit code``.
 
-Command modules import only argparse at module level (``--help`` stays fast); the stage's
-library function is imported inside ``run``.
+Command modules import only argparse and the stages' options dataclasses at module level
+(``--help`` stays fast: the stage packages' ``__init__`` modules are light); the stage's
+implementation is imported inside ``run``. Every default lives in the options dataclass:
+``option`` reads it from there, ``options_from`` builds the options from the parsed arguments.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def default_of(options: type, name: str) -> Any:
+    """The default of field ``name`` of an options dataclass."""
+    for f in dataclasses.fields(options):
+        if f.name == name:
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            return None if f.default is dataclasses.MISSING else f.default
+    raise KeyError(f"{options.__name__} has no field {name!r}")
+
+
+class AppendOrReplace(argparse.Action):
+    """``action="append"`` whose first use replaces the default list instead of adding to it
+    (argparse's own appends to the default)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = getattr(namespace, self.dest, None)
+        items = [] if items is None or items is self.default else list(items)
+        setattr(namespace, self.dest, [*items, values])
+
+
+def option(p, flag: str, options: type, *, field: str | None = None, **kwargs) -> None:
+    """``p.add_argument(flag, ...)`` with the default of ``options``' field (named after the
+    flag unless ``field`` says otherwise); booleans become ``store_true`` flags."""
+    name = field or flag.lstrip("-").replace("-", "_")
+    default = default_of(options, name)
+    if kwargs.get("action") == "append":
+        kwargs["action"] = AppendOrReplace
+    elif isinstance(default, bool) and "action" not in kwargs:
+        kwargs["action"] = "store_true"
+    elif "type" not in kwargs and "action" not in kwargs and isinstance(default, int | float):
+        kwargs["type"] = type(default)
+    p.add_argument(flag, default=default, dest=name, **kwargs)
+
+
+def options_from(args: argparse.Namespace, options: type[T], **overrides) -> T:
+    """The options dataclass filled from the parsed arguments of the same names."""
+    names = {f.name for f in dataclasses.fields(options)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    return options(**{**given, **overrides})
 
 DATA_HELP = ("ml-1m (built in), beauty (--data Beauty.txt), sequences (--data FILE: "
              "'user item item ...' a line), table (--data CSV/TSV/Parquet, with --columns)")
@@ -22,14 +69,16 @@ def add_data_arguments(p: argparse.ArgumentParser, required: bool = False) -> No
 
 
 def add_filter_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--min-user", type=int, default=3,
-                   help="drop users with fewer interactions (at least 3: leave-one-out)")
-    p.add_argument("--min-item", type=int, default=1, help="drop items with fewer interactions")
-    p.add_argument("--kcore", type=int, default=0,
-                   help="repeat both filters with this threshold until they hold (k-core)")
+    from onerec_trt.model.train_stage import TrainOptions
+
+    option(p, "--min-user", TrainOptions,
+           help="drop users with fewer interactions (at least 3: leave-one-out)")
+    option(p, "--min-item", TrainOptions, help="drop items with fewer interactions")
+    option(p, "--kcore", TrainOptions,
+           help="repeat both filters with this threshold until they hold (k-core)")
 
 
-def add_model_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="default",
+def add_model_argument(p: argparse.ArgumentParser, default: str = "default") -> None:
+    p.add_argument("--model", default=default,
                    help="model folder written by 'onerec-trt train', or 'default' (the shipped "
                         "model: small preset trained on MovieLens-1M)")

@@ -1,14 +1,12 @@
 import shlex
 
-from onerec_trt.commands import add_model_argument
+from onerec_trt.bench import BenchOptions
+from onerec_trt.commands import add_model_argument, option, options_from
 
 HELP = "latency, throughput and peak memory of every backend that runs here, side by side"
 DESCRIPTION = (HELP + ". Each backend runs in its own process, in alternating order; FP8/BF16 "
                "ratios are paired per repetition. A CPU simulation's ratio says nothing about "
                "GPU speed (GPU evidence: scripts/device_bench.py).")
-
-BACKENDS = ("torch, torch-bf16, ort-bf16, ort-fp8, ort-plugins-bf16, ort-plugins-fp8, trt-bf16, "
-            "trt-fp8, trt-plugins-bf16, trt-plugins-fp8")
 
 
 def _ints(text: str) -> list[int]:
@@ -26,47 +24,43 @@ def _names(text: str) -> list[str]:
 
 
 def add_arguments(p):
+    from onerec_trt.bench.backends import NAMES
+
     add_model_argument(p)
-    p.add_argument("--onnx", default="runs/default/onnx", help="the export stage's folder")
-    p.add_argument("--fp8", default="runs/default/fp8", help="the quantize stage's folder")
-    p.add_argument("--engines", default="runs/default/engines",
-                   help="the build stage's folder (TensorRT plans)")
-    p.add_argument("--out", default="runs/default/bench", help="report folder")
-    p.add_argument("--backends", type=_names, default=[],
-                   help=f"comma-separated subset of: {BACKENDS} (default: all that can run)")
-    p.add_argument("--batch", type=_ints, default=[1, 8, 64], dest="batches",
-                   help="users per request, comma-separated (e.g. 1,8,64)")
-    p.add_argument("--beam", type=int, default=None,
-                   help="beam width (default: the exported graphs' beam)")
-    p.add_argument("--topk", type=int, default=None, help="items per user (default: the graphs')")
-    p.add_argument("--reps", type=int, default=10,
-                   help="timed requests per backend and batch size (alternating)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed requests first")
-    p.add_argument("--threads", type=int, default=1, help="threads per backend")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
-                   help="where the torch reference runs")
-    p.add_argument("--max-call-s", type=float, default=30.0,
-                   help="a backend whose request takes longer stops at that batch size")
-    p.add_argument("--scaling", action="store_true",
-                   help="also measure how cost grows with history S, beam B, catalogue, levels L")
-    p.add_argument("--scaling-axes", type=_names, default=[],
-                   help="comma-separated subset of history,beam,catalogue,levels")
-    p.add_argument("--scaling-users", type=int, default=8, help="users per scaling request")
-    p.add_argument("--scaling-reps", type=int, default=3, help="timed requests per point")
-    p.add_argument("--seed", type=int, default=0, help="synthetic histories' seed")
-    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    option(p, "--onnx", BenchOptions, help="the export stage's folder")
+    option(p, "--fp8", BenchOptions, help="the quantize stage's folder")
+    option(p, "--plugins", BenchOptions, help="the plugins stage's folder")
+    option(p, "--engines", BenchOptions, help="the build stage's folder (TensorRT plans)")
+    option(p, "--out", BenchOptions, help="report folder")
+    option(p, "--backends", BenchOptions, type=_names,
+           help=f"comma-separated subset of: {', '.join(NAMES)} (default: all that can run)")
+    option(p, "--batch", BenchOptions, field="batches", type=_ints,
+           help="users per request, comma-separated (e.g. 1,8,64)")
+    option(p, "--beam", BenchOptions, type=int,
+           help="beam width (default: the exported graphs' beam)")
+    option(p, "--topk", BenchOptions, type=int, help="items per user (default: the graphs')")
+    option(p, "--reps", BenchOptions,
+           help="timed requests per backend and batch size (alternating)")
+    option(p, "--warmup", BenchOptions, help="untimed requests first")
+    option(p, "--threads", BenchOptions, help="threads per backend")
+    option(p, "--device", BenchOptions, choices=("cpu", "cuda"),
+           help="where the torch reference runs")
+    option(p, "--max-call-s", BenchOptions,
+           help="a backend whose request takes longer stops at that batch size")
+    option(p, "--scaling", BenchOptions,
+           help="also measure how cost grows with history S, beam B, catalogue, levels L")
+    option(p, "--scaling-axes", BenchOptions, type=_names,
+           help="comma-separated subset of history,beam,catalogue,levels")
+    option(p, "--scaling-users", BenchOptions, help="users per scaling request")
+    option(p, "--scaling-reps", BenchOptions, help="timed requests per point")
+    option(p, "--seed", BenchOptions, help="synthetic histories' seed")
+    option(p, "--force", BenchOptions, help="replace an existing --out")
 
 
 def run(args) -> int:
-    from onerec_trt.bench import BenchOptions, bench
+    from onerec_trt.bench import bench
 
-    bench(BenchOptions(
-        model=args.model, onnx=args.onnx, fp8=args.fp8, engines=args.engines, out=args.out,
-        backends=args.backends, batches=args.batches, beam=args.beam, topk=args.topk,
-        reps=args.reps, warmup=args.warmup, threads=args.threads, device=args.device,
-        max_call_s=args.max_call_s, scaling=args.scaling, scaling_axes=args.scaling_axes,
-        scaling_users=args.scaling_users, scaling_reps=args.scaling_reps, seed=args.seed,
-        force=args.force, command=command_line(args)))
+    bench(options_from(args, BenchOptions, command=command_line(args)))
     return 0
 
 

@@ -1,3 +1,6 @@
+from onerec_trt.builder import BuildOptions
+from onerec_trt.commands import option, options_from
+
 HELP = "TensorRT engines (<name>.plan + <name>.json) from the bf16 and FP8 graphs (lint first)"
 DESCRIPTION = (HELP + ". Needs TensorRT and an NVIDIA GPU; --print-commands needs neither and "
                "prints the equivalent trtexec / polygraphy convert commands. Exit 0: built, "
@@ -5,44 +8,32 @@ DESCRIPTION = (HELP + ". Needs TensorRT and an NVIDIA GPU; --print-commands need
 
 
 def add_arguments(p):
-    p.add_argument("--onnx", action="append", default=None, metavar="FILE",
-                   help="graph to build, once per engine; none: runs/default/onnx/"
-                        "reference.bf16.onnx and runs/default/fp8/fp8.onnx")
-    p.add_argument("--out", default="runs/default/engines", help="folder for the engines")
-    p.add_argument("--min-batch", type=int, default=1, help="smallest user batch (profile min)")
-    p.add_argument("--opt-batch", type=int, default=32, help="user batch to tune for (opt)")
-    p.add_argument("--max-batch", type=int, default=256, help="largest user batch (max)")
-    p.add_argument("--opt-level", type=int, default=3, help="builder optimization level 0-5")
-    p.add_argument("--workspace", type=int, default=None, metavar="MIB",
-                   help="workspace memory limit in MiB; none: TensorRT's default (all GPU "
-                        "memory)")
-    p.add_argument("--timing-cache", default=None, metavar="FILE",
-                   help="timing cache to reuse and update across builds; none: a fresh one "
-                        "(saved as timing.cache in --out)")
-    p.add_argument("--calibration", default=None, metavar="FILE",
-                   help="calibration file hashed into the FP8 metadata; none: "
-                        "calibration.json beside the graph")
-    p.add_argument("--plugin-module", action="append", default=None,
-                   metavar="MODULE[:FUNCTION]",
-                   help="Python module registering the plugins (then FUNCTION() is called), "
-                        "repeatable, used only for graphs with plugin nodes; none: "
-                        "onerec_trt.plugins.tensorrt_plugins:register_plugins")
-    p.add_argument("--plugin-library", action="append", default=[], metavar="LIB",
-                   help="plugin shared library to load (repeatable)")
-    p.add_argument("--print-commands", action="store_true",
-                   help="print the equivalent trtexec and polygraphy commands and exit")
-    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    option(p, "--onnx", BuildOptions, action="append", metavar="FILE",
+           help="graph to build, once per engine")
+    option(p, "--out", BuildOptions, help="folder for the engines")
+    option(p, "--min-batch", BuildOptions, help="smallest user batch (profile min)")
+    option(p, "--opt-batch", BuildOptions, help="user batch to tune for (opt)")
+    option(p, "--max-batch", BuildOptions, help="largest user batch (max)")
+    option(p, "--opt-level", BuildOptions, help="builder optimization level 0-5")
+    option(p, "--workspace", BuildOptions, type=int, metavar="MIB",
+           help="workspace memory limit in MiB; none: TensorRT's default (all GPU memory)")
+    option(p, "--timing-cache", BuildOptions, metavar="FILE",
+           help="timing cache to reuse and update across builds; none: a fresh one (saved as "
+                "timing.cache in --out)")
+    option(p, "--calibration", BuildOptions, metavar="FILE",
+           help="calibration file hashed into the FP8 metadata; none: calibration.json beside "
+                "the graph")
+    option(p, "--plugin-module", BuildOptions, action="append", metavar="MODULE[:FUNCTION]",
+           help="Python module registering the plugins (then FUNCTION() is called), "
+                "repeatable, used only for graphs with plugin nodes")
+    option(p, "--plugin-library", BuildOptions, action="append", metavar="LIB",
+           help="plugin shared library to load (repeatable)")
+    option(p, "--print-commands", BuildOptions,
+           help="print the equivalent trtexec and polygraphy commands and exit")
+    option(p, "--force", BuildOptions, help="replace an existing --out")
 
 
 def run(args) -> int:
-    from onerec_trt.build import BuildOptions, build
+    from onerec_trt.builder import build
 
-    defaults = BuildOptions()
-    result = build(BuildOptions(
-        onnx=args.onnx or defaults.onnx, out=args.out, min_batch=args.min_batch,
-        opt_batch=args.opt_batch, max_batch=args.max_batch, opt_level=args.opt_level,
-        workspace=args.workspace, timing_cache=args.timing_cache, calibration=args.calibration,
-        plugin_module=args.plugin_module or defaults.plugin_module,
-        plugin_library=args.plugin_library, print_commands=args.print_commands,
-        force=args.force))
-    return 0 if result["ok"] else 1
+    return 0 if build(options_from(args, BuildOptions)).ok else 1

@@ -1,21 +1,23 @@
-from onerec_trt.commands import add_model_argument
+from onerec_trt.commands import add_model_argument, option, options_from
+from onerec_trt.export import ExportOptions
 
 HELP = "the whole request (context, L decode steps, beam search) as one ONNX graph"
 
 
 def add_arguments(p):
     add_model_argument(p)
-    p.add_argument("--out", default="runs/default/onnx", help="folder for the graphs")
-    p.add_argument("--beam", type=int, default=20, help="beam width B")
-    p.add_argument("--topk", type=int, default=10, help="results per user K (<= B)")
-    p.add_argument("--plugins", action="store_true",
-                   help="also write the plugin-bearing graphs (*.plugins.onnx, *.plugins.cpu.onnx)")
-    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    option(p, "--out", ExportOptions, help="folder for the graphs")
+    option(p, "--beam", ExportOptions, help="beam width B")
+    option(p, "--topk", ExportOptions, help="results per user K (<= B)")
+    option(p, "--step", ExportOptions, choices=("csr", "dense"),
+           help="the beam step written into the graph: csr (standard ops over the trie's "
+                "CSR arrays: its size grows with the catalogue's edges) or dense (next-node "
+                "tables [nodes, codebook]: a reference for small catalogues only)")
+    option(p, "--force", ExportOptions, help="replace an existing --out")
 
 
 def run(args) -> int:
-    from onerec_trt.export import ExportOptions, export
+    from onerec_trt.export import export
 
-    export(ExportOptions(model=args.model, out=args.out, beam=args.beam, topk=args.topk,
-                         plugins=args.plugins, force=args.force))
+    export(options_from(args, ExportOptions))
     return 0

@@ -9,7 +9,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from onerec_trt.build.lint import lint
+    from onerec_trt.lint import lint
 
     failed = False
     for path in args.files:

@@ -1,20 +1,22 @@
-HELP = "the main job: every stage on the built-in default (shipped model, MovieLens-1M)"
+from onerec_trt.commands import add_model_argument, option, options_from
+from onerec_trt.run import RunOptions
+
+HELP = "the main job: every stage on one model (default: the shipped model, MovieLens-1M)"
 
 
 def add_arguments(p):
-    p.add_argument("--out", default="runs/default", help="run folder (rewritten)")
-    p.add_argument("--users", type=int, default=None,
-                   help="evaluate a seeded sample of test users (default: all)")
-    p.add_argument("--verify-users", type=int, default=1000, help="users for the FP8 gate")
+    add_model_argument(p)
+    option(p, "--out", RunOptions, help="run folder (rewritten)")
+    option(p, "--users", RunOptions, type=int,
+           help="evaluate a seeded sample of test users (default: all)")
+    option(p, "--verify-users", RunOptions, help="users for the FP8 gate")
     p.add_argument("--no-analyze", action="store_true", help="skip the analysis stage")
     p.add_argument("--no-bench", action="store_true", help="skip the benchmark")
 
 
 def run(args) -> int:
-    from onerec_trt.pipeline import RunOptions
-    from onerec_trt.pipeline import run as run_pipeline
+    from onerec_trt.run import run as run_all
 
-    results = run_pipeline(RunOptions(out=args.out, users=args.users,
-                                      verify_users=args.verify_users,
-                                      analyze=not args.no_analyze, bench=not args.no_bench))
-    return 0 if results["verify"]["pass"] else 1
+    reports = run_all(options_from(args, RunOptions, analyze=not args.no_analyze,
+                                   bench=not args.no_bench))
+    return 0 if reports["verify"].passed else 1

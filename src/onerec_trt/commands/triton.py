@@ -1,6 +1,9 @@
 import argparse
 
-from onerec_trt.commands import add_model_argument
+from onerec_trt.commands import add_model_argument, option, options_from
+from onerec_trt.triton.loadtest import LoadTestOptions
+from onerec_trt.triton.repository import RepositoryOptions
+from onerec_trt.triton.server import ServerOptions
 
 HELP = "Triton Inference Server: model repository (export), local server (serve), load test"
 DESCRIPTION = (HELP + ". Subcommands: export, serve, check, load; "
@@ -16,51 +19,53 @@ def _ints(text: str) -> list[int]:
 
 def _add_export(p) -> None:
     add_model_argument(p)
-    p.add_argument("--onnx", default="runs/default/onnx", help="the export stage's folder")
-    p.add_argument("--fp8", default=None,
-                   help="the quantize stage's folder (default: 'fp8' beside --onnx)")
-    p.add_argument("--engine", default=None,
-                   help="GPU repository: the build stage's folder (fp8.plan, reference.bf16.plan "
-                        "for --ab, each with its .json metadata) or one FILE.plan; without it: "
-                        "CPU repository")
-    p.add_argument("--out", default="runs/default/triton", help="the model repository")
-    p.add_argument("--name", default="onerec", help="the public model's name")
-    p.add_argument("--precision", default="fp8", choices=("fp8", "bf16"),
-                   help="what the public model serves")
-    p.add_argument("--ab", action="store_true",
-                   help="also serve the other precision as NAME_<precision> (A/B routing)")
-    p.add_argument("--max-batch-size", type=int, default=None,
-                   help="default: the engine profile's max batch (GPU), 64 (CPU)")
-    p.add_argument("--preferred-batch-sizes", type=_ints, default=[], metavar="B,B,...",
-                   help="dynamic batching (default: the engine profile's opt batch on GPU)")
-    p.add_argument("--queue-delay-us", type=int, default=100,
-                   help="dynamic batching: max queue delay in microseconds")
-    p.add_argument("--instances", type=int, default=1, help="model instances per runner")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU: ONNX Runtime threads per instance (0: all cores)")
-    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    option(p, "--onnx", RepositoryOptions, help="the export stage's folder")
+    option(p, "--fp8", RepositoryOptions,
+           help="the quantize stage's folder (default: 'fp8' beside --onnx)")
+    option(p, "--engine", RepositoryOptions,
+           help="GPU repository: the build stage's folder (fp8.plan, reference.bf16.plan for "
+                "--ab, each with its .json metadata) or one FILE.plan; without it: CPU "
+                "repository")
+    option(p, "--out", RepositoryOptions, help="the model repository")
+    option(p, "--name", RepositoryOptions, help="the public model's name")
+    option(p, "--precision", RepositoryOptions, choices=("fp8", "bf16"),
+           help="what the public model serves")
+    option(p, "--ab", RepositoryOptions,
+           help="also serve the other precision as NAME_<precision> (A/B routing)")
+    option(p, "--max-batch-size", RepositoryOptions, type=int,
+           help="default: the engine profile's max batch (GPU), 64 (CPU)")
+    option(p, "--preferred-batch-sizes", RepositoryOptions, type=_ints, metavar="B,B,...",
+           help="dynamic batching (default: the engine profile's opt batch on GPU)")
+    option(p, "--queue-delay-us", RepositoryOptions,
+           help="dynamic batching: max queue delay in microseconds")
+    option(p, "--instances", RepositoryOptions, help="model instances per runner")
+    option(p, "--threads", RepositoryOptions,
+           help="CPU: ONNX Runtime threads per instance (0: all cores)")
+    option(p, "--force", RepositoryOptions, help="replace an existing --out")
 
 
-def _add_ports(p) -> None:
-    p.add_argument("--repo", default="runs/default/triton", help="a CPU model repository")
-    p.add_argument("--http-port", type=int, default=8000, help="0: pick a free port")
-    p.add_argument("--grpc-port", type=int, default=8001, help="0: pick a free port")
-    p.add_argument("--metrics-port", type=int, default=8002, help="0: pick a free port")
+def _add_serve(p) -> None:
+    option(p, "--repo", ServerOptions, help="a CPU model repository")
+    option(p, "--http-port", ServerOptions, help="0: pick a free port")
+    option(p, "--grpc-port", ServerOptions, help="0: pick a free port")
+    option(p, "--metrics-port", ServerOptions, help="0: pick a free port")
+    option(p, "--log", ServerOptions, help="keep tritonserver's log in this file")
+    option(p, "--verbose", ServerOptions, help="tritonserver's verbose log")
 
 
 def _add_load(p) -> None:
-    p.add_argument("--repo", default="runs/default/triton", help="a CPU model repository")
-    p.add_argument("--model", default=None,
-                   help="model folder for the held-out users (default: the repository's)")
-    p.add_argument("--public", default=None, help="which public model (default: the first)")
-    p.add_argument("--users", type=int, default=512, help="held-out users in the request pool")
-    p.add_argument("--clients", type=int, default=8, help="concurrent clients")
-    p.add_argument("--requests", type=int, default=100, help="requests per client")
-    p.add_argument("--batch-sizes", type=_ints, default=[1, 2, 4, 8, 16], metavar="B,B,...",
-                   help="users per request, in turn")
-    p.add_argument("--protocol", default="mixed", choices=("http", "grpc", "mixed"))
-    p.add_argument("--time-limit", type=float, default=300.0,
-                   help="seconds after which no new request starts")
+    option(p, "--repo", LoadTestOptions, help="a CPU model repository")
+    option(p, "--model", LoadTestOptions,
+           help="model folder for the held-out users (default: the repository's)")
+    option(p, "--public", LoadTestOptions, help="which public model (default: the first)")
+    option(p, "--users", LoadTestOptions, help="held-out users in the request pool")
+    option(p, "--clients", LoadTestOptions, help="concurrent clients")
+    option(p, "--requests", LoadTestOptions, help="requests per client")
+    option(p, "--batch-sizes", LoadTestOptions, type=_ints, metavar="B,B,...",
+           help="users per request, in turn")
+    option(p, "--protocol", LoadTestOptions, choices=("http", "grpc", "mixed"))
+    option(p, "--time-limit", LoadTestOptions, field="time_limit_s",
+           help="seconds after which no new request starts")
     p.add_argument("--json", default=None, help="write the statistics here")
 
 
@@ -69,15 +74,12 @@ def add_arguments(p):
     fmt = argparse.ArgumentDefaultsHelpFormatter
     _add_export(sub.add_parser("export", help="write a Triton model repository",
                                formatter_class=fmt))
-    serve = sub.add_parser("serve", formatter_class=fmt,
-                           help="run a CPU repository on a local tritonserver (127.0.0.1) until "
-                                "Ctrl-C or SIGTERM")
-    _add_ports(serve)
-    serve.add_argument("--log", default=None, help="keep tritonserver's log in this file")
-    serve.add_argument("--verbose", action="store_true", help="tritonserver's verbose log")
+    _add_serve(sub.add_parser("serve", formatter_class=fmt,
+                              help="run a CPU repository on a local tritonserver (127.0.0.1) "
+                                   "until Ctrl-C or SIGTERM"))
     check = sub.add_parser("check", formatter_class=fmt,
                            help="parse every config.pbtxt and cross-check the repository")
-    check.add_argument("--repo", default="runs/default/triton", help="a model repository")
+    option(check, "--repo", ServerOptions, help="a model repository")
     _add_load(sub.add_parser("load", formatter_class=fmt,
                              help="load-test a CPU repository on a local server (loopback)"))
 
@@ -88,14 +90,9 @@ def run(args) -> int:
 
 
 def _export(args) -> int:
-    from onerec_trt.serve import RepositoryOptions, export_repository
+    from onerec_trt.triton.repository import export_repository
 
-    export_repository(RepositoryOptions(
-        model=args.model, onnx=args.onnx, fp8=args.fp8, engine=args.engine, out=args.out,
-        name=args.name, precision=args.precision, ab=args.ab,
-        max_batch_size=args.max_batch_size, preferred_batch_sizes=args.preferred_batch_sizes,
-        queue_delay_us=args.queue_delay_us, instances=args.instances, threads=args.threads,
-        force=args.force))
+    export_repository(options_from(args, RepositoryOptions))
     return 0
 
 
@@ -103,16 +100,14 @@ def _serve(args) -> int:
     import signal
     import time
 
-    from onerec_trt.serve import ServerOptions, TritonServer
+    from onerec_trt.triton.server import TritonServer
 
     # SIGTERM stops the server like Ctrl-C does: both end the wait below, the 'with' stops it
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    server = TritonServer(ServerOptions(
-        repo=args.repo, http_port=args.http_port, grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port, log=args.log, verbose=args.verbose))
+    server = TritonServer(options_from(args, ServerOptions))
     try:
         with server:
-            print(f"tritonserver ready: models {', '.join(server.info['public'])}\n"
+            print(f"tritonserver ready: models {', '.join(server.info.public)}\n"
                   f"  HTTP    http://{server.http_url}\n  gRPC    {server.grpc_url}\n"
                   f"  metrics http://127.0.0.1:{server.ports['metrics']}/metrics\n"
                   "Ctrl-C or SIGTERM stops it.", flush=True)
@@ -130,7 +125,7 @@ def _serve(args) -> int:
 def _check(args) -> int:
     from pathlib import Path
 
-    from onerec_trt.serve import check_repository
+    from onerec_trt.triton.check import check_repository
 
     problems = check_repository(Path(args.repo))
     for problem in problems:
@@ -141,13 +136,9 @@ def _check(args) -> int:
 
 def _load(args) -> int:
     from onerec_trt.artifacts import write_json
-    from onerec_trt.serve import LoadTestOptions
-    from onerec_trt.serve.bench import bench_repository
-    from onerec_trt.serve.loadtest import format_stats
+    from onerec_trt.triton.loadtest import format_stats, load_repository
 
-    stats = bench_repository(args.repo, args.model, args.users, LoadTestOptions(
-        clients=args.clients, requests=args.requests, batch_sizes=args.batch_sizes,
-        protocol=args.protocol, time_limit_s=args.time_limit), public=args.public)
+    stats = load_repository(options_from(args, LoadTestOptions))
     print(format_stats(stats))
     print(f"direct ONNX Runtime runner (in-process, 1 thread, batches of 64): "
           f"{stats['direct_users_per_s']:.1f} users/s")

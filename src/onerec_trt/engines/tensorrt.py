@@ -1,7 +1,7 @@
 """The TensorRT runtime: ``load(plan)`` checks a plan's metadata against the running TensorRT and
 GPU before deserializing it, then runs it on a CUDA stream with torch CUDA tensors as buffers
 (optionally one CUDA graph per batch size). ``TrtEngineRunner`` wraps it as a Polygraphy runner
-for the verify stage; ``engine_runner`` is what ``verify.runners.make_runner`` calls for a plan.
+for the verify stage; ``engine_backend`` is what ``engines.runners.make_runner`` returns for a plan.
 
 Written against TensorRT's documented Python API (TENSORRT.md section 5): TensorRT cannot be
 installed on this project's machines, so the parts after ``import_tensorrt()`` have not run
@@ -16,22 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from onerec_trt.build.metadata import (
-    check_model,
-    check_plan,
-    check_runtime,
-    current_gpu,
-    read_metadata,
-)
-from onerec_trt.build.trt_builder import import_tensorrt, load_plugin_module
+from onerec_trt.engines.metadata import EngineMetadata, current_gpu
+from onerec_trt.engines.tensorrt_lib import import_tensorrt, load_plugin_module
 from onerec_trt.errors import UserError, user_error
+from onerec_trt.provenance import check_same_model
 
 try:  # Polygraphy is optional at import time (the GPU machine has none); the runner needs it
     from polygraphy.backend.base import BaseRunner
 except ImportError:  # pragma: no cover - exercised only where Polygraphy is absent
     BaseRunner = object
 
-__all__ = ["load", "Engine", "TrtEngineRunner", "engine_runner"]
+__all__ = ["load", "Engine", "TrtEngineRunner", "engine_backend"]
 
 # TensorRT DataType names -> torch dtype names (resolved lazily: torch.<name>)
 TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8",
@@ -62,7 +57,7 @@ class Engine:
     on the GPU) or ``infer_numpy`` (host arrays)."""
 
     path: Path
-    meta: dict
+    meta: EngineMetadata
     engine: object
     context: object
     stream: object  # torch.cuda.Stream
@@ -79,11 +74,11 @@ class Engine:
         if missing:
             raise user_error(f"{self.path.name}: missing input(s) {missing}")
         shapes = {n: tuple(int(d) for d in feed[n].shape) for n in self.inputs}
+        lo, hi = self.meta.min_batch, self.meta.max_batch
         for name, shape in shapes.items():
-            limits = self.meta["profile"].get(name)
-            if limits and not limits["min"][0] <= shape[0] <= limits["max"][0]:
+            if not lo <= shape[0] <= hi:
                 raise user_error(f"{self.path.name}: batch {shape[0]} of '{name}' is outside the "
-                                 f"engine's profile {limits['min'][0]}-{limits['max'][0]}",
+                                 f"engine's profile {lo}-{hi}",
                                  "rebuild with other --min-batch/--max-batch, or split the batch")
         return shapes
 
@@ -161,12 +156,12 @@ class Engine:
         self.context = self.engine = self.runtime = None
 
 
-def _load_plugins(trt, meta: dict, log) -> None:
+def _load_plugins(trt, meta: EngineMetadata, log) -> None:
     """Plugin libraries and Python plugin modules the build recorded (AOT Python plugins are
     baked into the plan; JIT ones need their module imported here)."""
-    if not meta.get("plugins"):
+    if not meta.plugins:
         return
-    build = meta.get("build", {})
+    build = meta.raw.get("build", {})
     registry = trt.get_plugin_registry()
     for library in build.get("plugin_libraries", []):
         registry.load_library(str(library))
@@ -184,12 +179,13 @@ def load(plan: str | Path, *, model_sha: str | None = None, cuda_graphs: bool = 
     path = Path(plan)
     if not path.is_file():
         raise user_error(f"engine not found: {path}")
-    meta = read_metadata(path)
-    check_model(meta, model_sha, str(path))
+    meta = EngineMetadata.read(path)
+    check_same_model(meta.model_sha256, model_sha, str(path),
+                     "export, quantize and build this model first")
     data = path.read_bytes()
-    check_plan(meta, data, str(path))
+    meta.check_plan(data, str(path))
     trt = import_tensorrt()
-    notes = check_runtime(meta, trt.__version__, current_gpu(device), str(path))
+    notes = meta.check_runtime(trt.__version__, current_gpu(device), str(path))
     for note in notes:
         log(f"note: {note}")
     _load_plugins(trt, meta, log)
@@ -223,7 +219,7 @@ class TrtEngineRunner(BaseRunner):
             raise user_error("the TensorRT runner needs Polygraphy: pip install polygraphy")
         super().__init__(name=name, prefix="onerec-trt-runner")
         self.plan, self.model_sha, self.cuda_graphs = Path(plan), model_sha, cuda_graphs
-        self.meta = read_metadata(self.plan)
+        self.meta = EngineMetadata.read(self.plan)
 
     def activate_impl(self):
         self.engine = load(self.plan, model_sha=self.model_sha, cuda_graphs=self.cuda_graphs)
@@ -242,29 +238,33 @@ class TrtEngineRunner(BaseRunner):
         del self.engine
 
 
-def input_metadata(meta: dict):
+def input_metadata(meta: EngineMetadata):
     """Polygraphy TensorMetadata of an engine's inputs, from its metadata (-1: dynamic)."""
+    import torch
     from polygraphy.common import TensorMetadata
 
     out = TensorMetadata()
-    for tensor in meta["inputs"]:
-        out.add(tensor["name"], torch_dtype(tensor["dtype"]), tuple(tensor["shape"]))
+    for tensor in meta.inputs.values():
+        out.add(tensor.name, getattr(torch, tensor.dtype), tensor.shape)
     return out
 
 
-def engine_runner(spec: str, role: str, model_sha: str | None):
-    """What the verify stage calls for ``--reference``/``--candidate FILE.plan``: every check
-    that needs no TensorRT runs here (metadata present, same model, plan matches its metadata);
-    the TensorRT version and GPU are checked when the runner activates."""
-    from onerec_trt.verify.runners import VerifyRunner
+def engine_backend(spec: str, role: str, model_sha: str | None):
+    """What ``make_runner`` returns for ``FILE.plan``: every check that needs no TensorRT runs
+    here (metadata present, same model, plan matches its metadata); the TensorRT version and
+    GPU are checked when the runner activates."""
+    from onerec_trt.engines.runners import Backend
+    from onerec_trt.export import ExportReport
 
     path = Path(spec)
     if not path.is_file():
         raise user_error(f"{role} engine not found: {path}")
-    meta = read_metadata(path)
-    check_model(meta, model_sha, f"{role} {path}")
-    check_plan(meta, path.read_bytes(), f"{role} {path}")
+    meta = EngineMetadata.read(path)
+    check_same_model(meta.model_sha256, model_sha, f"{role} {path}",
+                     "export, quantize and build this model first")
+    meta.check_plan(path.read_bytes(), f"{role} {path}")
     import_tensorrt()  # one clear line now, not a traceback in the middle of verify
     runner = TrtEngineRunner(path, model_sha, name=f"{role}:{path.name}")
-    return VerifyRunner(runner, "tensorrt", spec, [t["name"] for t in meta["inputs"]],
-                        [t["name"] for t in meta["outputs"]], meta.get("export", {}))
+    export = meta.raw.get("export")
+    return Backend(runner, "trt", spec, list(meta.inputs), list(meta.outputs),
+                   ExportReport.from_json(export) if export else None)

@@ -1,4 +1,4 @@
-"""The torch reference generation as a Polygraphy runner, so the Comparator can use it."""
+"""The torch generation loop as a Polygraphy runner, so the Comparator can use it."""
 
 from __future__ import annotations
 
@@ -9,30 +9,33 @@ import torch
 from polygraphy.backend.base import BaseRunner
 from polygraphy.common import TensorMetadata
 
-from onerec_trt.model.folder import load_model
+from onerec_trt.model.checkpoint import load_model
 from onerec_trt.model.generate import Generator, beam_search
 
 
 class TorchGenerationRunner(BaseRunner):
-    """Runs ``beam_search`` of a model folder; ``dtype`` is "fp32" or "bf16"."""
+    """Runs the generation loop of a model folder; ``dtype`` is "fp32" or "bf16"."""
 
-    def __init__(self, model: str, beam: int, topk: int, dtype: str = "fp32", name=None):
+    def __init__(self, model: str, beam: int, topk: int, dtype: str = "fp32",
+                 device: str = "cpu", name=None):
         super().__init__(name=name, prefix="torch-runner")
         self.model_path, self.beam, self.topk, self.dtype = model, beam, topk, dtype
+        self.device = torch.device(device)
 
     def activate_impl(self):
         bundle = load_model(self.model_path)
         self.history_length = bundle.config.max_history
-        self.model = bundle.model.to(torch.bfloat16 if self.dtype == "bf16" else torch.float32)
-        self.generator = Generator(self.model, self.beam, self.topk)
+        dtype = torch.bfloat16 if self.dtype == "bf16" else torch.float32
+        self.model = bundle.model.to(device=self.device, dtype=dtype)
+        self.generator = Generator(self.model, self.beam, self.topk).to(self.device)
 
     def get_input_metadata_impl(self):
         return TensorMetadata().add("history", np.int64, (-1, self.history_length))
 
     def infer_impl(self, feed_dict):
         start = time.perf_counter()
-        recs = beam_search(self.model, torch.from_numpy(feed_dict["history"]), self.beam,
-                           self.topk, generator=self.generator)
+        history = torch.from_numpy(feed_dict["history"]).to(self.device)
+        recs = beam_search(self.model, history, self.beam, self.topk, generator=self.generator)
         self.inference_time = time.perf_counter() - start
         return {"items": recs.items, "scores": recs.scores, "codes": recs.codes}
 

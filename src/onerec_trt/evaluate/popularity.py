@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from onerec_trt.evaluate.table import format_table
 from onerec_trt.metrics import hit_ranks
+from onerec_trt.tables import format_table
 
 EDGES = (0, 5, 10, 20, 50)  # buckets [0, 5), [5, 10), [10, 20), [20, 50), [50, inf)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -18,30 +18,13 @@ from tqdm import tqdm
 from onerec_trt.data import Dataset, LeaveOneOut, pad_histories
 from onerec_trt.errors import user_error
 from onerec_trt.metrics import recall_ndcg
+from onerec_trt.model.checkpoint import ModelBundle
 from onerec_trt.model.config import ModelConfig
-from onerec_trt.model.folder import ModelBundle
 from onerec_trt.model.generate import Generator, beam_search
 from onerec_trt.model.losses import training_loss
 from onerec_trt.model.onerec import OneRecModel, PrefixEmbedding
 from onerec_trt.model.tokenizer import SemanticIds, TokenizerConfig, build_tokenizer
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 60
-    batch_size: int = 32  # windows per optimizer step: more steps beat bigger batches on a CPU
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 200
-    patience: int = 6  # evaluations without improvement before stopping (0 = never)
-    eval_users: int = 1500  # validation users scored per evaluation
-    eval_beam: int = 20
-    max_minutes: float = 55.0  # stop (keeping the best checkpoint) after this long
-    decoder_targets: int = 48  # sampled target positions per window for the decoder (0 = all)
-    max_steps: int | None = None  # stop after this many optimizer steps (tests, smoke runs)
-    prefix_inputs: bool = False  # item inputs share semantic-ID prefix embeddings (folded at end)
-    distill: float = 0.0  # weight of the decoder's distillation from the auxiliary item softmax
-    seed: int = 0
+from onerec_trt.model.train_stage import TrainConfig
 
 
 def training_windows(train: list[np.ndarray], length: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -112,7 +95,7 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
     eval_hist = [split.train[i] for i in eval_idx]
     eval_targets = split.valid_targets[eval_idx]
     generator = Generator(model, cfg.eval_beam, 10)
-    best, best_state, history, bad, steps_done = -1.0, None, [], 0, 0
+    best, best_state, epochs, bad, steps_done = -1.0, None, [], 0, 0
     log(f"training {sum(p.numel() for p in model.parameters()):,} parameters on "
         f"{len(windows):,} windows, {steps_per_epoch} steps/epoch, up to {cfg.epochs} epochs")
     for epoch in range(cfg.epochs):
@@ -140,7 +123,7 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
                                      generator=generator)
         score = metrics["recall@10"] + metrics["ndcg@10"]
         minutes = (time.time() - t0) / 60
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "minutes": minutes,
+        epochs.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "minutes": minutes,
                         **{f"valid_{k}": v for k, v in metrics.items()}})
         log(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}  valid recall@10 "
             f"{metrics['recall@10']:.4f} ndcg@10 {metrics['ndcg@10']:.4f}  ({minutes:.1f} min)")
@@ -158,7 +141,7 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
     model.context.fold_prefix_inputs()
     model.eval()
     info = {"dataset": data.name, "train_config": asdict(cfg), "tokenizer": asdict(tok_cfg),
-            "history": history, "minutes": (time.time() - t0) / 60,
-            "best_epoch": max(history, key=lambda h: h["valid_recall@10"] + h["valid_ndcg@10"]),
+            "epochs": epochs, "minutes": (time.time() - t0) / 60,
+            "best_epoch": max(epochs, key=lambda e: e["valid_recall@10"] + e["valid_ndcg@10"]),
             "threads": torch.get_num_threads(), "dataset_stats": data.stats}
     return ModelBundle(model, model_cfg, ids, data.vocab, None, info)

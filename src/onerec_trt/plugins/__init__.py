@@ -1,26 +1,45 @@
-"""Beam-search decoder plugins: the plugin set (``spec``), the torch reference (``reference``),
-Triton kernels (``kernels``), TensorRT registration (``tensorrt_plugins``, ``aot``), ONNX Runtime
-custom ops (``ort_ops``) and the graph swap (``graph_swap``; stage entry ``swap`` below).
+"""The plugins stage and the beam-search decoder plugins: the plugin set (``spec``), the torch
+reference (``reference``), Triton kernels (``kernels``), the plugins as beam steps of the one
+generation loop (``steps``), TensorRT registration (``tensorrt_plugins``, ``aot``), ONNX Runtime
+custom ops (``ort_ops``) and the graph swap (``graph_swap``, ``match``).
 
-Importing this package imports nothing heavy: the GPU machine runs ``kernels`` with only torch,
-triton and numpy.
+The stage (``plugins``, body in ``stage.py``) reads the export and quantize folders and writes
+the plugin-bearing graphs into a folder of its own. Importing this package imports nothing
+heavy: the GPU machine runs ``kernels`` with only torch, triton and numpy.
 """
 
 from __future__ import annotations
 
-__all__ = ["swap", "PluginSwapOptions"]
+from dataclasses import dataclass
+
+from onerec_trt.layout import DEFAULT_RUN
+from onerec_trt.reports import Report
+
+__all__ = ["plugins", "PluginsOptions", "PluginsReport"]
 
 
-def swap(opts, log=print) -> dict:
-    """The plugins stage (see ``stage.py``): write ``*.plugins.onnx`` / ``*.plugins.cpu.onnx``."""
-    from onerec_trt.plugins.stage import swap as _swap
+@dataclass
+class PluginsOptions:
+    onnx: str | None = str(DEFAULT_RUN.onnx)  # the export stage's folder
+    fp8: str | None = None  # the quantize stage's folder
+    out: str = str(DEFAULT_RUN.plugins)
+    check_users: int = 32  # synthetic histories both CPU graphs must agree on (0: skip)
+    seed: int = 0
+    force: bool = False
 
-    return _swap(opts, log)
+
+@dataclass
+class PluginsReport(Report):
+    """``plugins.json``: each plugin graph, what it came from, and the CPU agreement check."""
+
+    options: dict
+    graphs: dict  # plugin graph -> {"source": path, steps, vocab, beam_out, trie_bytes, ...}
+    cpu_agreement: dict  # plugin CPU graph -> {"users", "identical_users", ...}
+    seconds: float
 
 
-def __getattr__(name: str):
-    if name == "PluginSwapOptions":
-        from onerec_trt.plugins.stage import PluginSwapOptions
+def plugins(opts: PluginsOptions, log=print) -> PluginsReport:
+    """Write the plugin-bearing graphs of ``opts.onnx`` and ``opts.fp8`` into ``opts.out``."""
+    from onerec_trt.plugins.stage import run_plugins
 
-        return PluginSwapOptions
-    raise AttributeError(name)
+    return run_plugins(opts, log)

@@ -1,14 +1,12 @@
 """ONNX Runtime custom ops for the plugins: onnxruntime-extensions Python ops that call the
 torch reference, so a plugin-bearing graph (``*.plugins.cpu.onnx``) runs on the CPU.
 
-The ops live in the graphs' domain (``spec.NAMESPACE``); ``plugin_session`` registers them and
-opens a session. Only fp32 logits: ONNX Runtime's CPU provider runs the CPU renderings, whose
-logits are fp32 (the bf16 graphs are for TensorRT).
+The ops live in the graphs' domain (``spec.NAMESPACE``); ``graphs.make_session`` calls
+``register_ops`` when a graph has nodes of that domain. Only fp32 logits: ONNX Runtime's CPU
+provider runs the CPU renderings, whose logits are fp32 (the bf16 graphs are for TensorRT).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -67,22 +65,3 @@ def register_ops() -> None:
     onnx_op(op_type=f"{NAMESPACE}::{CODES_TO_ITEM.name}", inputs=[i64, *trie, i64],
             outputs=[i64])(codes_to_item)
     _REGISTERED = True
-
-
-def plugin_session(path: str | Path, threads: int | None = None):
-    """An ONNX Runtime CPU session for a plugin-bearing graph (or any graph)."""
-    import onnxruntime as ort
-    from onnxruntime_extensions import get_library_path
-
-    from onerec_trt.engines.onnxrt import session_options
-
-    register_ops()
-    path = Path(path)
-    if not path.is_file():
-        raise user_error(f"ONNX graph not found: {path}")
-    opts = session_options(threads)
-    opts.register_custom_ops_library(get_library_path())
-    try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own exception types for bad graphs
-        raise user_error(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}") from None

@@ -1,17 +1,15 @@
-"""The plugins stage: write the plugin-bearing graphs beside the standard-op ones.
+"""``plugins()``'s body: swap every exported graph's beam steps for plugin nodes.
 
-For each exported graph found in a folder (the export folder, the quantize folder) it writes
+For each graph found in the export and quantize folders it writes, into its own folder,
 ``*.plugins.onnx`` (for TensorRT: bf16 logits into the plugins where the graph has them) and
 ``*.plugins.cpu.onnx`` (the CPU rendering, run by ONNX Runtime with the custom ops), then runs
-both CPU graphs on a few histories of real item ids and requires the same items. It records
-``plugins.json`` and adds the new files to the folder's manifest.
+both CPU graphs on a few histories of real item ids and requires the same items.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,89 +17,74 @@ import onnx
 from onnx import numpy_helper
 from tqdm import tqdm
 
-from onerec_trt.artifacts import MANIFEST, sha256_file, write_atomic, write_json
+from onerec_trt.artifacts import staged_folder, write_atomic, write_manifest
 from onerec_trt.errors import user_error
-
-# source graph -> (plugin graph, feed bf16 logits to the plugins)
-GRAPHS = {
-    "reference.bf16.onnx": ("reference.plugins.onnx", True),
-    "reference.cpu.onnx": ("reference.plugins.cpu.onnx", False),
-    "fp8.onnx": ("fp8.plugins.onnx", True),
-    "fp8.cpu.onnx": ("fp8.plugins.cpu.onnx", False),
-}
-REPORT = "plugins.json"
+from onerec_trt.layout import PLUGIN_GRAPHS, PLUGINS_JSON
+from onerec_trt.plugins import PluginsOptions, PluginsReport
 
 
-@dataclass
-class PluginSwapOptions:
-    onnx: str | None = "runs/default/onnx"  # the export stage's folder
-    fp8: str | None = None  # the quantize stage's folder
-    check_users: int = 32  # synthetic histories both CPU graphs must agree on (0: skip)
-    seed: int = 0
-    force: bool = False  # replace existing plugin graphs
-
-
-def swap(opts: PluginSwapOptions, log=print) -> dict:
-    """Swap every graph in ``opts.onnx`` and ``opts.fp8``; returns {folder: report}."""
-    folders = [f for f in (opts.onnx, opts.fp8) if f]
+def _sources(opts: PluginsOptions) -> list[Path]:
+    folders = [Path(f) for f in (opts.onnx, opts.fp8) if f]
     if not folders:
         raise user_error("nothing to swap", "pass --onnx and/or --fp8")
     if opts.check_users < 0:
         raise user_error(f"--check-users {opts.check_users} must be >= 0")
-    return {folder: swap_folder(folder, opts, log) for folder in folders}
+    sources = []
+    for folder in folders:
+        found = [folder / name for name in PLUGIN_GRAPHS if (folder / name).is_file()]
+        if not found:
+            raise user_error(f"no exported graph in {folder}",
+                             f"expected one of {', '.join(PLUGIN_GRAPHS)} (run export / "
+                             "quantize first)")
+        sources += found
+    if Path(opts.out).exists() and not opts.force:
+        raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
+    return sources
 
 
-def swap_folder(folder: str | Path, opts: PluginSwapOptions | None = None, log=print,
-                update_manifest: bool = True) -> dict:
-    """Swap the graphs of one folder (``export --plugins`` calls this on its output folder,
-    with ``update_manifest=False`` when it writes the manifest itself afterwards)."""
+def run_plugins(opts: PluginsOptions, log=print) -> PluginsReport:
     from onerec_trt.plugins.graph_swap import swap_graph
     from onerec_trt.plugins.match import PatternError
 
-    opts = opts or PluginSwapOptions()
-    folder = Path(folder)
-    sources = [name for name in GRAPHS if (folder / name).is_file()]
-    if not sources:
-        raise user_error(f"no exported graph in {folder}",
-                         f"expected one of {', '.join(GRAPHS)} (run export / quantize first)")
-    existing = [GRAPHS[s][0] for s in sources if (folder / GRAPHS[s][0]).exists()]
-    if existing and not opts.force:
-        raise user_error(f"{folder} already has {', '.join(existing)}", "pass --force")
+    sources = _sources(opts)
     t0 = time.perf_counter()
-    graphs = {}
-    for name in tqdm(sources, desc="plugin swap", unit="graph", leave=False):
-        target, keep_bf16 = GRAPHS[name]
-        try:
-            result = swap_graph(onnx.load(str(folder / name)), keep_bf16_logits=keep_bf16)
-        except (ValueError, PatternError) as exc:
-            raise user_error(f"cannot swap {folder / name}: {exc}") from None
-        write_atomic(folder / target, lambda tmp, m=result.model: onnx.save(m, str(tmp)))
-        graphs[target] = {"source": name, **result.summary()}
-    check = {}
-    for name in sources:
-        target = GRAPHS[name][0]
-        if name.endswith(".cpu.onnx") and opts.check_users:
-            check[target] = check_agreement(folder / name, folder / target, opts.check_users,
-                                            opts.seed)
-    report = {"options": asdict(opts), "graphs": graphs, "cpu_agreement": check,
-              "seconds": time.perf_counter() - t0}
-    write_json(folder / REPORT, report)
-    if update_manifest:
-        _add_to_manifest(folder, [*graphs, REPORT], report)
+    graphs, check = {}, {}
+    with staged_folder(opts.out, force=opts.force) as tmp:
+        for source in tqdm(sources, desc="plugin swap", unit="graph", leave=False):
+            target = PLUGIN_GRAPHS[source.name]
+            keep_bf16 = not source.name.endswith(".cpu.onnx")  # TensorRT graphs read bf16
+            try:
+                result = swap_graph(onnx.load(str(source)), keep_bf16_logits=keep_bf16)
+            except (ValueError, PatternError) as exc:
+                raise user_error(f"cannot swap {source}: {exc}") from None
+            write_atomic(tmp / target, lambda p, m=result.model: onnx.save(m, str(p)))
+            graphs[target] = {"source": str(source), **result.summary()}
+            if not keep_bf16 and opts.check_users:
+                check[target] = check_agreement(source, tmp / target, opts.check_users,
+                                                opts.seed)
+        report = PluginsReport(asdict(opts), graphs, check, time.perf_counter() - t0)
+        report.save(tmp / PLUGINS_JSON)
+        write_manifest(tmp, "plugins", asdict(opts),
+                       inputs={str(s): _sha(s) for s in sources})
     shown = ", ".join(f"{t} ({g['nodes_after']} nodes)" for t, g in graphs.items())
     agreed = ", ".join(f"{t}: {c['identical_users']}/{c['users']} users with identical items"
                        for t, c in check.items()) or "no CPU check"
-    log(f"plugin graphs in {folder}: {shown}; {agreed}; {report['seconds']:.1f}s")
+    log(f"plugin graphs in {opts.out}: {shown}; {agreed}; {report.seconds:.1f}s")
     return report
+
+
+def _sha(path: Path) -> str:
+    from onerec_trt.artifacts import sha256_file
+
+    return sha256_file(path)
 
 
 def check_agreement(standard: Path, plugins: Path, users: int, seed: int = 0) -> dict:
     """Run both CPU graphs on ``users`` histories of real item ids (the trie's leaf items);
     raise if any user's items differ."""
-    from onerec_trt.engines.onnxrt import make_session
-    from onerec_trt.plugins.ort_ops import plugin_session
+    from onerec_trt.graphs import make_session
 
-    plug = plugin_session(plugins)
+    plug = make_session(plugins)
     leaf = next(numpy_helper.to_array(t) for t in onnx.load(str(plugins)).graph.initializer
                 if t.name.endswith("_trie_leaf_item"))
     length = plug.get_inputs()[0].shape[1]
@@ -118,12 +101,3 @@ def check_agreement(standard: Path, plugins: Path, users: int, seed: int = 0) ->
         raise RuntimeError(f"{plugins.name}: items differ from {standard.name} for "
                            f"{users - int(same.sum())} of {users} synthetic users: {result}")
     return result
-
-
-def _add_to_manifest(folder: Path, names: list[str], report: dict) -> None:
-    path = folder / MANIFEST
-    manifest = json.loads(path.read_text()) if path.is_file() else {"files": {}}
-    manifest.setdefault("files", {}).update({n: sha256_file(folder / n) for n in names})
-    manifest["plugins"] = {"options": report["options"], "graphs": sorted(report["graphs"]),
-                           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_json(path, manifest)

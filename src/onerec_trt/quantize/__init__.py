@@ -4,48 +4,27 @@ path), calibrated on real users' training histories.
 Writes ``fp8.onnx`` (standard FP8 Q/DQ on the GEMMs, bf16 elsewhere, fp32 beam logic: for
 TensorRT), ``fp8.cpu.onnx`` (the same numerics for ONNX Runtime's CPU provider),
 ``calibration.json`` (amax and scale per quantizer; pass it back with ``--calibration`` to skip
-calibration) and ``quantize_report.json``.
+calibration) and ``quantize_report.json`` (``QuantizeReport``).
+
+This module imports nothing heavy: the implementation is ``quantize/stage.py``.
 """
 
 from __future__ import annotations
 
-import re
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
-import torch
-from tqdm import tqdm
+from onerec_trt.layout import DEFAULT_RUN
+from onerec_trt.reports import Report
 
-from onerec_trt.artifacts import read_json, staged_folder, write_json, write_manifest
-from onerec_trt.errors import user_error
-from onerec_trt.export import EXPORT_JSON, check_graph, export_onnx, save_onnx
-from onerec_trt.export.passes import render_bf16_on_cpu
-from onerec_trt.model.folder import load_model, model_hash
-from onerec_trt.model.generate import Generator
-from onerec_trt.quantize.calibration_data import calibration_histories
-from onerec_trt.quantize.ptq import (
-    CALIB_METHODS,
-    calibrate,
-    excluded_layers,
-    linear_layers,
-    load_amax,
-    quantizer_amax,
-)
-from onerec_trt.quantize.qdq import standardize_trt_qdq, swap_fp8_transpose
-
-__all__ = ["quantize", "QuantizeOptions", "FP8_GRAPH", "FP8_CPU_GRAPH"]
-
-FP8_GRAPH, FP8_CPU_GRAPH = "fp8.onnx", "fp8.cpu.onnx"
-E4M3_MAX = 448.0
+__all__ = ["quantize", "QuantizeOptions", "QuantizeReport"]
 
 
 @dataclass
 class QuantizeOptions:
     model: str = "default"
-    onnx: str = "runs/default/onnx"
-    out: str = "runs/default/fp8"
-    calib_users: int = 512
+    onnx: str = str(DEFAULT_RUN.onnx)  # the export stage's folder
+    out: str = str(DEFAULT_RUN.fp8)
+    calib_users: int = 512  # training histories calibrated on (seeded sample)
     calib_batch: int = 64  # users per calibration batch (x beam rows in the decoder)
     calib_method: str = "max"
     calib_data: str | None = None  # .npy [N, S] int histories instead of the dataset sample
@@ -60,118 +39,24 @@ class QuantizeOptions:
     force: bool = False
 
 
-def _validate(opts: QuantizeOptions) -> tuple[dict, list[str]]:
-    if opts.calib_method not in CALIB_METHODS:
-        raise user_error(f"unknown --calib-method {opts.calib_method!r}",
-                         f"ModelOpt's FP8 calibration supports: {', '.join(CALIB_METHODS)}")
-    if opts.calibration and opts.calib_data:
-        raise user_error("--calibration and --calib-data contradict each other",
-                         "a calibration file skips calibration; pass one or the other")
-    if opts.calib_users <= 0 or opts.calib_batch <= 0:
-        raise user_error("--calib-users and --calib-batch must be positive")
-    for pattern in opts.exclude:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise user_error(f"--exclude {pattern!r} is not a valid regex: {exc}") from None
-    if Path(opts.out).exists() and not opts.force:
-        raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
-    export_meta = read_json(Path(opts.onnx) / EXPORT_JSON, "export metadata (run export first)")
-    names: list[str] = []
-    if opts.exclusions:
-        data = read_json(opts.exclusions, "exclusions file")
-        names = data.get("exclude") if isinstance(data, dict) else None
-        if not isinstance(names, list):
-            raise user_error(f"{opts.exclusions}: expected {{\"exclude\": [layer names]}}")
-    return export_meta, names
+@dataclass
+class QuantizeReport(Report):
+    """``quantize_report.json``: which GEMMs are FP8, why the others are not, the calibration."""
+
+    path: str
+    format: str
+    calibration: dict  # method, source, users, batch shape, split
+    quantized_gemms: list[str]
+    excluded_gemms: dict[str, str]  # layer -> reason
+    unknown_exclusions: list[str]
+    not_quantized_by_design: dict[str, str]
+    graph: dict
+    seconds_calibration: float
+    seconds_total: float
 
 
-def quantize(opts: QuantizeOptions, log=print) -> dict:
-    t0 = time.perf_counter()
-    export_meta, exclusion_names = _validate(opts)
-    bundle = load_model(opts.model)
-    expected = export_meta.get("model_sha256")
-    if expected and model_hash(opts.model) and expected != model_hash(opts.model):
-        raise user_error(f"{opts.onnx} was exported from another model",
-                         "export this model first (onerec-trt export --model ...)")
-    beam, topk = export_meta["options"]["beam"], export_meta["options"]["topk"]
-    model = bundle.model.to(torch.bfloat16)
-    graph = Generator(model, beam, topk, export_meta["options"].get("step", "dense")).eval()
-    excluded = excluded_layers(model, opts.exclude, exclusion_names, opts.default_exclusions)
-    unknown = sorted(set(exclusion_names) - set(linear_layers(model)))
-    histories = None
-    if opts.calibration is None:
-        histories, source = calibration_histories(opts, bundle)
-        batches = [torch.from_numpy(histories[i:i + opts.calib_batch])
-                   for i in range(0, len(histories), opts.calib_batch)]
+def quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
+    """Calibrate and write the FP8 graphs of ``opts.model`` (see the module docstring)."""
+    from onerec_trt.quantize.stage import run_quantize
 
-        def run() -> None:
-            with torch.no_grad():
-                for batch in tqdm(batches, desc="calibrate", unit="batch", leave=False):
-                    graph(batch)
-
-        calibrate(model, run, excluded, opts.calib_method)
-        amax = quantizer_amax(model)
-    else:
-        saved = read_json(opts.calibration, "calibration file")
-        amax = saved.get("amax", {}) if isinstance(saved, dict) else {}
-        example = torch.ones(2, bundle.config.max_history, dtype=torch.long)
-        calibrate(model, lambda: graph(example), excluded, opts.calib_method)
-        missing = load_amax(model, amax)
-        if missing:
-            raise user_error(f"{opts.calibration} has no amax for {len(missing)} quantizer(s), "
-                             f"e.g. {missing[0]}", "it was made for another model or exclusions")
-        source = f"calibration file {opts.calibration}"
-    calib_seconds = time.perf_counter() - t0
-    example = torch.zeros(4, bundle.config.max_history, dtype=torch.long)
-    example[:, -3:] = torch.arange(1, 4)
-    with staged_folder(opts.out, force=opts.force) as tmp:
-        raw = export_onnx(graph, example, tmp / "raw.onnx")
-        (tmp / "raw.onnx").unlink()
-        fp8 = standardize_trt_qdq(raw)
-        check_graph(fp8, FP8_GRAPH)
-        save_onnx(fp8, tmp / FP8_GRAPH)
-        cpu, swaps = swap_fp8_transpose(render_bf16_on_cpu(fp8))
-        check_graph(cpu, FP8_CPU_GRAPH)
-        save_onnx(cpu, tmp / FP8_CPU_GRAPH)
-        calib = {"method": opts.calib_method, "format": "fp8_e4m3", "source": source,
-                 "amax": amax, "scale": {k: v / E4M3_MAX for k, v in amax.items()}}
-        write_json(tmp / "calibration.json", calib)
-        report = _report(opts, model, excluded, unknown, fp8, histories, beam, swaps, source,
-                         calib_seconds, time.perf_counter() - t0)
-        write_json(tmp / "quantize_report.json", report)
-        write_manifest(tmp, "quantize", asdict(opts),
-                       inputs={"model": model_hash(opts.model) or "", "onnx": opts.onnx})
-    log(f"quantized {len(report['quantized_gemms'])} GEMM layers to FP8 "
-        f"({len(report['excluded_gemms'])} excluded) -> {opts.out} "
-        f"in {report['seconds_total']:.1f}s")
-    return report
-
-
-def _report(opts, model, excluded, unknown, fp8, histories, beam, swaps, source, calib_s,
-            total_s) -> dict:
-    layers = linear_layers(model)
-    q_nodes = sum(n.op_type == "QuantizeLinear" for n in fp8.graph.node)
-    return {
-        "path": "modelopt.torch.quantization (mtq.quantize FP8_DEFAULT_CFG) + ONNX export",
-        "format": "FP8 E4M3, per-tensor scales for weights and activations",
-        "calibration": {
-            "method": opts.calib_method, "source": source,
-            "users": None if histories is None else int(len(histories)),
-            "batch_shape": None if histories is None else [opts.calib_batch, histories.shape[1]],
-            "decoder_rows_per_batch": opts.calib_batch * beam,
-            "split": "train (training part of each user; never validation or test)",
-        },
-        "quantized_gemms": [name for name in layers if name not in excluded],
-        "excluded_gemms": excluded,
-        "unknown_exclusions": unknown,
-        "not_quantized_by_design": {
-            "embeddings": "item, position and code embeddings are lookups, not GEMMs",
-            "attention_matmuls": "Q.K^T and P.V stay bf16 (ModelOpt's FP8 default quantizes "
-                                 "linear layers only)",
-            "beam_search": "log-softmax, score accumulation, trie masks and TopK stay fp32",
-        },
-        "graph": {"quantize_linear_nodes": int(q_nodes), "cpu_transpose_swaps": swaps},
-        "seconds_calibration": calib_s,
-        "seconds_total": total_s,
-    }
+    return run_quantize(opts, log)

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from onerec_trt.metrics import per_user_recall_ndcg
+from onerec_trt.metrics import overlap, per_user_recall_ndcg
 
 
 def agreement(ref: np.ndarray, cand: np.ndarray, k: int) -> dict[str, float]:
     """Mean overlap@k, Jaccard@k, exact-match rate and Spearman correlation of shared items."""
     ref, cand = ref[:, :k], cand[:, :k]
-    overlaps, jaccards, rhos = [], [], []
+    jaccards, rhos = [], []
     for a, b in zip(ref, cand, strict=True):
         sa, sb = set(a[a >= 0].tolist()), set(b[b >= 0].tolist())
         inter = sa & sb
-        overlaps.append(len(inter) / k)
         jaccards.append(len(inter) / len(sa | sb) if sa | sb else 1.0)
         if len(inter) >= 2:
             pos_a = {x: i for i, x in enumerate(a.tolist())}
@@ -25,7 +24,7 @@ def agreement(ref: np.ndarray, cand: np.ndarray, k: int) -> dict[str, float]:
             rhos.append(float(np.corrcoef(np.arange(len(shared)), rank_b)[0, 1])
                         if len(shared) > 2 else (1.0 if rank_b[0] == 0 else -1.0))
     return {
-        f"overlap@{k}": float(np.mean(overlaps)),
+        f"overlap@{k}": float(overlap(ref, cand, k).mean()),
         f"jaccard@{k}": float(np.mean(jaccards)),
         f"exact_match@{k}": float((ref == cand).all(axis=1).mean()),
         f"rank_correlation@{k}": float(np.mean(rhos)) if rhos else float("nan"),

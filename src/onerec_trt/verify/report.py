@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from onerec_trt.evaluate.table import format_table
+from onerec_trt.tables import format_table
+from onerec_trt.verify import VerifyReport
 
 
-def format_markdown(report: dict, short: bool = False) -> str:
-    m = report["metrics"]
-    verdict = "PASS" if report["pass"] else "FAIL"
-    be = report["backends"]
+def format_markdown(report: VerifyReport, short: bool = False) -> str:
+    m = report.metrics
+    verdict = "PASS" if report.passed else "FAIL"
+    be = report.backends
     lines = [
         f"# verify: {verdict}",
         "",
         f"reference: {be['reference']['spec']} ({be['reference']['backend']})",
         f"candidate: {be['candidate']['spec']} ({be['candidate']['backend']})",
-        f"{report['users']:,} held-out users of {report['dataset']} ({report['split']} split)",
+        f"{report.users:,} held-out users of {report.dataset} ({report.split} split)",
         "",
         format_table(["gate", "value", "threshold", "result"],
                      [[name, g["value"], g["threshold"], "pass" if g["pass"] else "FAIL"]
-                      for name, g in report["gates"].items()]),
+                      for name, g in report.gates.items()]),
         "",
     ]
     rows = []
@@ -36,19 +37,19 @@ def format_markdown(report: dict, short: bool = False) -> str:
                                                "rank_correlation")]), "",
         f"scores |reference - candidate|: median {m['scores_abs_error']['median']:.4g}, "
         f"p99 {m['scores_abs_error']['p99']:.4g}, max {m['scores_abs_error']['max']:.4g}",
-        f"time: {report['seconds']['inference']:.1f} s inference, "
-        f"{report['seconds']['total']:.1f} s total",
+        f"time: {report.seconds['inference']:.1f} s inference, "
+        f"{report.seconds['total']:.1f} s total",
         "",
         "Tensor-level comparison by hand (Polygraphy reruns the reference on the saved inputs "
         "and compares it with both saved runs; `scores` is the tensor check, `items`/`codes` "
         "are judged above by agreement, not elementwise):",
         "",
-        f"    polygraphy run {report['options']['reference']} --onnxrt "
-        f"--load-inputs {report['options']['out']}/inputs.json "
-        f"--load-outputs {report['options']['out']}/outputs.json "
-        f"--atol scores:{report['options']['scores_atol']} "
-        f"--rtol scores:{report['options']['scores_rtol']} "
+        f"    polygraphy run {report.options['reference']} --onnxrt "
+        f"--load-inputs {report.options['out']}/inputs.json "
+        f"--load-outputs {report.options['out']}/outputs.json "
+        f"--atol scores:{report.options['scores_atol']} "
+        f"--rtol scores:{report.options['scores_rtol']} "
         f"--check-error-stat scores:quantile "
-        f"--error-quantile scores:{report['options']['scores_quantile']}",
+        f"--error-quantile scores:{report.options['scores_quantile']}",
         ""]
     return "\n".join(lines)

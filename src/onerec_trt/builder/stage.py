@@ -1,0 +1,144 @@
+"""``build()``'s body: validate, lint, then build every engine with TensorRT."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from onerec_trt.artifacts import staged_folder, write_atomic, write_manifest
+from onerec_trt.builder import BuildOptions, BuildReport
+from onerec_trt.builder.jobs import Batches, EngineJob, engine_job
+from onerec_trt.engines.metadata import (
+    FORMAT,
+    EngineMetadata,
+    GpuInfo,
+    current_gpu,
+    plan_version,
+    sha256_bytes,
+)
+from onerec_trt.errors import user_error
+from onerec_trt.layout import TIMING_CACHE
+from onerec_trt.lint import lint
+
+FP8_MIN_CC = (8, 9)  # FP8 GEMMs: Ada, Hopper and newer (NVIDIA's TensorRT-RTX / TE matrices)
+
+
+def _validate(opts: BuildOptions) -> list[EngineJob]:
+    if not opts.onnx:
+        raise user_error("no graph to build: pass --onnx FILE (once per engine)")
+    if not 0 <= opts.opt_level <= 5:
+        raise user_error(f"--opt-level {opts.opt_level} is outside TensorRT's 0-5")
+    if opts.workspace is not None and opts.workspace <= 0:
+        raise user_error(f"--workspace {opts.workspace} MiB must be positive")
+    batches = Batches(opts.min_batch, opts.opt_batch, opts.max_batch)
+    batches.validate()
+    jobs = [engine_job(path, batches, opts.calibration) for path in opts.onnx]
+    names = [job.name for job in jobs]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise user_error(f"two graphs would both become {duplicated[0]}.plan",
+                         "engines are named after their graph file: rename one")
+    return jobs
+
+
+def run_build(opts: BuildOptions, log=print) -> BuildReport:
+    from onerec_trt.builder.commands import print_commands
+
+    jobs = _validate(opts)
+    out = Path(opts.out)
+    cache_path = Path(opts.timing_cache) if opts.timing_cache else None
+    if opts.print_commands:
+        text = print_commands(jobs, out, opts.opt_level, opts.workspace, cache_path,
+                              opts.plugin_library)
+        log(text.rstrip())
+        return BuildReport(ok=True, commands=text)
+    if out.exists() and not opts.force:
+        raise user_error(f"output folder already exists: {out}", "pass --force to replace it")
+    reports = [lint(job.onnx) for job in jobs]
+    for report in reports:
+        for line in report.lines():
+            log(line)
+    if not all(r.ok for r in reports):
+        return BuildReport(ok=False, lint=[r.summary() for r in reports])
+    return _build_all(opts, jobs, out, cache_path, log)
+
+
+def _build_all(opts: BuildOptions, jobs: list[EngineJob], out: Path, cache_path: Path | None,
+               log) -> BuildReport:
+    from onerec_trt.builder.trt_builder import BuildSettings, build_engine
+    from onerec_trt.engines.tensorrt_lib import import_tensorrt
+
+    import_tensorrt()  # one clear line when it is missing, before anything else
+    gpu = current_gpu()
+    if gpu is None:
+        raise user_error("no CUDA GPU is visible: TensorRT builds engines on the GPU they "
+                         "will run on")
+    if any(job.precision == "fp8" for job in jobs) and gpu.compute_capability < FP8_MIN_CC:
+        raise user_error(f"FP8 engines need compute capability >= 8.9 (Ada, Hopper or newer); "
+                         f"this {gpu.name} is {gpu.cc}", "build the bf16 graph only")
+    settings = BuildSettings(
+        opt_level=opts.opt_level,
+        workspace_bytes=opts.workspace * 2**20 if opts.workspace else None,
+        timing_cache=cache_path.read_bytes() if cache_path and cache_path.is_file() else b"",
+        plugin_modules=list(opts.plugin_module), plugin_libraries=list(opts.plugin_library))
+    recorded = {"opt_level": opts.opt_level, "workspace_mib": opts.workspace,
+                "timing_cache": str(cache_path) if cache_path else None,
+                "plugin_modules": settings.plugin_modules,
+                "plugin_libraries": settings.plugin_libraries}
+    engines, t0 = [], time.perf_counter()
+    with staged_folder(out, force=opts.force) as tmp:
+        for job in jobs:
+            log(f"building {job.name}.plan ({job.precision}) from {job.onnx} on {gpu.name}")
+            built = build_engine(job, settings, log)
+            settings.timing_cache = built.timing_cache  # reused by the next build
+            meta = engine_metadata(job, built, gpu, recorded)
+            EngineMetadata.write(tmp, job.name, built.plan, meta)
+            engines.append(meta)
+            log(f"  {job.name}.plan: {len(built.plan) / 2**20:.1f} MiB in {built.seconds:.1f}s "
+                f"(TensorRT {built.tensorrt_version})")
+        write_atomic(tmp / TIMING_CACHE, lambda p: p.write_bytes(settings.timing_cache))
+        write_manifest(tmp, "build", asdict(opts),
+                       inputs={job.onnx.name: job.onnx_sha256 for job in jobs},
+                       tensorrt=engines[0]["tensorrt"]["version"], gpu=engines[0]["gpu"])
+    if cache_path:
+        write_atomic(cache_path, lambda p: p.write_bytes(settings.timing_cache))
+    log(f"built {len(engines)} engine(s) -> {out} in {time.perf_counter() - t0:.1f}s")
+    return BuildReport(ok=True, engines=engines)
+
+
+def engine_metadata(job, built, gpu: GpuInfo, build: dict) -> dict:
+    """The ``<name>.json`` of a freshly built engine (``job``: an EngineJob, ``built``: a
+    BuiltEngine; ``build``: the builder settings worth recording)."""
+    from onerec_trt import __version__
+
+    header = plan_version(built.plan)
+    calibration = job.calibration
+    return {
+        "format": FORMAT,
+        "name": job.name,
+        "plan": f"{job.name}.plan",
+        "plan_sha256": sha256_bytes(built.plan),
+        "precision": job.precision,
+        "tensorrt": {"version": built.tensorrt_version,
+                     "plan_header_version": None if header is None else
+                     ".".join(map(str, header)),
+                     "network_flags": built.network_flags,
+                     "strongly_typed": True,
+                     "version_compatible": False,
+                     "hardware_compatibility": "NONE"},
+        "gpu": {"name": gpu.name, "compute_capability": list(gpu.compute_capability)},
+        "profile": {name: {"min": lo, "opt": opt, "max": hi}
+                    for name, (lo, opt, hi) in job.profile.items()},
+        "inputs": [{"name": n, "dtype": t, "shape": s} for n, (s, t) in built.inputs.items()],
+        "outputs": [{"name": n, "dtype": t, "shape": s} for n, (s, t) in built.outputs.items()],
+        "plugins": job.plugins,
+        "onnx": {"path": str(job.onnx), "sha256": job.onnx_sha256},
+        "calibration": None if calibration is None else {
+            "path": str(calibration),
+            "sha256": sha256_bytes(Path(calibration).read_bytes())},
+        "model_sha256": job.model_sha256,
+        "export": job.export,
+        "build": {**build, "seconds": built.seconds},
+        "onerec_trt": __version__,
+    }

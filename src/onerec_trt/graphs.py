@@ -1,0 +1,69 @@
+"""ONNX graph files and ONNX Runtime sessions: what every stage that reads or runs a graph uses.
+
+``make_session`` opens any of our graphs on ONNX Runtime's CPU provider. A graph with nodes of
+a custom domain (the plugin-bearing graphs) gets that domain's ops registered first: the module
+that implements them is named in ``CUSTOM_OPS`` and imported only then, so this ground-floor
+module never imports a stage package.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from onerec_trt.errors import user_error
+
+# custom op domain -> "module:function" registering its ONNX Runtime ops (once per process)
+CUSTOM_OPS = {"onerec": "onerec_trt.plugins.ort_ops:register_ops"}
+
+
+def session_options(threads: int | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # ORT's CPU QDQ fusion turns FP8 DequantizeLinear -> MatMul into MatMulIntegerToFloat, which
+    # has no FP8 kernel (FACTS); the FP8 graph runs exactly with that fusion off.
+    opts.add_session_config_entry("session.disable_quant_qdq", "1")
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return opts
+
+
+def custom_domains(path: str | Path) -> list[str]:
+    """The custom op domains a graph's nodes use (weights are not read)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return sorted({n.domain for n in graph.node if n.domain not in ("", "ai.onnx")})
+
+
+def _register_custom_ops(domains: list[str], opts) -> None:
+    unknown = [d for d in domains if d not in CUSTOM_OPS]
+    if unknown:
+        raise user_error(f"the graph uses ops of the unknown domain {unknown[0]!r}",
+                         f"ONNX Runtime here runs the domains {', '.join(CUSTOM_OPS)}")
+    for domain in domains:
+        module, _, function = CUSTOM_OPS[domain].partition(":")
+        getattr(importlib.import_module(module), function)()
+    from onnxruntime_extensions import get_library_path
+
+    opts.register_custom_ops_library(get_library_path())
+
+
+def make_session(path: str | Path, threads: int | None = None, providers=None):
+    """An ONNX Runtime session for one of our graphs (plugin-bearing ones included)."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise user_error(f"ONNX graph not found: {path}")
+    opts = session_options(threads)
+    domains = custom_domains(path)
+    if domains:
+        _register_custom_ops(domains, opts)
+    providers = providers or ["CPUExecutionProvider"]
+    try:
+        return ort.InferenceSession(str(path), opts, providers=providers)
+    except Exception as exc:  # ORT raises its own exception types for bad graphs
+        raise user_error(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}") from None

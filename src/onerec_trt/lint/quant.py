@@ -1,0 +1,120 @@
+"""Lint rules for quantized data (FP8 here, INT8/INT4/FP4 alike): TensorRT reaches these types
+only through QuantizeLinear/DequantizeLinear, with zero points of 0 and the scale shapes its
+importer accepts; a Q/DQ pair it cannot fuse into a GEMM still runs, but not in FP8."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from onerec_trt.lint.graph_index import STANDARD_DOMAINS, GraphIndex
+from onerec_trt.lint.optable import OpTable
+
+Q_OPS = ("QuantizeLinear", "TRT_FP8QuantizeLinear")
+DQ_OPS = ("DequantizeLinear", "TRT_FP8DequantizeLinear")
+QDQ_DOMAINS = (*STANDARD_DOMAINS, "trt")  # ModelOpt's raw torch export: trt::TRT_FP8*
+
+
+def check_quantization(index: GraphIndex, table: OpTable, out) -> None:
+    _check_quantized_tensors(index, table, out)
+    for i, node in enumerate(index.nodes):
+        if node.domain not in QDQ_DOMAINS or node.op_type not in Q_OPS + DQ_OPS:
+            continue
+        _check_zero_point(i, node, index, out)
+        _check_scale_shape(i, node, index, out)
+        if node.op_type in DQ_OPS:
+            _check_fusion(i, node, index, table, out)
+
+
+def _allowed_consumer(node: onnx.NodeProto, position: int, passthrough) -> bool:
+    if node.op_type in DQ_OPS:
+        return position in (0, 2)  # the data, or the zero point
+    if node.op_type in Q_OPS:
+        return position == 2  # a zero point of the quantized type
+    return node.op_type in passthrough and position == 0
+
+
+def _check_quantized_tensors(index: GraphIndex, table: OpTable, out) -> None:
+    passthrough = set(table.quantization["passthrough_ops"])
+    io = set(index.inputs) | set(index.outputs)
+    for name, dtype in sorted(index.types.items()):
+        if dtype not in table.quantized_types:
+            continue
+        producer = index.producer.get(name)
+        label = index.label(producer) if producer is not None else None
+        op = index.nodes[producer].op_type if producer is not None else None
+        if name in io:
+            out.error("quant", f"network input/output '{name}' is {dtype}: TensorRT reaches "
+                               f"{dtype} only through QuantizeLinear/DequantizeLinear", label, op)
+            continue
+        if producer is not None and op not in Q_OPS + ("Constant",) and op not in passthrough:
+            hint = " (TensorRT rejects casts to quantized types: use QuantizeLinear)" \
+                if op in ("Cast", "CastLike") else ""
+            out.error("quant", f"{op} produces {dtype} tensor '{name}'{hint}", label, op)
+        for j, user in index.consumer_nodes(name):
+            positions = [p for p, x in enumerate(user.input) if x == name]
+            if not all(_allowed_consumer(user, p, passthrough) for p in positions):
+                allowed = ", ".join(sorted(passthrough))
+                out.error("quant", f"{dtype} tensor '{name}' feeds {user.op_type}: TensorRT takes "
+                                   f"{dtype} data only into DequantizeLinear (or {allowed} "
+                                   "between Q and DQ)", index.label(j), user.op_type)
+
+
+def _check_zero_point(i: int, node: onnx.NodeProto, index: GraphIndex, out) -> None:
+    if len(node.input) < 3 or not node.input[2]:
+        return
+    name = node.input[2]
+    if not index.is_constant(name):
+        out.error("quant", f"zero point '{name}' is not a constant: TensorRT needs a zero "
+                           "point of 0", index.label(i), node.op_type)
+        return
+    value = index.value(name)
+    if value is not None and np.any(value.astype(np.float32) != 0):
+        out.error("quant", f"zero point '{name}' is {value.reshape(-1)[:4].tolist()}: TensorRT "
+                           "supports only a zero point of 0 (symmetric quantization)",
+                  index.label(i), node.op_type)
+
+
+def _axis(node: onnx.NodeProto) -> int:
+    for attr in node.attribute:
+        if attr.name == "axis":
+            return attr.i
+    return 1
+
+
+def _check_scale_shape(i: int, node: onnx.NodeProto, index: GraphIndex, out) -> None:
+    if len(node.input) < 2:
+        return
+    scale, data = index.shapes.get(node.input[1]), index.shapes.get(node.input[0])
+    if scale is None or data is None or len(scale) == 0:
+        return  # unknown, or per-tensor (a scalar)
+    if len(scale) == 1:
+        axis = _axis(node) % max(len(data), 1)
+        size = data[axis] if axis < len(data) else None
+        if isinstance(size, int) and size > 0 and scale[0] not in (size, 1):
+            out.error("quant", f"per-channel scale '{node.input[1]}' has {scale[0]} values for "
+                               f"axis {axis} of size {size}", index.label(i), node.op_type)
+        return
+    if len(scale) != len(data):
+        out.error("quant", f"scale '{node.input[1]}' of rank {len(scale)} on data of rank "
+                           f"{len(data)}: TensorRT accepts a scalar, a 1-D per-channel scale or a "
+                           "same-rank block scale", index.label(i), node.op_type)
+
+
+def _check_fusion(i: int, node: onnx.NodeProto, index: GraphIndex, table: OpTable, out) -> None:
+    fused = set(table.quantization["fused_consumers"])
+    movement = set(table.quantization["movement_ops"])
+    stack, seen = [node.output[0]], set()
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for _, user in index.consumer_nodes(name):
+            if user.op_type in fused:
+                return
+            if user.op_type in movement:
+                stack.extend(user.output)
+    out.warning("quant", f"'{node.output[0]}' reaches no {'/'.join(sorted(fused))}: TensorRT "
+                         "runs this Q/DQ pair unfused (no FP8 GEMM)", index.label(i),
+                node.op_type)

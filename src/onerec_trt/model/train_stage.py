@@ -1,0 +1,135 @@
+"""The train stage: data -> tokenizer -> model -> a model folder with its manifest.
+
+``TrainOptions`` holds every option of ``onerec-trt train`` (the CLI takes its defaults from
+here and from ``TrainConfig``); ``train_stage`` checks them, trains (``model/train.py``) and
+writes the folder. This module imports nothing heavy at load time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from onerec_trt.errors import user_error
+
+
+@dataclass
+class TrainConfig:
+    """The training loop's hyperparameters."""
+
+    epochs: int = 60
+    batch_size: int = 32  # windows per optimizer step: more steps beat bigger batches on a CPU
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    patience: int = 6  # evaluations without improvement before stopping (0 = never)
+    eval_users: int = 1500  # validation users scored per evaluation
+    eval_beam: int = 20
+    max_minutes: float = 55.0  # stop (keeping the best checkpoint) after this long
+    decoder_targets: int = 48  # sampled target positions per window for the decoder (0 = all)
+    max_steps: int | None = None  # stop after this many optimizer steps (tests, smoke runs)
+    prefix_inputs: bool = False  # item inputs share semantic-ID prefix embeddings (folded at end)
+    distill: float = 0.0  # weight of the decoder's distillation from the auxiliary item softmax
+    seed: int = 0
+
+
+@dataclass
+class TrainOptions:
+    dataset: str
+    out: str
+    data: str | None = None
+    columns: str | None = None
+    min_user: int = 3  # users with fewer interactions are dropped (leave-one-out needs 3)
+    min_item: int = 1
+    kcore: int = 0
+    preset: str = "small"
+    max_history: int | None = None  # None: the preset's
+    dropout: float | None = None  # None: the preset's
+    d_model: int | None = None  # None: the preset's (the SwiGLU width follows at 4x)
+    codebook: int | None = None  # None: the tokenizer's default
+    levels: int | None = None  # None: the tokenizer's default
+    train: TrainConfig = field(default_factory=TrainConfig)
+    threads: int | None = None  # torch threads (None: all)
+    progress: bool = True
+    force: bool = False
+
+
+def _validate(opts: TrainOptions) -> None:
+    if opts.preset == "paper":
+        raise user_error("the paper preset is for GPU benchmarks and is not trained here",
+                         "use --preset small (or tiny); 'onerec-trt init --preset paper' makes "
+                         "an untrained model of that size")
+    for name in ("max_history", "d_model", "codebook", "levels", "threads"):
+        value = getattr(opts, name)
+        if value is not None and value <= 0:
+            raise user_error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if opts.dropout is not None and not 0 <= opts.dropout < 1:
+        raise user_error(f"--dropout must be in [0, 1), got {opts.dropout}")
+    cfg = opts.train
+    for name in ("epochs", "max_minutes", "lr", "batch_size", "eval_users"):
+        if getattr(cfg, name) <= 0:
+            raise user_error(f"--{name.replace('_', '-')} must be positive, "
+                             f"got {getattr(cfg, name)}")
+    if cfg.patience < 0 or cfg.distill < 0:
+        raise user_error("--patience and --distill must not be negative")
+    for name in ("min_user", "min_item", "kcore"):
+        if getattr(opts, name) < 0:
+            raise user_error(f"--{name.replace('_', '-')} must not be negative, "
+                             f"got {getattr(opts, name)}")
+    if Path(opts.out).exists() and not opts.force:
+        raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
+
+
+def _model_config(opts: TrainOptions):
+    from onerec_trt.model.config import ModelConfig
+
+    overrides = {"max_history": opts.max_history} if opts.max_history else {}
+    if opts.dropout is not None:
+        overrides["dropout"] = opts.dropout
+    if opts.d_model is not None:
+        overrides.update(d_model=opts.d_model, ffn_hidden=4 * opts.d_model)
+    return ModelConfig.from_preset(opts.preset, **overrides)
+
+
+def train_stage(opts: TrainOptions, log=print):
+    """``onerec-trt train``: returns the trained ``ModelBundle`` after writing ``opts.out``."""
+    import torch
+
+    from onerec_trt.artifacts import staged_folder, write_manifest
+    from onerec_trt.data import load_dataset
+    from onerec_trt.model.checkpoint import save_model
+    from onerec_trt.model.tokenizer import TokenizerConfig
+    from onerec_trt.model.train import train
+
+    _validate(opts)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    model_cfg = _model_config(opts)
+    tok_cfg = TokenizerConfig(seed=opts.train.seed)
+    if opts.codebook:
+        tok_cfg.codebook_size = opts.codebook
+    if opts.levels:
+        tok_cfg.levels = opts.levels
+    filters = {"min_user": opts.min_user, "min_item": opts.min_item, "kcore": opts.kcore}
+    data = load_dataset(opts.dataset, opts.data, columns=opts.columns, **filters)
+    log(data.describe())
+    bundle = train(data, model_cfg, tok_cfg, opts.train, progress=opts.progress)
+    if opts.data:
+        bundle.training["data"] = str(Path(opts.data).resolve())
+    bundle.training["columns"] = opts.columns
+    bundle.training["filters"] = filters
+    with staged_folder(opts.out, force=opts.force) as tmp:
+        save_model(tmp, bundle)
+        write_manifest(tmp, "train", {"preset": opts.preset, "model": model_cfg.to_dict(),
+                                      "tokenizer": asdict(tok_cfg), "train": asdict(opts.train)},
+                       inputs={"dataset": opts.dataset, "data": str(opts.data or "")})
+    best = bundle.training["best_epoch"]
+    log(f"wrote {opts.out}: best epoch {best['epoch']} valid recall@10 "
+        f"{best['valid_recall@10']:.4f} ndcg@10 {best['valid_ndcg@10']:.4f}, "
+        f"{bundle.training['minutes']:.1f} min")
+    return bundle
+
+
+def with_seed(opts: TrainOptions, seed: int) -> TrainOptions:
+    """The same options with another seed (the tokenizer's and the training loop's)."""
+    return replace(opts, train=replace(opts.train, seed=seed))

@@ -1,0 +1,62 @@
+"""Stage reports: each stage returns a dataclass and writes it as one JSON file.
+
+``Report`` gives a dataclass ``to_json`` / ``from_json`` (and ``save`` / ``load``), so a later
+stage, ``onerec-trt run`` and the tests read attributes, not nested keys. JSON keys that are
+not Python names (``recall@10``) are mapped by ``JSON_NAMES``; nested values stay plain JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from onerec_trt.errors import user_error
+
+R = TypeVar("R", bound="Report")
+
+
+class Report:
+    """Mix into a ``@dataclass``: its fields are the report's JSON keys, in order."""
+
+    JSON_NAMES: ClassVar[dict[str, str]] = {}  # attribute -> JSON key, where they differ
+
+    def to_json(self) -> dict[str, Any]:
+        names = self.JSON_NAMES
+        out = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                value = value.to_json() if isinstance(value, Report) else dataclasses.asdict(value)
+            out[names.get(f.name, f.name)] = value
+        return out
+
+    @classmethod
+    def from_json(cls: type[R], data: Any, what: str | None = None) -> R:
+        what = what or cls.__name__
+        if not isinstance(data, dict):
+            raise user_error(f"{what} is not a JSON object")
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        values, missing = {}, []
+        for name, f in fields.items():
+            key = cls.JSON_NAMES.get(name, name)
+            if key in data:
+                values[name] = data[key]
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                missing.append(key)
+        if missing:
+            raise user_error(f"{what} lacks {', '.join(missing)}",
+                             "it was written by another version: rerun that stage")
+        return cls(**values)
+
+    def save(self, path: str | Path) -> Path:
+        from onerec_trt.artifacts import write_json
+
+        return write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls: type[R], path: str | Path, what: str | None = None) -> R:
+        from onerec_trt.artifacts import read_json
+
+        what = what or f"{cls.__name__} {path}"
+        return cls.from_json(read_json(path, what), what)

@@ -1,0 +1,230 @@
+"""A local ``tritonserver`` for a CPU repository: the binary inside the ``nvidia-pytriton`` wheel
+(Triton 2.51 with only the python backend), bound to 127.0.0.1, started and stopped cleanly.
+
+Recipe (FACTS): a backend folder ``python/`` holding links to the wheel's
+``libtriton_python.so``, ``triton_python_backend_utils.py`` and the python stub built for this
+interpreter's version; this interpreter's ``bin/`` first on PATH (the stub finds site-packages
+through the ``python3`` on PATH); explicit model control; ``--exit-on-error`` (a model that fails
+to load stops the server, and the error names it); a per-server shared-memory prefix so several
+servers can run on one machine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from onerec_trt.errors import user_error
+from onerec_trt.layout import DEFAULT_RUN
+from onerec_trt.triton.check import REPOSITORY_JSON
+from onerec_trt.triton.contract import RepositoryReport
+
+HOST = "127.0.0.1"  # never anything else: the server is for this machine only
+
+
+@dataclass
+class ServerOptions:
+    repo: str = str(DEFAULT_RUN.triton)
+    http_port: int = 8000  # 0: pick a free port
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    ready_timeout_s: float = 120.0
+    exit_timeout_s: int = 10  # how long in-flight requests may finish after SIGTERM
+    log: str | None = None  # tritonserver's log file (default: a temporary one)
+    verbose: bool = False
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def tritonserver_root() -> Path:
+    """The ``tritonserver`` folder of the nvidia-pytriton wheel (found without importing it)."""
+    spec = importlib.util.find_spec("pytriton")
+    root = Path(spec.submodule_search_locations[0]) / "tritonserver" if spec else None
+    if root is None or not (root / "bin" / "tritonserver").is_file():
+        raise user_error("tritonserver not found",
+                         "pip install nvidia-pytriton (its wheel bundles tritonserver with the "
+                         "python backend)")
+    return root
+
+
+def make_backend_folder(root: Path, into: Path) -> Path:
+    """``into/python/`` with links to the python backend and this Python's stub."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise user_error(f"nvidia-pytriton has no python backend stub for Python {version}")
+    python = into / "python"
+    python.mkdir(parents=True)
+    for source in (root / "backends" / "python" / "libtriton_python.so",
+                   root / "backends" / "python" / "triton_python_backend_utils.py", stub):
+        (python / source.name).symlink_to(source)
+    return into
+
+
+def read_repository(repo: str | Path) -> RepositoryReport:
+    info = RepositoryReport.load(Path(repo) / REPOSITORY_JSON,
+                                 "repository.json (write the repository with 'onerec-trt triton "
+                                 "export')")
+    if info.variant != "cpu":
+        raise user_error(f"{repo} is a GPU repository (TensorRT engines)",
+                         "the local tritonserver has only the python backend; serve a GPU "
+                         "repository with NVIDIA's Triton container (see docs/triton.md), or "
+                         "export a CPU repository (without --engine)")
+    return info
+
+
+def _die_with_parent() -> None:  # runs in the child before exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: never outlive the process that started us
+
+
+class TritonServer:
+    """``with TritonServer(opts) as server:`` starts, waits until every model is ready, and
+    stops the server (SIGTERM; SIGKILL to its process group unless it then exits cleanly)."""
+
+    def __init__(self, opts: ServerOptions):
+        self.opts = opts
+        self.info = read_repository(opts.repo)
+        self.proc: subprocess.Popen | None = None
+        self._tmp: Path | None = None
+        self.ports = {k: getattr(opts, f"{k}_port") or free_port()
+                      for k in ("http", "grpc", "metrics")}
+
+    @property
+    def http_url(self) -> str:
+        return f"{HOST}:{self.ports['http']}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{HOST}:{self.ports['grpc']}"
+
+    @property
+    def shm_prefix(self) -> str:
+        """The python backend's shared-memory names (/dev/shm) for this server only."""
+        return f"onerec{os.getpid()}p{self.ports['http']}_"
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.opts.log) if self.opts.log else self._tmp / "tritonserver.log"
+
+    def command(self, backends: Path) -> list[str]:
+        repo = Path(self.opts.repo).resolve()
+        shm_prefix = self.shm_prefix
+        return [str(tritonserver_root() / "bin" / "tritonserver"),
+                f"--model-repository={repo}", f"--backend-directory={backends}",
+                f"--http-address={HOST}", f"--http-port={self.ports['http']}",
+                f"--grpc-address={HOST}", f"--grpc-port={self.ports['grpc']}",
+                f"--metrics-address={HOST}", f"--metrics-port={self.ports['metrics']}",
+                "--model-control-mode=explicit",
+                *[f"--load-model={name}" for name in self.info.loaded],
+                "--exit-on-error=true", "--disable-auto-complete-config",
+                f"--exit-timeout-secs={self.opts.exit_timeout_s}",
+                f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
+                f"--log-verbose={int(self.opts.verbose)}"]
+
+    def start(self) -> TritonServer:
+        root = tritonserver_root()
+        self._tmp = Path(tempfile.mkdtemp(prefix="onerec-triton-"))
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",  # keep the repository as written
+               "PATH": os.pathsep.join([str(Path(sys.executable).parent),
+                                        os.environ.get("PATH", "/usr/bin:/bin")])}
+        try:
+            cmd = self.command(make_backend_folder(root, self._tmp / "backends"))
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "wb") as log:
+                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                             stdin=subprocess.DEVNULL, start_new_session=True,
+                                             preexec_fn=_die_with_parent)
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _get(self, path: str, timeout: float) -> bytes:
+        """GET on the server's HTTP endpoint, never through a proxy."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://{self.http_url}{path}", timeout=timeout) as response:
+            return response.read()
+
+    def is_ready(self) -> bool:
+        try:
+            self._get("/v2/health/ready", timeout=1)  # 200: every model loaded
+            return True
+        except (urllib.error.URLError, OSError):  # HTTPError (400: not ready) included
+            return False
+
+    def version(self) -> str:
+        """The running server's version (its /v2 metadata)."""
+        import json
+
+        return json.loads(self._get("/v2", timeout=5))["version"]
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.opts.ready_timeout_s
+        while not self.is_ready():
+            if self.proc.poll() is not None:
+                raise user_error(f"tritonserver exited with code {self.proc.returncode} before "
+                                 "it was ready", "its log ends with:\n" + self.log_tail())
+            if time.monotonic() > deadline:
+                raise user_error(f"tritonserver was not ready after {self.opts.ready_timeout_s}"
+                                 " s", "its log ends with:\n" + self.log_tail())
+            time.sleep(0.1)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(text[-lines:])
+
+    def stop(self) -> int | None:
+        """Stop the server and return its exit code (None if it never started)."""
+        if self.proc is None:
+            self._cleanup()
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(self.opts.exit_timeout_s + 10)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc.poll() != 0:
+            # Its process group: python stubs outlive a server that failed to start (they notice
+            # only much later), and a server that ignored SIGTERM ends here too.
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait()
+        self._cleanup()
+        return self.proc.returncode
+
+    def _cleanup(self) -> None:
+        for leftover in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
+            leftover.unlink(missing_ok=True)
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,97 @@
+"""``verify()``'s body: run both backends through Polygraphy, measure agreement, judge."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from onerec_trt.artifacts import staged_folder, write_manifest, write_text
+from onerec_trt.data.samplers import held_out
+from onerec_trt.engines.runners import make_runner
+from onerec_trt.errors import user_error
+from onerec_trt.layout import VERIFY_JSON, VERIFY_MD
+from onerec_trt.model.checkpoint import load_model, model_hash
+from onerec_trt.verify import Gates, VerifyOptions, VerifyReport
+from onerec_trt.verify.agreement import agreement, metric_deltas
+from onerec_trt.verify.report import format_markdown
+
+
+def _histories(opts: VerifyOptions, bundle) -> tuple[np.ndarray, np.ndarray, dict]:
+    data = bundle.load_data(opts.dataset, opts.data, opts.columns)
+    histories, targets = held_out(data.split(), opts.split, opts.users,
+                                  bundle.config.max_history, opts.seed)
+    return histories, targets, {"dataset": data.name, "split": opts.split}
+
+
+def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
+    from polygraphy.comparator import Comparator, CompareFunc
+    from polygraphy.json import save_json
+    from polygraphy.logger import G_LOGGER
+
+    G_LOGGER.module_severity = G_LOGGER.WARNING
+    t0 = time.perf_counter()
+    if Path(opts.out).exists() and not opts.force:
+        raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
+    bundle = load_model(opts.model)
+    sha = model_hash(opts.model)
+    reference = make_runner(opts.reference, "reference", opts.model, sha)
+    candidate = make_runner(opts.candidate, "candidate", opts.model, sha, like=reference)
+    histories, targets, where = _histories(opts, bundle)
+    loader = [{"history": histories[i:i + opts.batch]}
+              for i in range(0, len(histories), opts.batch)]
+    t_run = time.perf_counter()
+    results = Comparator.run([reference.runner, candidate.runner], data_loader=loader)
+    run_seconds = time.perf_counter() - t_run
+    only_scores = lambda name, index, result: ["scores"] if name == "scores" else []  # noqa: E731
+    scores_ok = bool(Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(
+        atol={"scores": opts.scores_atol}, rtol={"scores": opts.scores_rtol},
+        check_error_stat={"scores": "quantile"}, error_quantile={"scores": opts.scores_quantile},
+        infinities_compare_equal=True, find_output_func=only_scores)))
+    (_, ref_iters), (_, cand_iters) = results
+    ref_items = np.concatenate([np.asarray(it["items"]) for it in ref_iters])
+    cand_items = np.concatenate([np.asarray(it["items"]) for it in cand_iters])
+    ref_scores = np.concatenate([np.asarray(it["scores"]) for it in ref_iters])
+    cand_scores = np.concatenate([np.asarray(it["scores"]) for it in cand_iters])
+    finite = np.isfinite(ref_scores) & np.isfinite(cand_scores)
+    abs_err = np.abs(ref_scores - cand_scores)[finite]
+    metrics = {**agreement(ref_items, cand_items, 10), **agreement(ref_items, cand_items, 5),
+               **metric_deltas(ref_items, cand_items, targets, 10, opts.bootstrap, opts.seed),
+               **metric_deltas(ref_items, cand_items, targets, 5, opts.bootstrap, opts.seed),
+               "scores_abs_error": {"median": float(np.median(abs_err)),
+                                    "p99": float(np.percentile(abs_err, 99)),
+                                    "max": float(abs_err.max())}}
+    gates = _gates(opts.gates, metrics, scores_ok, opts)
+    report = VerifyReport(
+        passed=all(g["pass"] for g in gates.values()), gates=gates, metrics=metrics,
+        users=int(len(targets)), dataset=where["dataset"], split=where["split"],
+        backends={"reference": reference.describe(), "candidate": candidate.describe()},
+        seconds={"inference": run_seconds, "total": time.perf_counter() - t0},
+        options=asdict(opts))
+    with staged_folder(opts.out, force=opts.force) as tmp:
+        results.save(str(tmp / "outputs.json"))
+        save_json(loader, str(tmp / "inputs.json"), "verify inputs")
+        report.save(tmp / VERIFY_JSON)
+        write_text(tmp / VERIFY_MD, format_markdown(report))
+        write_manifest(tmp, "verify", asdict(opts), inputs={"model": model_hash(opts.model) or ""})
+    log(format_markdown(report, short=True))
+    return report
+
+
+def _gates(g: Gates, m: dict, scores_ok: bool, opts: VerifyOptions) -> dict:
+    recall, ndcg = m["recall@10"]["relative_diff"], m["ndcg@10"]["relative_diff"]
+    return {
+        "overlap@10": {"value": m["overlap@10"], "threshold": f">= {g.min_overlap_at_10}",
+                       "pass": m["overlap@10"] >= g.min_overlap_at_10},
+        "recall@10_relative_change": {"value": recall, "threshold": f">= -{g.max_recall_drop}",
+                                      "pass": recall >= -g.max_recall_drop},
+        "ndcg@10_relative_change": {"value": ndcg, "threshold": f">= -{g.max_ndcg_drop}",
+                                    "pass": ndcg >= -g.max_ndcg_drop},
+        "scores_tensor": {"value": m["scores_abs_error"]["p99"],
+                          "threshold": f"p{opts.scores_quantile * 100:g} |diff| <= "
+                                       f"{opts.scores_atol} or rel <= {opts.scores_rtol} "
+                                       "(Polygraphy CompareFunc.simple)",
+                          "pass": scores_ok},
+    }
