@@ -63,9 +63,18 @@ def test_codes_to_item_kernel(results):
 
 
 def test_cases_cover_the_brief(results):
-    ns, bs, vs = ({c[i] for c in CASES.values()} for i in range(3))
-    assert ns >= {1, 2, 3} and min(bs) == 1 and max(bs) == 512 and max(vs) == 8192
-    assert results["paper_b512_v8192_root"]["finite_rows"] == 512  # the root's best 512
+    """What the kernels actually ran (recorded by the run, not read from CASES): 1-3 users,
+    one beam to the paper's 512, codebooks up to 8192, bf16 logits, B' beyond B and V."""
+    shapes = [results[c]["shape"] for c in CASES]
+    assert {s["users"] for s in shapes} >= {1, 2, 3}
+    assert min(s["beams"] for s in shapes) == 1 and max(s["beams"] for s in shapes) == 512
+    assert max(s["vocab"] for s in shapes) == 8192
+    assert any(s["beam_out"] > s["beams"] for s in shapes)
+    assert any(s["beam_out"] > s["vocab"] for s in shapes)
+    assert {s["logits"] for s in shapes} == {"float32", "bfloat16"}
+    paper = results["paper_b512_v8192_root"]
+    assert paper["finite_rows"] == 512  # the root's best 512, every one a real child
+    assert paper["shape"]["trie_nodes"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +167,10 @@ def _compare_case(n, b, v, k, step, kind, seed) -> dict:
         "max_cand_value_diff": float((vals - ref_vals)[both].abs().max()) if both.any() else 0.0,
         "select_exact": all(torch.equal(a, c) for a, c in zip(exact, ref, strict=True)),
         "finite_rows": int(finite.sum()),
+        "shape": {"users": int(logits.shape[0]), "beams": int(logits.shape[1]),
+                  "vocab": int(logits.shape[2]), "beam_out": int(out[0].shape[1]),
+                  "logits": str(logits.dtype).removeprefix("torch."),
+                  "trie_nodes": int(trie.nodes(step))},
     }
 
 

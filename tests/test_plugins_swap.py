@@ -150,12 +150,13 @@ def test_shipped_model_plugin_graph_gives_identical_items_on_real_users(shipped_
 def test_paper_scale_catalogue_runs_through_the_plugin_graph_on_cpu(tmp_path):
     """3 x 8192 codes, 1M items, beam 512: the standard graph (csr step) and its plugin graph
     give torch's items; dense tables would not fit an ONNX file."""
-    from onerec_trt.export.stage import export_onnx
+    from onerec_trt.export.stage import example_history, skeleton
+    from onerec_trt.export.weights import attach_weights
     from onerec_trt.model.config import ModelConfig
     from onerec_trt.model.generate import Generator, beam_search
     from onerec_trt.model.onerec import OneRecModel
     from onerec_trt.model.tokenizer import SemanticIds
-    from onerec_trt.plugins.graph_swap import swap_graph
+    from onerec_trt.plugins.graph_swap import load_for_swap, swap_graph
 
     rng = np.random.default_rng(0)
     codes = np.unique(rng.integers(0, 8192, (1_020_000, 3)), axis=0)
@@ -168,10 +169,10 @@ def test_paper_scale_catalogue_runs_through_the_plugin_graph_on_cpu(tmp_path):
     model = OneRecModel(cfg, ids).eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.5)
-    example = torch.zeros(2, cfg.max_history, dtype=torch.long)
-    example[:, -3:] = torch.arange(1, 4)
-    standard = export_onnx(Generator(model, 512, 10).eval(), example, tmp_path / "g.onnx")
-    result = swap_graph(standard, keep_bf16_logits=False)
+    generator = Generator(model, 512, 10).eval()
+    standard = skeleton(generator, example_history(cfg.max_history), tmp_path)
+    attach_weights(standard, generator.state_dict(), tmp_path / "g.onnx")
+    result = swap_graph(load_for_swap(tmp_path / "g.onnx"), keep_bf16_logits=False)
     onnx.save(result.model, str(tmp_path / "g.plugins.cpu.onnx"))
     hist = random_histories(2, cfg.max_history, len(codes), seed=5).numpy()
     items, scores, chosen = make_session(tmp_path / "g.plugins.cpu.onnx").run(

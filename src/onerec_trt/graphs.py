@@ -1,5 +1,9 @@
 """ONNX graph files and ONNX Runtime sessions: what every stage that reads or runs a graph uses.
 
+A graph past 1.5 GiB keeps its weights in ONNX external data, a file beside it
+(``export.weights``); ``data_files`` names the files a graph reads, ``copy_graph`` moves a graph
+with them (hard links where it can), and ``make_session`` refuses a graph whose data is missing.
+
 ``make_session`` opens any of our graphs on ONNX Runtime's CPU provider. A graph with nodes of
 a custom domain (the plugin-bearing graphs) gets that domain's ops registered first: the module
 that implements them is named in ``CUSTOM_OPS`` and imported only then, so this ground-floor
@@ -9,6 +13,8 @@ module never imports a stage package.
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
 from pathlib import Path
 
 from onerec_trt.errors import user_error
@@ -28,6 +34,60 @@ def session_options(threads: int | None = None):
     if threads:
         opts.intra_op_num_threads = threads
     return opts
+
+
+LARGE_BYTES = 2**30  # external weights past this: ONNX Runtime reads them in place (no prepacking)
+
+
+def data_files(path: str | Path) -> list[Path]:
+    """The external data files a graph's initializers live in (none for a self-contained one)."""
+    import onnx
+
+    path = Path(path)
+    graph = onnx.load(str(path), load_external_data=False).graph
+    names = {entry.value for t in graph.initializer
+             if t.data_location == onnx.TensorProto.EXTERNAL
+             for entry in t.external_data if entry.key == "location"}
+    return [path.parent / name for name in sorted(names)]
+
+
+def check_data_files(path: str | Path) -> list[Path]:
+    """``data_files``, or a user error naming the first one that is missing."""
+    files = data_files(path)
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise user_error(f"{path} keeps its weights in {missing[0].name}, which is not there",
+                         "copy a graph together with its .data file (they are one artifact)")
+    return files
+
+
+def link_data(source: str | Path, folder: str | Path) -> list[Path]:
+    """Put a graph's external data files into ``folder`` under their own names (the graph
+    refers to them so): hard links where the filesystem allows, copies elsewhere."""
+    linked = []
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for data in check_data_files(source):
+        target = Path(folder) / data.name
+        if not target.exists() or not target.samefile(data):
+            link_or_copy(data, target)
+        linked.append(target)
+    return linked
+
+
+def copy_graph(source: str | Path, target: str | Path) -> Path:
+    """Copy a graph and its external data files to ``target`` (data files beside it)."""
+    source, target = Path(source), Path(target)
+    link_data(source, target.parent)
+    link_or_copy(source, target)
+    return target
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def custom_domains(path: str | Path) -> list[str]:
@@ -59,6 +119,9 @@ def make_session(path: str | Path, threads: int | None = None, providers=None):
     if not path.is_file():
         raise user_error(f"ONNX graph not found: {path}")
     opts = session_options(threads)
+    if sum(f.stat().st_size for f in check_data_files(path)) > LARGE_BYTES:
+        # prepacking copies every GEMM weight onto the heap, memory-mapped weights included
+        opts.add_session_config_entry("session.disable_prepacking", "1")
     domains = custom_domains(path)
     if domains:
         _register_custom_ops(domains, opts)

@@ -158,7 +158,7 @@ def _trt(name: str, src: Sources) -> BackendSpec | str:
             meta = EngineMetadata.read(plan)
         except UserError:
             continue
-        if meta.precision not in (precision, "bfloat16" if precision == "bf16" else None):
+        if meta.precision != precision:
             continue
         if bool(meta.plugins) != with_plugins:
             continue

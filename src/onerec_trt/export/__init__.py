@@ -57,6 +57,7 @@ class ExportReport(Report):
     inputs: dict  # name -> ["N", dim, ..., dtype]
     outputs: dict
     nodes: dict = field(default_factory=dict)  # graph file -> node count
+    bytes: dict = field(default_factory=dict)  # graph file -> bytes with its weights
     seconds: float = 0.0
 
     @property

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 BF16, FLOAT = TensorProto.BFLOAT16, TensorProto.FLOAT
 DATA_MOVEMENT = {"Reshape", "Transpose", "Gather", "GatherElements", "Concat", "Slice",
                  "Squeeze", "Unsqueeze", "Expand", "Identity", "Split", "Flatten", "Where",
-                 "Max", "Min", "Shape", "TopK"}
+                 "Max", "Min", "Shape", "TopK", "Constant"}  # constants are bf16-exact already
 
 
 def bf16_array_to_float(tensor: TensorProto) -> TensorProto:

@@ -1,9 +1,9 @@
-"""``export()``'s body: trace the generation loop into ONNX, check and render the graphs."""
+"""``export()``'s body: trace the generation loop into ONNX skeletons, check and render them,
+then write each graph with its weights (``weights.py``: inline, or external past 1.5 GiB)."""
 
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,25 +21,26 @@ from onerec_trt.export import (
     ExportReport,
 )
 from onerec_trt.export.passes import render_bf16_on_cpu, score_path_dtypes
+from onerec_trt.export.weights import attach_weights, export_skeleton
 from onerec_trt.layout import BF16_GRAPH, CPU_GRAPH, EXPORT_JSON, FP32_GRAPH
 from onerec_trt.model.checkpoint import load_model, model_hash, resolve_model_path
 from onerec_trt.model.generate import Generator
 
 
-def export_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path) -> onnx.ModelProto:
-    """torch -> ONNX with the legacy (TorchScript) exporter: fast, and it keeps ModelOpt's
-    quantizer nodes; the dynamo exporter does not handle them (FACTS)."""
-    axes = {name: {0: "N"} for name in (*INPUTS, *OUTPUTS)}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer notes about Python control flow and asserts
-        torch.onnx.export(module, (example,), str(path), input_names=INPUTS,
-                          output_names=OUTPUTS, dynamic_axes=axes, opset_version=OPSET,
-                          dynamo=False, do_constant_folding=True)
-    return onnx.load(str(path))
+def example_history(length: int) -> torch.Tensor:
+    """What the exporter traces with: 2 users (the batch axis stays dynamic), 3 items each."""
+    example = torch.zeros(2, length, dtype=torch.long)
+    example[:, -3:] = torch.arange(1, 4)
+    return example
+
+
+def skeleton(module: torch.nn.Module, example: torch.Tensor, folder: Path) -> onnx.ModelProto:
+    return export_skeleton(module, example, folder / ".skeleton.onnx", INPUTS, OUTPUTS, OPSET)
 
 
 def check_graph(model: onnx.ModelProto, name: str) -> None:
-    """onnx.checker plus strict shape inference; the score path must be fp32 end to end."""
+    """onnx.checker plus strict shape inference (on a skeleton: weights are typed inputs); the
+    score path must be fp32 end to end."""
     onnx.checker.check_model(model, full_check=True)
     not_fp32 = {k: v for k, v in score_path_dtypes(model).items() if v != "FLOAT"}
     if not_fp32:
@@ -47,8 +48,12 @@ def check_graph(model: onnx.ModelProto, name: str) -> None:
         raise RuntimeError(f"{name}: {len(not_fp32)} beam-score tensors not in fp32: {shown}")
 
 
-def save_onnx(model: onnx.ModelProto, path: Path) -> None:
-    onnx.save(model, str(path))
+def write_graph(model: onnx.ModelProto, weights: dict, path: Path,
+                compact_fp8: bool = False) -> int:
+    """The graph with its weights at ``path`` (checked there, on the file); returns bytes."""
+    size = attach_weights(model, weights, path, compact_fp8=compact_fp8)
+    onnx.checker.check_model(str(path), full_check=True)
+    return size
 
 
 def run_export(opts: ExportOptions, log=print) -> ExportReport:
@@ -58,19 +63,26 @@ def run_export(opts: ExportOptions, log=print) -> ExportReport:
         raise user_error(f"--beam {opts.beam} is above TensorRT's TopK limit of {TOPK_LIMIT}")
     t0 = time.perf_counter()
     bundle = load_model(opts.model)
-    example = torch.zeros(4, bundle.config.max_history, dtype=torch.long)
-    example[:, -3:] = torch.arange(1, 4)
+    cfg = bundle.config
+    example = example_history(cfg.max_history)
+    sizes, nodes = {}, {}
     with staged_folder(opts.out, force=opts.force) as tmp:
-        fp32 = export_onnx(Generator(bundle.model, opts.beam, opts.topk, opts.step).eval(), example,
-                           tmp / FP32_GRAPH)
+        generator = Generator(bundle.model, opts.beam, opts.topk, opts.step).eval()
+        fp32 = skeleton(generator, example, tmp)
         check_graph(fp32, FP32_GRAPH)
-        graph = Generator(bundle.model.to(torch.bfloat16), opts.beam, opts.topk, opts.step).eval()
-        bf16 = export_onnx(graph, example, tmp / BF16_GRAPH)
+        sizes[FP32_GRAPH] = write_graph(fp32, generator.state_dict(), tmp / FP32_GRAPH)
+        del generator
+        bundle.model.to(torch.bfloat16)  # in place: the fp32 weights are not kept twice
+        generator = Generator(bundle.model, opts.beam, opts.topk, opts.step).eval()
+        bf16 = skeleton(generator, example, tmp)
         check_graph(bf16, BF16_GRAPH)
         cpu = render_bf16_on_cpu(bf16)
         check_graph(cpu, CPU_GRAPH)
-        save_onnx(cpu, tmp / CPU_GRAPH)
-        cfg = bundle.config
+        weights = generator.state_dict()
+        for name, graph in ((BF16_GRAPH, bf16), (CPU_GRAPH, cpu)):
+            sizes[name] = write_graph(graph, weights, tmp / name)
+            nodes[name] = len(graph.graph.node)
+        nodes[FP32_GRAPH] = len(fp32.graph.node)
         report = ExportReport(
             options=asdict(opts), model=str(resolve_model_path(opts.model)),
             model_sha256=model_hash(opts.model), history_length=cfg.max_history,
@@ -78,11 +90,11 @@ def run_export(opts: ExportOptions, log=print) -> ExportReport:
             opset=OPSET, inputs={INPUTS[0]: ["N", cfg.max_history, "int64"]},
             outputs=dict(zip(OUTPUTS, (["N", opts.topk, "int64"], ["N", opts.topk, "float32"],
                                        ["N", opts.topk, cfg.levels, "int64"]), strict=True)),
-            nodes={BF16_GRAPH: len(bf16.graph.node), CPU_GRAPH: len(cpu.graph.node),
-                   FP32_GRAPH: len(fp32.graph.node)})
+            nodes=nodes, bytes=sizes)
         report.seconds = time.perf_counter() - t0
         report.save(tmp / EXPORT_JSON)
         write_manifest(tmp, "export", asdict(opts), inputs={"model": report.model_sha256 or ""})
     log(f"exported {opts.out}: {BF16_GRAPH} ({report.nodes[BF16_GRAPH]} nodes), {CPU_GRAPH} "
-        f"({report.nodes[CPU_GRAPH]} nodes) in {report.seconds:.1f}s")
+        f"({report.nodes[CPU_GRAPH]} nodes), {sum(sizes.values()) / 2**20:.1f} MiB in "
+        f"{report.seconds:.1f}s")
     return report

@@ -73,8 +73,27 @@ def _check(steps: list[BeamStepMatch], trie: PackedTrie) -> None:
             raise ValueError(f"step {t}: beam x vocab = {s.beam_out * s.vocab} >= 2^31")
 
 
+def load_for_swap(path) -> onnx.ModelProto:
+    """A graph as the swap reads it: the structure, and the values of its integer tensors only
+    (the trie's CSR arrays); weights in external data stay where they are."""
+    from pathlib import Path
+
+    from onnx.external_data_helper import load_external_data_for_tensor
+
+    path = Path(path)
+    model = onnx.load(str(path), load_external_data=False)
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL and tensor.data_type in (
+                onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+            load_external_data_for_tensor(tensor, str(path.parent))
+            tensor.data_location = onnx.TensorProto.DEFAULT
+            del tensor.external_data[:]
+    return model
+
+
 def swap_graph(model: onnx.ModelProto, keep_bf16_logits: bool = True) -> SwapResult:
-    """Replace the beam subgraph of an exported generation graph by plugin nodes.
+    """Replace the beam subgraph of an exported generation graph by plugin nodes (the result
+    keeps the source's external weights: write it beside their data files, then check it).
 
     ``keep_bf16_logits``: where the graph casts bf16 logits to fp32 for the log-softmax, feed
     the bf16 tensor to the plugin (half the bytes to read; TensorRT graphs). CPU renderings
@@ -101,7 +120,6 @@ def swap_graph(model: onnx.ModelProto, keep_bf16_logits: bool = True) -> SwapRes
     if not any(o.domain == NAMESPACE for o in out.opset_import):
         out.opset_import.append(onnx.helper.make_opsetid(NAMESPACE, 1))
     out.ir_version = model.ir_version
-    onnx.checker.check_model(out)
     return SwapResult(out, len(steps), [s.vocab for s in steps], [s.beam_out for s in steps],
                       int(sum(a.nbytes for a in trie.arrays().values())),
                       nodes_before, len(out.graph.node))

@@ -17,7 +17,7 @@ import onnx
 from onnx import numpy_helper
 from tqdm import tqdm
 
-from onerec_trt.artifacts import staged_folder, write_atomic, write_manifest
+from onerec_trt.artifacts import staged_folder, write_manifest
 from onerec_trt.errors import user_error
 from onerec_trt.layout import PLUGIN_GRAPHS, PLUGINS_JSON
 from onerec_trt.plugins import PluginsOptions, PluginsReport
@@ -43,7 +43,8 @@ def _sources(opts: PluginsOptions) -> list[Path]:
 
 
 def run_plugins(opts: PluginsOptions, log=print) -> PluginsReport:
-    from onerec_trt.plugins.graph_swap import swap_graph
+    from onerec_trt.graphs import link_data
+    from onerec_trt.plugins.graph_swap import load_for_swap, swap_graph
     from onerec_trt.plugins.match import PatternError
 
     sources = _sources(opts)
@@ -53,11 +54,13 @@ def run_plugins(opts: PluginsOptions, log=print) -> PluginsReport:
         for source in tqdm(sources, desc="plugin swap", unit="graph", leave=False):
             target = PLUGIN_GRAPHS[source.name]
             keep_bf16 = not source.name.endswith(".cpu.onnx")  # TensorRT graphs read bf16
+            link_data(source, tmp)  # the weights do not change: the plugin graph reads them there
             try:
-                result = swap_graph(onnx.load(str(source)), keep_bf16_logits=keep_bf16)
+                result = swap_graph(load_for_swap(source), keep_bf16_logits=keep_bf16)
             except (ValueError, PatternError) as exc:
                 raise user_error(f"cannot swap {source}: {exc}") from None
-            write_atomic(tmp / target, lambda p, m=result.model: onnx.save(m, str(p)))
+            onnx.save(result.model, str(tmp / target))
+            onnx.checker.check_model(str(tmp / target))
             graphs[target] = {"source": str(source), **result.summary()}
             if not keep_bf16 and opts.check_users:
                 check[target] = check_agreement(source, tmp / target, opts.check_users,
@@ -85,7 +88,8 @@ def check_agreement(standard: Path, plugins: Path, users: int, seed: int = 0) ->
     from onerec_trt.graphs import make_session
 
     plug = make_session(plugins)
-    leaf = next(numpy_helper.to_array(t) for t in onnx.load(str(plugins)).graph.initializer
+    leaf = next(numpy_helper.to_array(t) for t in
+                onnx.load(str(plugins), load_external_data=False).graph.initializer
                 if t.name.endswith("_trie_leaf_item"))
     length = plug.get_inputs()[0].shape[1]
     rng = np.random.default_rng(seed)

@@ -53,6 +53,7 @@ class QuantizeReport(Report):
     graph: dict
     seconds_calibration: float
     seconds_total: float
+    bytes: dict = field(default_factory=dict)  # graph file -> bytes with its weights
 
 
 def quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:

@@ -15,7 +15,7 @@ from onerec_trt.artifacts import read_json, staged_folder, write_json, write_man
 from onerec_trt.errors import user_error
 from onerec_trt.export import ExportReport
 from onerec_trt.export.passes import render_bf16_on_cpu
-from onerec_trt.export.stage import check_graph, export_onnx, save_onnx
+from onerec_trt.export.stage import check_graph, example_history, skeleton, write_graph
 from onerec_trt.layout import (
     CALIBRATION_JSON,
     EXPORT_JSON,
@@ -102,22 +102,21 @@ def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
                              f"e.g. {missing[0]}", "it was made for another model or exclusions")
         source = f"calibration file {opts.calibration}"
     calib_seconds = time.perf_counter() - t0
-    example = torch.zeros(4, bundle.config.max_history, dtype=torch.long)
-    example[:, -3:] = torch.arange(1, 4)
     with staged_folder(opts.out, force=opts.force) as tmp:
-        raw = export_onnx(graph, example, tmp / "raw.onnx")
-        (tmp / "raw.onnx").unlink()
-        fp8 = standardize_trt_qdq(raw)
+        fp8 = standardize_trt_qdq(skeleton(graph, example_history(bundle.config.max_history),
+                                           tmp))
         check_graph(fp8, FP8_GRAPH)
-        save_onnx(fp8, tmp / FP8_GRAPH)
         cpu, swaps = swap_fp8_transpose(render_bf16_on_cpu(fp8))
         check_graph(cpu, FP8_CPU_GRAPH)
-        save_onnx(cpu, tmp / FP8_CPU_GRAPH)
+        weights = graph.state_dict()
+        sizes = {name: write_graph(g, weights, tmp / name, compact_fp8=True)
+                 for name, g in ((FP8_GRAPH, fp8), (FP8_CPU_GRAPH, cpu))}
         calib = {"method": opts.calib_method, "format": "fp8_e4m3", "source": source,
                  "amax": amax, "scale": {k: v / E4M3_MAX for k, v in amax.items()}}
         write_json(tmp / CALIBRATION_JSON, calib)
-        report = _report(opts, model, excluded, unknown, fp8, histories, beam, swaps, source,
-                         calib_seconds, time.perf_counter() - t0)
+        report = _report(opts, model, excluded, unknown, tmp / FP8_GRAPH, histories, beam,
+                         swaps, source, calib_seconds, time.perf_counter() - t0)
+        report.bytes = sizes
         report.save(tmp / QUANTIZE_REPORT)
         write_manifest(tmp, "quantize", asdict(opts),
                        inputs={"model": model_hash(opts.model) or "", "onnx": opts.onnx})
@@ -127,13 +126,20 @@ def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
     return report
 
 
-def _report(opts, model, excluded, unknown, fp8, histories, beam, swaps, source, calib_s,
+def _report(opts, model, excluded, unknown, fp8_path, histories, beam, swaps, source, calib_s,
             total_s) -> QuantizeReport:
+    import onnx
+
     layers = linear_layers(model)
-    q_nodes = sum(n.op_type == "QuantizeLinear" for n in fp8.graph.node)
+    fp8 = onnx.load(str(fp8_path), load_external_data=False).graph
+    fp8_weights = {i.name for i in fp8.initializer if i.data_type == onnx.TensorProto.FLOAT8E4M3FN}
+    q_nodes = sum(n.op_type == "QuantizeLinear" for n in fp8.node)
+    dq_weights = sum(n.op_type == "DequantizeLinear" and n.input[0] in fp8_weights
+                     for n in fp8.node)
     return QuantizeReport(
         path="modelopt.torch.quantization (mtq.quantize FP8_DEFAULT_CFG) + ONNX export",
-        format="FP8 E4M3, per-tensor scales for weights and activations",
+        format="FP8 E4M3, per-tensor scales for weights and activations; GEMM weights stored in "
+               "FP8 (FLOAT8E4M3FN initializers read by DequantizeLinear)",
         calibration={
             "method": opts.calib_method, "source": source,
             "users": None if histories is None else int(len(histories)),
@@ -150,7 +156,8 @@ def _report(opts, model, excluded, unknown, fp8, histories, beam, swaps, source,
                                  "linear layers only)",
             "beam_search": "log-softmax, score accumulation, trie masks and TopK stay fp32",
         },
-        graph={"quantize_linear_nodes": int(q_nodes), "cpu_transpose_swaps": swaps},
+        graph={"quantize_linear_nodes": int(q_nodes), "fp8_weight_initializers": int(dq_weights),
+               "cpu_transpose_swaps": swaps},
         seconds_calibration=calib_s,
         seconds_total=total_s,
     )

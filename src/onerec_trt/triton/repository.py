@@ -23,6 +23,7 @@ from onerec_trt.artifacts import sha256_file, staged_folder, write_json, write_m
 from onerec_trt.engines.metadata import PLAN_SUFFIX, EngineMetadata
 from onerec_trt.errors import UserError, user_error
 from onerec_trt.export import ExportReport
+from onerec_trt.graphs import copy_graph
 from onerec_trt.layout import DEFAULT_RUN, EXPORT_JSON
 from onerec_trt.provenance import check_same_model, recorded_model
 from onerec_trt.triton import config as cfg
@@ -191,7 +192,7 @@ def _write_runner(tmp: Path, opts, precision: str, contract: Contract, batching:
     check_graph_io(graph, contract)
     params = {"onnx_file": "model.onnx", "intra_op_threads": opts.threads}
     _write_config(tmp / name, cfg.python_model(name, contract, batching, opts.instances, params))
-    shutil.copyfile(graph, tmp / name / "1" / "model.onnx")
+    copy_graph(graph, tmp / name / "1" / "model.onnx")  # with its .data file, if it has one
     shutil.copyfile(BACKEND / "onnx_runner.py", tmp / name / "1" / "model.py")
     return {"model": name, "graph": str(graph), "sha256": sha256_file(graph)}
 
