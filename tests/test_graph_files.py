@@ -30,7 +30,7 @@ def fp32(tmp_path_factory):
 def test_external_data_gives_the_inline_graphs_numbers(fp32):
     folder, graph, weights = fp32
     attach_weights(graph, weights, folder / "inline.onnx")
-    external = attach_weights(graph, weights, folder / "external.onnx", external_bytes=0)
+    attach_weights(graph, weights, folder / "external.onnx", external_bytes=0)
     assert data_files(folder / "inline.onnx") == []
     assert data_files(folder / "external.onnx") == [folder / "external.onnx.data"]
     stored = onnx.load(str(folder / "external.onnx"), load_external_data=False).graph
