@@ -15,15 +15,15 @@ from onerec_trt.analysis.roofline import onerec_ops
 from onerec_trt.bench.gpu_e2e import Fp8Linear, input_amax, to_fp8
 from onerec_trt.bench.gpu_gemm import request_gemms
 from onerec_trt.bench.scaling import ScalingOptions, plot_scaling, run_scaling, scaling_markdown
-from onerec_trt.bench.synthetic import (
+from onerec_trt.model.config import ModelConfig
+from onerec_trt.model.generate import Generator
+from onerec_trt.model.synthetic import (
     csr_bytes,
     dense_table_bytes,
     random_codes,
     random_model,
     synthetic_ids,
 )
-from onerec_trt.model.config import ModelConfig
-from onerec_trt.model.generate import Generator
 
 
 @pytest.mark.parametrize("preset,beam", [("small", 20), ("paper", 512)])

@@ -148,39 +148,32 @@ def test_shipped_model_plugin_graph_gives_identical_items_on_real_users(shipped_
 
 @pytest.mark.slow
 def test_paper_scale_catalogue_runs_through_the_plugin_graph_on_cpu(tmp_path):
-    """3 x 8192 codes, 1M items, beam 512: the standard graph (csr step) and its plugin graph
-    give torch's items; dense tables would not fit an ONNX file."""
-    from onerec_trt.export.stage import example_history, skeleton
-    from onerec_trt.export.weights import attach_weights
-    from onerec_trt.model.config import ModelConfig
-    from onerec_trt.model.generate import Generator, beam_search
-    from onerec_trt.model.onerec import OneRecModel
-    from onerec_trt.model.tokenizer import SemanticIds
-    from onerec_trt.plugins.graph_swap import load_for_swap, swap_graph
+    """3 x 8192 codes, 1M items, beam 512, through the CLI as a user runs it: init, export (the
+    csr step: dense tables would need > 2 GiB), plugins; the plugin graph gives the standard
+    graph's and torch's items."""
+    from onerec_trt.model.checkpoint import load_model
+    from onerec_trt.model.generate import beam_search
 
-    rng = np.random.default_rng(0)
-    codes = np.unique(rng.integers(0, 8192, (1_020_000, 3)), axis=0)
-    codes = codes[rng.permutation(len(codes))[:1_000_000]]
-    ids = SemanticIds(np.concatenate([np.full((1, 3), -1), codes]), [8192] * 3)
-    dense_bytes = sum(ids.trie.nodes(t) * 8192 * 8 for t in range(3))
-    assert dense_bytes > 2 ** 31  # protobuf's 2 GiB cap
-    cfg = ModelConfig.from_preset("tiny", num_items=len(codes), codebook_sizes=[8192] * 3)
-    torch.manual_seed(0)
-    model = OneRecModel(cfg, ids).eval()
-    for p in model.parameters():
-        torch.nn.init.normal_(p, std=0.5)
-    generator = Generator(model, 512, 10).eval()
-    standard = skeleton(generator, example_history(cfg.max_history), tmp_path)
-    attach_weights(standard, generator.state_dict(), tmp_path / "g.onnx")
-    result = swap_graph(load_for_swap(tmp_path / "g.onnx"), keep_bf16_logits=False)
-    onnx.save(result.model, str(tmp_path / "g.plugins.cpu.onnx"))
-    hist = random_histories(2, cfg.max_history, len(codes), seed=5).numpy()
-    items, scores, chosen = make_session(tmp_path / "g.plugins.cpu.onnx").run(
+    model, onnx_dir, plugins_dir = tmp_path / "m", tmp_path / "e", tmp_path / "p"
+    assert cli_main(["init", "--preset", "tiny", "--items", "1000000", "--codebook", "8192",
+                     "--levels", "3", "--histories", "2", "--out", str(model)]) == 0
+    assert cli_main(["export", "--model", str(model), "--beam", "512", "--topk", "10",
+                     "--out", str(onnx_dir)]) == 0
+    assert cli_main(["plugins", "--onnx", str(onnx_dir), "--out", str(plugins_dir),
+                     "--check-users", "2"]) == 0
+    report = PluginsReport.load(plugins_dir / "plugins.json")
+    assert report.graphs["reference.plugins.cpu.onnx"]["beam_out"] == [512] * 3
+    assert report.graphs["reference.plugins.cpu.onnx"]["trie_bytes"] > 16 * 2**20
+    assert sum(p.stat().st_size for p in onnx_dir.glob("*.onnx*")) < 2**30
+    hist = np.load(model / "histories.npy")
+    items, scores, chosen = make_session(plugins_dir / "reference.plugins.cpu.onnx").run(
         None, {"history": hist})
-    assert result.trie_bytes > 16 * 2 ** 20 and result.beam_out == [512] * 3
+    bundle = load_model(model)
     assert (items > 0).all() and (np.diff(scores, axis=1) <= 0).all()
-    np.testing.assert_array_equal(codes[items - 1], chosen)  # CodesToItem inverts the codes
-    np.testing.assert_array_equal(items, make_session(tmp_path / "g.onnx").run(
+    np.testing.assert_array_equal(bundle.semantic_ids.codes[items], chosen)
+    np.testing.assert_array_equal(items, make_session(onnx_dir / "reference.cpu.onnx").run(
         None, {"history": hist})[0])
-    np.testing.assert_array_equal(items, beam_search(model, torch.from_numpy(hist), 512,
-                                                     10).items)
+    fp32 = make_session(onnx_dir / "reference.fp32.onnx").run(None, {"history": hist})
+    ref = beam_search(bundle.model, torch.from_numpy(hist), 512, 10)  # torch fp32
+    np.testing.assert_array_equal(fp32[0], ref.items)
+    np.testing.assert_allclose(fp32[1], ref.scores, atol=1e-4)

@@ -9,7 +9,7 @@ import sys
 from onerec_trt.errors import UserError
 
 # Stages in pipeline order; each name is a module in onerec_trt.commands.
-COMMANDS = ("run", "train", "evaluate", "analyze", "export", "quantize", "plugins", "lint",
+COMMANDS = ("run", "init", "train", "evaluate", "analyze", "export", "quantize", "plugins", "lint",
             "build", "verify", "bench", "triton")
 
 

@@ -44,7 +44,10 @@ def data_files(path: str | Path) -> list[Path]:
     import onnx
 
     path = Path(path)
-    graph = onnx.load(str(path), load_external_data=False).graph
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # protobuf's DecodeError and friends: not a graph
+        raise user_error(f"{path} is not an ONNX model: {str(exc).splitlines()[0]}") from None
     names = {entry.value for t in graph.initializer
              if t.data_location == onnx.TensorProto.EXTERNAL
              for entry in t.external_data if entry.key == "location"}

@@ -26,6 +26,17 @@ class RunOptions:
     verify_users: int = 1000  # test users the FP8 gate compares on
     analyze: bool = True
     bench: bool = True
+    histories: str | None = None  # requests instead of the dataset (default for an untrained
+    # model from 'init': its histories.npy; evaluation is skipped: it has no users)
+
+    def requests(self) -> str | None:
+        """The requests file the stages use, or None for the model's dataset."""
+        from onerec_trt.model.checkpoint import read_training, resolve_model_path
+        from onerec_trt.model.init_stage import HISTORIES
+
+        if self.histories or not read_training(self.model).get("untrained"):
+            return self.histories
+        return str(resolve_model_path(self.model) / HISTORIES)
 
 
 Row = tuple[str, str] | None  # (result, backend) for the summary, None: not in the summary
@@ -33,6 +44,9 @@ Stage = Callable[[RunLayout, RunOptions, dict], tuple[object, Row]]
 
 
 def _evaluate(run: RunLayout, opts: RunOptions, done: dict):
+    if opts.requests():
+        return None, ("skipped: requests from a file have no held-out targets (an untrained "
+                      "model from 'init' has no users)", "-")
     from onerec_trt.evaluate import EvalOptions, evaluate, format_report
 
     report = evaluate(EvalOptions(model=opts.model, users=opts.users, baselines=True),
@@ -50,8 +64,8 @@ def _analyze(run: RunLayout, opts: RunOptions, done: dict):
         return None, None
     from onerec_trt.analysis import AnalyzeOptions, analyze
 
-    report = analyze(AnalyzeOptions(model=opts.model, out=str(run.analysis), force=True),
-                     progress=False)
+    report = analyze(AnalyzeOptions(model=opts.model, out=str(run.analysis), force=True,
+                                    calib_data=opts.requests()), progress=False)
     speedup = report.predicted_speedup("paper", "H200")
     shown = f"paper preset on H200: predicted FP8 speed-up {speedup:.2f}x; " if speedup else ""
     claim = "holds" if report.claim_holds else "does not hold"
@@ -74,7 +88,8 @@ def _quantize(run: RunLayout, opts: RunOptions, done: dict):
 
     exclusions = run.analysis / "exclusions.json"
     report = quantize(QuantizeOptions(model=opts.model, onnx=str(run.onnx), out=str(run.fp8),
-                                      force=True, exclusions=str(exclusions)
+                                      force=True, calib_data=opts.requests(),
+                                      exclusions=str(exclusions)
                                       if exclusions.is_file() else None))
     return report, (f"{len(report.quantized_gemms)} GEMMs FP8, "
                     f"{len(report.excluded_gemms)} excluded, "
@@ -129,11 +144,13 @@ def _verify(run: RunLayout, opts: RunOptions, done: dict):
 
     report = verify(VerifyOptions(reference=str(run.onnx / CPU_GRAPH),
                                   candidate=str(run.fp8 / FP8_CPU_GRAPH), model=opts.model,
-                                  users=opts.verify_users, out=str(run.verify), force=True))
+                                  histories=opts.requests(), users=opts.verify_users,
+                                  out=str(run.verify), force=True))
     verdict = "PASS" if report.passed else "FAIL"
-    return report, (f"{verdict}: overlap@10 {report.overlap_at_10:.3f}, Recall@10 "
-                    f"{report.relative_change('recall@10'):+.2%}, NDCG@10 "
-                    f"{report.relative_change('ndcg@10'):+.2%} ({report.users} users)",
+    changes = (f", Recall@10 {report.relative_change('recall@10'):+.2%}, NDCG@10 "
+               f"{report.relative_change('ndcg@10'):+.2%}" if report.measured_metrics else "")
+    return report, (f"{verdict}: overlap@10 {report.overlap_at_10:.3f}{changes} "
+                    f"({report.users} users)",
                     "polygraphy + onnxruntime CPU (FP8 simulation vs bf16)")
 
 
@@ -156,7 +173,7 @@ def _bench(run: RunLayout, opts: RunOptions, done: dict):
     report = bench(BenchOptions(model=opts.model, onnx=str(run.onnx), fp8=str(run.fp8),
                                 plugins=str(run.plugins), engines=str(run.engines),
                                 out=str(run.bench), batches=[1, 16], reps=5, force=True,
-                                progress=False))
+                                histories=opts.requests(), progress=False))
     return report, ("latency/throughput per backend: see bench/bench.md (a CPU simulation "
                     "says nothing about GPU speed)", "CPU")
 

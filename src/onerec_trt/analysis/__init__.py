@@ -70,6 +70,7 @@ class AnalysisReport(Report):
     exclusions: dict  # {"exclude": [layer, ...], ...}
     roofline: dict  # entry -> gpu -> prediction
     seconds: dict
+    untrained: bool = False  # random weights from 'onerec-trt init'
 
     @property
     def excluded_layers(self) -> list[str]:

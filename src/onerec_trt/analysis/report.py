@@ -157,6 +157,9 @@ def render_markdown(report: dict) -> str:
             f"{report['seconds']['total']:.0f} s (before the plots).", "",
             "Plots: `histograms.png` (|weights| and |activations| of the models, log scale), "
             "`fp8_sqnr.png` (per-layer FP8 SQNR), `roofline.png`.", ""]
+    if report.get("untrained"):
+        head += ["**This model is untrained** (`onerec-trt init`: random weights): its "
+                 "statistics describe the training init, not a trained recommender.", ""]
     body = (_models_section(report) + _verdict_section(report) + _layers_section(report)
             + _roofline_section(report))
     return "\n".join(head + body) + "\n"

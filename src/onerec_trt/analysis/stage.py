@@ -61,7 +61,8 @@ def run_analyze(opts: AnalyzeOptions, progress: bool = True, log=print) -> Analy
         backend=f"torch {torch.__version__} CPU fp32; FP8 E4M3 round trips with "
                 "torch.float8_e4m3fn; roofline: analytic prediction (no GPU run)",
         options=asdict(opts), models={k: p.to_json() for k, p in profiles.items()} | skipped,
-        comparison=comparison, exclusions=excl, roofline=roofline, seconds=seconds)
+        comparison=comparison, exclusions=excl, roofline=roofline, seconds=seconds,
+        untrained=bundle.untrained)
     _write(opts, report, profiles, excl, gpus, model_hash(opts.model), log)
     return report
 

@@ -29,6 +29,7 @@ class BenchOptions:
     out: str = str(DEFAULT_RUN.bench)
     backends: list[str] = field(default_factory=list)  # empty: every known backend
     batches: list[int] = field(default_factory=lambda: [1, 8, 64])  # users per request
+    histories: str | None = None  # .npy [N, S] requests (default: synthetic random ids)
     beam: int | None = None  # None: the exported graphs' beam (20 without graphs)
     topk: int | None = None  # None: the exported graphs' top-K (min(10, beam) without)
     reps: int = 10  # timed calls per backend and batch size, alternating

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from onerec_trt.errors import UserError, user_error
+from onerec_trt.graphs import check_data_files
 from onerec_trt.layout import BF16_GRAPH, CPU_GRAPH, FP8_CPU_GRAPH, FP8_GRAPH, PLUGIN_GRAPHS
 from onerec_trt.provenance import recorded_model
 
@@ -116,6 +117,10 @@ def check_graph(path: Path, src: Sources, stage: str) -> str | None:
 
     if not path.is_file():
         return f"{path} not found (run 'onerec-trt {stage}' first)"
+    try:
+        check_data_files(path)
+    except UserError as exc:
+        return str(exc).splitlines()[0]
     recorded = recorded_model(path)
     if src.model_sha and recorded and recorded != src.model_sha:
         return f"{path} was made from another model ({recorded[:12]}, --model has " \

@@ -159,8 +159,8 @@ def _sweep(generator, cfg, opts, budget, label: str, log) -> dict:
 
 def run_e2e(opts, roofline, gpu: dict, budget, log=print) -> dict:
     """bf16 then FP8 generation of ``opts.e2e_preset`` for each user count, with the roofline."""
-    from onerec_trt.bench.synthetic import random_model, synthetic_ids
     from onerec_trt.model.config import ModelConfig
+    from onerec_trt.model.synthetic import random_model, synthetic_ids
 
     cfg = ModelConfig.from_preset(opts.e2e_preset, **{"dropout": 0.0, **opts.e2e_config})
     if cfg.num_items <= 0:  # presets fitted to data leave the catalogue size to training

@@ -20,10 +20,10 @@ import torch
 from tqdm import tqdm
 
 from onerec_trt.bench.stats import paired_ratio
-from onerec_trt.bench.synthetic import csr_bytes, dense_table_bytes, random_model, synthetic_ids
 from onerec_trt.errors import user_error
 from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.generate import Generator, make_step
+from onerec_trt.model.synthetic import csr_bytes, dense_table_bytes, random_model, synthetic_ids
 
 # axis -> values; catalogue values are (items, codebook size per level)
 AXES = {

@@ -64,6 +64,12 @@ def _request(opts: BenchOptions) -> tuple[dict, Sources]:
                "num_items": bundle.semantic_ids.num_items, "seed": opts.seed,
                "histories": "synthetic: uniform random item ids, full length (the graphs' "
                             "cost does not depend on the ids)"}
+    if opts.histories:
+        from onerec_trt.data.histories import load_histories
+
+        load_histories(opts.histories, bundle.config.max_history, bundle.config.num_items)
+        request |= {"histories": f"--histories {opts.histories} (rows taken in turn)",
+                    "histories_file": str(Path(opts.histories).resolve())}
     src = Sources(opts.model, sha, Path(opts.onnx), Path(opts.fp8), Path(opts.plugins),
                   Path(opts.engines), beam)
     return {"model": model, "request": request}, src

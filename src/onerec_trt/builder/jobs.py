@@ -13,6 +13,7 @@ import onnx
 from onerec_trt.artifacts import sha256_file
 from onerec_trt.errors import user_error
 from onerec_trt.export import find_report
+from onerec_trt.graphs import check_data_files
 from onerec_trt.layout import CALIBRATION_JSON, MANIFEST
 from onerec_trt.lint import load_graph
 from onerec_trt.lint.graph_index import type_name
@@ -107,6 +108,7 @@ def _constant_type(node: onnx.NodeProto) -> str | None:
 def engine_job(path: str | Path, batches: Batches, calibration: str | None = None) -> EngineJob:
     path = Path(path)
     model = load_graph(path)
+    check_data_files(path)  # TensorRT's parser reads them from beside the graph
     g = model.graph
     initializers = {i.name for i in g.initializer}
     inputs, outputs = _io(g.input, initializers), _io(g.output, set())

@@ -35,9 +35,10 @@ class AppendOrReplace(argparse.Action):
         setattr(namespace, self.dest, [*items, values])
 
 
-def option(p, flag: str, options: type, *, field: str | None = None, **kwargs) -> None:
-    """``p.add_argument(flag, ...)`` with the default of ``options``' field (named after the
-    flag unless ``field`` says otherwise); booleans become ``store_true`` flags."""
+def option(p, flag: str, options: type, *, field: str | None = None,
+           aliases: tuple[str, ...] = (), **kwargs) -> None:
+    """``p.add_argument(flag, *aliases, ...)`` with the default of ``options``' field (named
+    after the flag unless ``field`` says otherwise); booleans become ``store_true`` flags."""
     name = field or flag.lstrip("-").replace("-", "_")
     default = default_of(options, name)
     if kwargs.get("action") == "append":
@@ -46,7 +47,7 @@ def option(p, flag: str, options: type, *, field: str | None = None, **kwargs) -
         kwargs["action"] = "store_true"
     elif "type" not in kwargs and "action" not in kwargs and isinstance(default, int | float):
         kwargs["type"] = type(default)
-    p.add_argument(flag, default=default, dest=name, **kwargs)
+    p.add_argument(flag, *aliases, default=default, dest=name, **kwargs)
 
 
 def options_from(args: argparse.Namespace, options: type[T], **overrides) -> T:

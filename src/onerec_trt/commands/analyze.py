@@ -18,8 +18,10 @@ def add_arguments(p):
     option(g, "--calib-users", AnalyzeOptions, help="training-split users")
     option(g, "--calib-batch", AnalyzeOptions, help="users per batch")
     option(g, "--beam", AnalyzeOptions, help="beam width B of the generation")
-    option(g, "--calib-data", AnalyzeOptions,
-           help=".npy [users, S] item-id histories to use instead")
+    option(g, "--histories", AnalyzeOptions, field="calib_data", aliases=("--calib-data",),
+           metavar="FILE.npy",
+           help="int64 [N, S] requests (model item ids, 0 = left padding) to use instead of "
+                "the dataset's training histories")
     option(g, "--max-rows", AnalyzeOptions,
            help="input rows kept per layer (a uniform sample beyond that)")
     r = p.add_argument_group("reference models")

@@ -36,6 +36,9 @@ def add_arguments(p):
            help=f"comma-separated subset of: {', '.join(NAMES)} (default: all that can run)")
     option(p, "--batch", BenchOptions, field="batches", type=_ints,
            help="users per request, comma-separated (e.g. 1,8,64)")
+    option(p, "--histories", BenchOptions, metavar="FILE.npy",
+           help="int64 [N, S] requests to time (rows taken in turn); default: synthetic "
+                "histories of random item ids (the graphs' cost does not depend on the ids)")
     option(p, "--beam", BenchOptions, type=int,
            help="beam width (default: the exported graphs' beam)")
     option(p, "--topk", BenchOptions, type=int, help="items per user (default: the graphs')")

@@ -12,8 +12,10 @@ def add_arguments(p):
     option(p, "--calib-users", QuantizeOptions, help="training-split users to calibrate on")
     option(p, "--calib-batch", QuantizeOptions, help="users per calibration batch")
     option(p, "--calib-method", QuantizeOptions, help="ModelOpt calibration algorithm")
-    option(p, "--calib-data", QuantizeOptions,
-           help=".npy [users, S] item-id histories to calibrate on instead")
+    option(p, "--histories", QuantizeOptions, field="calib_data", aliases=("--calib-data",),
+           metavar="FILE.npy",
+           help="int64 [N, S] requests (model item ids, 0 = left padding) to calibrate on "
+                "instead of the dataset's training histories")
     option(p, "--exclude", QuantizeOptions, action="append", metavar="REGEX",
            help="keep matching layers (e.g. '^heads\\\\.') in bf16; repeatable")
     p.add_argument("--quantize-all", action="store_true",

@@ -10,6 +10,9 @@ def add_arguments(p):
     option(p, "--users", RunOptions, type=int,
            help="evaluate a seeded sample of test users (default: all)")
     option(p, "--verify-users", RunOptions, help="users for the FP8 gate")
+    option(p, "--histories", RunOptions, metavar="FILE.npy",
+           help="requests instead of the model's dataset (default for an untrained model "
+                "from 'onerec-trt init': its histories.npy); evaluation is skipped then")
     p.add_argument("--no-analyze", action="store_true", help="skip the analysis stage")
     p.add_argument("--no-bench", action="store_true", help="skip the benchmark")
 

@@ -12,8 +12,13 @@ def add_arguments(p):
                 "torch:bf16")
     add_model_argument(p)
     add_data_arguments(p)
+    option(p, "--histories", VerifyOptions, metavar="FILE.npy",
+           help="int64 [N, S] requests (model item ids, 0 = left padding) instead of a "
+                "dataset's held-out users: agreement only, no Recall/NDCG (e.g. the "
+                "histories.npy 'onerec-trt init' writes)")
     option(p, "--split", VerifyOptions, choices=("test", "valid"))
     option(p, "--users", VerifyOptions, help="held-out users (seeded sample)")
+    option(p, "--batch", VerifyOptions, help="users per inference call")
     option(p, "--out", VerifyOptions, help="report folder")
     option(p, "--min-overlap", Gates, field="min_overlap_at_10", help="gate: mean overlap@10")
     option(p, "--max-recall-drop", Gates, help="gate: largest relative Recall@10 loss")

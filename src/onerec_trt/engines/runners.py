@@ -48,7 +48,7 @@ def _onnx_backend(spec: str, role: str, model_sha: str | None, threads: int | No
     import onnx
     from polygraphy.backend.onnxrt import OnnxrtRunner
 
-    from onerec_trt.graphs import make_session
+    from onerec_trt.graphs import check_data_files, make_session
 
     path = Path(spec)
     if not path.is_file():
@@ -58,6 +58,7 @@ def _onnx_backend(spec: str, role: str, model_sha: str | None, threads: int | No
     except Exception as exc:
         raise user_error(f"{role} {path} is not an ONNX model: {exc}") from None
     check_same_model(recorded_model(path), model_sha, f"{role} {path}")
+    check_data_files(path)
     initializers = {i.name for i in graph.initializer}
     inputs = [i.name for i in graph.input if i.name not in initializers]
     runner = OnnxrtRunner(lambda: make_session(path, threads), name=f"{role}:{path.name}")

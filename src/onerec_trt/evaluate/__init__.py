@@ -50,6 +50,7 @@ class EvalReport(Report):
     dataset_stats: dict
     baselines: dict = field(default_factory=dict)  # name -> {"recall@10": ..., ...}
     by_target_occurrences: list = field(default_factory=list)
+    untrained: bool = False  # random weights from 'onerec-trt init': numbers mean nothing
 
     def metric(self, name: str) -> float:
         """A metric by its JSON name ("recall@10")."""

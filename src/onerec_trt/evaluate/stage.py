@@ -47,7 +47,7 @@ def run_evaluate(opts: EvalOptions, progress: bool = True, log=print) -> EvalRep
         "users_per_second": len(users) / seconds if seconds else None,
         "dataset_stats": data.stats, "baselines": baselines,
         "recall@10_by_target_occurrences": recall_by_target_popularity(
-            split.train, data.num_items, targets, rankings)})
+            split.train, data.num_items, targets, rankings), "untrained": bundle.untrained})
 
 
 def format_report(report: EvalReport) -> str:
@@ -58,6 +58,9 @@ def format_report(report: EvalReport) -> str:
     title = (f"{report.dataset} {report.split} split, {report.users:,} users, "
              f"beam {report.beam}, whole catalogue, seen items kept")
     text = title + "\n" + format_table(["", *METRICS], rows)
+    if report.untrained:
+        text += ("\nnote: the model is untrained ('onerec-trt init': random weights); its "
+                 "numbers measure nothing learned")
     if report.by_target_occurrences:
         text += "\n\n" + format_popularity_table(report.by_target_occurrences)
     return text

@@ -64,6 +64,10 @@ def run_export(opts: ExportOptions, log=print) -> ExportReport:
     t0 = time.perf_counter()
     bundle = load_model(opts.model)
     cfg = bundle.config
+    widest = max(cfg.codebook_sizes)
+    if opts.beam * widest >= 2**31:
+        raise user_error(f"--beam {opts.beam} x codebook {widest} candidates do not fit the "
+                         "int32 indices TensorRT uses", "lower --beam")
     example = example_history(cfg.max_history)
     sizes, nodes = {}, {}
     with staged_folder(opts.out, force=opts.force) as tmp:

@@ -36,6 +36,11 @@ class ModelBundle:
     def dataset(self) -> str | None:
         return self.training.get("dataset")
 
+    @property
+    def untrained(self) -> bool:
+        """Random weights from ``onerec-trt init``: good for scale and speed, not accuracy."""
+        return bool(self.training.get("untrained"))
+
     def load_data(self, dataset: str | None = None, data: str | None = None,
                   columns: str | None = None):
         """The evaluation data, encoded with this model's vocabulary (unknown items counted).
@@ -46,6 +51,10 @@ class ModelBundle:
         from onerec_trt.data import load_dataset
 
         dataset = dataset or self.dataset
+        if dataset is None and self.untrained:
+            raise user_error(f"{self.path} is untrained ('onerec-trt init'): it has no dataset "
+                             "and no users", f"pass --histories {self.path}/histories.npy (or "
+                                             "your own .npy of item-id histories)")
         if dataset is None:
             raise user_error("the model does not record its dataset", "pass --dataset")
         filters = {}
@@ -66,7 +75,7 @@ class ModelBundle:
 
         length = self.config.max_history
         if file:
-            return load_histories(file, length, self.config.num_items, "--calib-data"), file
+            return load_histories(file, length, self.config.num_items), file
         loaded = self.load_data(dataset, data, columns)
         hist = training_histories(loaded.split(), users, length, seed)
         return hist, f"{loaded.name} training split, {len(hist)} users (seed {seed})"
@@ -106,6 +115,16 @@ def load_model(path: str | Path) -> ModelBundle:
     model.eval()
     training = json.loads((folder / TRAINING).read_text()) if (folder / TRAINING).is_file() else {}
     return ModelBundle(model, config, ids, ItemVocab.load(folder / VOCAB), folder, training)
+
+
+def read_training(path: str | Path) -> dict:
+    """A model folder's ``training.json`` without loading the weights ({} where missing)."""
+    found = resolve_model_path(path) / TRAINING
+    try:
+        data = json.loads(found.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def model_hash(path: str | Path) -> str | None:

@@ -183,16 +183,22 @@ class OneRecModel(nn.Module):
         self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.decoder_layers))
         self.norm = RMSNorm(d)
         self.heads = nn.ModuleList(nn.Linear(d, v, bias=False) for v in cfg.codebook_sizes)
-        self.apply(self._init)
+        self.reset_parameters()
 
-    @staticmethod
-    def _init(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.02)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
-            if module.padding_idx is not None:
-                module.weight.data[module.padding_idx].zero_()
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """The training init, in place (also after ``to_empty``: a model built on ``meta``):
+        linear and embedding weights normal(0, 0.02), padding rows and BOS zero, norms one."""
+        def init(module: nn.Module) -> None:  # apply's order: the draws of every earlier version
+            if isinstance(module, nn.Linear | nn.Embedding):
+                module.weight.normal_(0.0, 0.02, generator=generator)
+                if getattr(module, "padding_idx", None) is not None:
+                    module.weight[module.padding_idx].zero_()
+            elif isinstance(module, RMSNorm):
+                module.weight.fill_(1.0)
+
+        self.apply(init)
+        self.bos.zero_()
 
     def kv_group(self, layer: int) -> int:
         return layer // self.cfg.kv_group_size

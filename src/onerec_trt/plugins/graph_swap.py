@@ -99,7 +99,9 @@ def swap_graph(model: onnx.ModelProto, keep_bf16_logits: bool = True) -> SwapRes
     the bf16 tensor to the plugin (half the bytes to read; TensorRT graphs). CPU renderings
     want fp32 logits (the ONNX Runtime ops read fp32)."""
     import onnx_graphsurgeon as gs
+    from onnx_graphsurgeon.logger import G_LOGGER
 
+    G_LOGGER.severity = G_LOGGER.ERROR  # bf16 tensors it cannot show in NumPy: not a problem
     nodes_before = len(model.graph.node)
     graph = gs.import_onnx(onnx.shape_inference.infer_shapes(model))
     steps = match_steps(graph, keep_bf16_logits)

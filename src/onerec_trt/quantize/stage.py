@@ -42,7 +42,7 @@ def _validate(opts: QuantizeOptions) -> tuple[ExportReport, list[str]]:
         raise user_error(f"unknown --calib-method {opts.calib_method!r}",
                          f"ModelOpt's FP8 calibration supports: {', '.join(CALIB_METHODS)}")
     if opts.calibration and opts.calib_data:
-        raise user_error("--calibration and --calib-data contradict each other",
+        raise user_error("--calibration and --histories contradict each other",
                          "a calibration file skips calibration; pass one or the other")
     if opts.calib_users <= 0 or opts.calib_batch <= 0:
         raise user_error("--calib-users and --calib-batch must be positive")

@@ -34,6 +34,7 @@ class VerifyOptions:
     dataset: str | None = None
     data: str | None = None
     columns: str | None = None
+    histories: str | None = None  # .npy [N, S] requests instead of held-out users (no targets)
     split: str = "test"
     users: int = 1000  # held-out users (seeded sample)
     batch: int = 250
@@ -72,9 +73,15 @@ class VerifyReport(Report):
     def overlap_at_10(self) -> float:
         return self.metrics["overlap@10"]
 
-    def relative_change(self, metric: str) -> float:
-        """A metric's relative change, candidate against reference ("recall@10")."""
-        return self.metrics[metric]["relative_diff"]
+    @property
+    def measured_metrics(self) -> bool:
+        """Recall/NDCG were measured (held-out users with targets, not ``--histories``)."""
+        return "recall@10" in self.metrics
+
+    def relative_change(self, metric: str) -> float | None:
+        """A metric's relative change, candidate against reference ("recall@10"); None where
+        it was not measured."""
+        return self.metrics[metric]["relative_diff"] if metric in self.metrics else None
 
 
 def verify(opts: VerifyOptions, log=print) -> VerifyReport:

@@ -15,7 +15,8 @@ def format_markdown(report: VerifyReport, short: bool = False) -> str:
         "",
         f"reference: {be['reference']['spec']} ({be['reference']['backend']})",
         f"candidate: {be['candidate']['spec']} ({be['candidate']['backend']})",
-        f"{report.users:,} held-out users of {report.dataset} ({report.split} split)",
+        f"{report.users:,} held-out users of {report.dataset} ({report.split} split)"
+        if report.measured_metrics else f"{report.users:,} requests from {report.dataset}",
         "",
         format_table(["gate", "value", "threshold", "result"],
                      [[name, g["value"], g["threshold"], "pass" if g["pass"] else "FAIL"]
@@ -24,12 +25,18 @@ def format_markdown(report: VerifyReport, short: bool = False) -> str:
     ]
     rows = []
     for name in ("recall@10", "ndcg@10", "recall@5", "ndcg@5"):
+        if name not in m:
+            continue
         d = m[name]
         lo, hi = d["relative_diff_ci95"]
         rows.append([name, d["reference"], d["candidate"], f"{d['relative_diff']:+.2%}",
                      f"[{lo:+.2%}, {hi:+.2%}]", d["users_changed"]])
-    lines.append(format_table(["metric", "reference", "candidate", "relative", "95% CI",
-                               "users changed"], rows))
+    if rows:
+        lines.append(format_table(["metric", "reference", "candidate", "relative", "95% CI",
+                                   "users changed"], rows))
+    else:
+        lines.append("Recall/NDCG were not measured: requests from --histories have no "
+                     "held-out targets. Agreement only.")
     if short:
         return "\n".join(lines)
     lines += ["", format_table(["agreement", "@5", "@10"], [

@@ -1,9 +1,9 @@
-"""Untrained models and synthetic catalogues for speed measurements (never for accuracy).
+"""Untrained models and synthetic catalogues: ``onerec-trt init``, the scaling sweeps and the
+GPU evidence (speed and scale never depend on what the weights learned).
 
-Speed does not depend on what the weights learned, so scaling sweeps and the paper-scale GPU
-run use random weights (normal, std 0.02, as ``OneRecModel`` initialises) and a catalogue of
-random unique semantic IDs. Imports torch, numpy and the model only (no tokenizer, no scipy):
-the device script uses this module.
+Random weights are the training init (``OneRecModel.reset_parameters``), materialised once on
+the device from a model built on ``meta``; the catalogue is random unique semantic IDs. Imports
+torch, numpy and the model only (no tokenizer, no scipy): the device script uses this module.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from onerec_trt.model.config import ModelConfig
-from onerec_trt.model.layers import RMSNorm
 from onerec_trt.model.onerec import OneRecModel
 from onerec_trt.model.trie import Trie
 
@@ -68,15 +67,7 @@ def random_model(cfg: ModelConfig, ids: SyntheticIds | None = None, device="cpu"
     with torch.device("meta"):
         model = OneRecModel(cfg)
     model = model.to(dtype).to_empty(device=device)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            for param in module.parameters(recurse=False):
-                if isinstance(module, RMSNorm):
-                    param.fill_(1.0)
-                else:
-                    param.normal_(0.0, 0.02, generator=gen)
-        model.context.item_emb.weight[0].zero_()
+    model.reset_parameters(torch.Generator(device=device).manual_seed(seed))
     model.semantic_ids = ids
     return model.eval()
 

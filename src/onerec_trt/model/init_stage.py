@@ -1,0 +1,103 @@
+"""The init stage: a model folder with random weights and a synthetic catalogue, so every later
+stage can be run at any size without training (``onerec-trt init``).
+
+The weights are the training init (``OneRecModel.reset_parameters``), built on ``meta`` and
+materialised once, so a 1B-parameter model never exists twice. The catalogue is ``items``
+random unique semantic IDs in ``levels`` x ``codebook`` codes; model item ids are 1..N (the
+vocabulary's tokens are "1".."N"). The folder says it is untrained (``training.json``,
+manifest), and holds ``histories.npy``: synthetic requests for the stages that take
+``--histories`` (a model without a dataset has no users to sample).
+This module imports nothing heavy at load time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from onerec_trt.errors import user_error
+
+TOPK_LIMIT = 3840  # TensorRT's TopK: the largest beam
+# every beam TensorRT allows keeps a step's flat candidate index (beam x codebook) in int32
+MAX_CODEBOOK = (2**31 - 1) // TOPK_LIMIT
+HISTORIES = "histories.npy"
+
+
+@dataclass
+class InitOptions:
+    out: str
+    preset: str = "small"
+    items: int = 10_000  # catalogue size N; model item ids 1..N
+    codebook: int = 256  # codes per level
+    levels: int = 3
+    histories: int = 64  # synthetic requests written to histories.npy
+    seed: int = 0
+    force: bool = False
+
+
+def _validate(opts: InitOptions) -> None:
+    from onerec_trt.model.config import presets
+
+    if opts.preset not in presets():
+        raise user_error(f"unknown preset {opts.preset!r}", f"expected one of: "
+                                                            f"{', '.join(presets())}")
+    for name in ("items", "levels", "histories"):
+        if getattr(opts, name) <= 0:
+            raise user_error(f"--{name} must be positive, got {getattr(opts, name)}")
+    if not 2 <= opts.codebook <= MAX_CODEBOOK:
+        raise user_error(f"--codebook {opts.codebook} is outside 2..{MAX_CODEBOOK:,}",
+                         f"a beam step's flat candidate index (beam x codebook) must fit int32 "
+                         f"for every beam TensorRT's TopK allows (up to {TOPK_LIMIT})")
+    space = opts.codebook ** opts.levels
+    if opts.items > space:
+        raise user_error(f"--items {opts.items:,} is above the code space: {opts.levels} levels "
+                         f"of {opts.codebook} codes hold {space:,} distinct semantic IDs",
+                         "raise --codebook or --levels")
+    if Path(opts.out).exists() and not opts.force:
+        raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
+
+
+def synthetic_histories(users: int, length: int, num_items: int, seed: int = 0):
+    """[users, length] requests of random items, random lengths, left-padded with 0."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    hist = rng.integers(1, num_items + 1, size=(users, length), dtype=np.int64)
+    hist[np.arange(length)[None, :] < rng.integers(0, length, (users, 1))] = 0
+    return hist
+
+
+def init_stage(opts: InitOptions, log=print):
+    """``onerec-trt init``: returns the ``ModelBundle`` after writing ``opts.out``."""
+    import numpy as np
+    import torch
+
+    from onerec_trt.artifacts import staged_folder, write_manifest
+    from onerec_trt.data.vocab import ItemVocab
+    from onerec_trt.model.checkpoint import ModelBundle, save_model
+    from onerec_trt.model.config import ModelConfig
+    from onerec_trt.model.synthetic import random_codes, random_model
+    from onerec_trt.model.tokenizer import SemanticIds
+
+    _validate(opts)
+    sizes = [opts.codebook] * opts.levels
+    codes = random_codes(opts.items, sizes, opts.seed)
+    ids = SemanticIds(np.concatenate([np.full((1, opts.levels), -1), codes]), sizes,
+                      {"synthetic": f"{opts.items} random unique semantic IDs (seed "
+                                    f"{opts.seed})"})
+    cfg = ModelConfig.from_preset(opts.preset, num_items=opts.items, codebook_sizes=sizes)
+    model = random_model(cfg, ids, seed=opts.seed)
+    vocab = ItemVocab([str(i) for i in range(1, opts.items + 1)])
+    training = {"untrained": True, "init": asdict(opts), "dataset": None}
+    bundle = ModelBundle(model, cfg, ids, vocab, None, training)
+    params = sum(p.numel() for p in model.parameters())
+    with staged_folder(opts.out, force=opts.force) as tmp:
+        save_model(tmp, bundle)
+        np.save(tmp / HISTORIES, synthetic_histories(opts.histories, cfg.max_history,
+                                                     opts.items, opts.seed))
+        write_manifest(tmp, "init", asdict(opts), untrained=True,
+                       model={"parameters": params, "config": cfg.to_dict()})
+    log(f"wrote {opts.out}: untrained {opts.preset} model, {params / 1e6:,.1f}M parameters, "
+        f"{opts.items:,} items in {opts.levels} x {opts.codebook} codes, {HISTORIES} "
+        f"({opts.histories} synthetic requests; torch {torch.__version__})")
+    return bundle

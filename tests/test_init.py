@@ -1,0 +1,150 @@
+"""``onerec-trt init`` and the scale path through the CLI: an untrained model of any size, its
+requests from ``--histories``, and the clear line for each bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from onerec_trt.cli import main as cli_main
+from onerec_trt.model.checkpoint import load_model
+from onerec_trt.model.generate import beam_search
+from onerec_trt.verify import VerifyReport
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "onerec_trt.cli", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def scale(tmp_path_factory):
+    """The CI-sized scale chain: tiny preset, 200,000 items in 3 x 8192 codes."""
+    root = tmp_path_factory.mktemp("scale")
+    model = root / "m"
+    assert cli_main(["init", "--preset", "tiny", "--items", "200000", "--codebook", "8192",
+                     "--levels", "3", "--histories", "48", "--out", str(model)]) == 0
+    assert cli_main(["export", "--model", str(model), "--out", str(root / "e")]) == 0
+    assert cli_main(["quantize", "--model", str(model), "--onnx", str(root / "e"), "--out",
+                     str(root / "q"), "--histories", str(model / "histories.npy")]) == 0
+    return root
+
+
+def test_init_writes_an_untrained_model_folder(scale):
+    model = scale / "m"
+    bundle = load_model(model)
+    assert bundle.untrained and bundle.config.num_items == 200_000
+    assert bundle.config.codebook_sizes == [8192] * 3
+    codes = bundle.semantic_ids.codes[1:]
+    assert len(np.unique(codes, axis=0)) == 200_000 and codes.max() < 8192
+    assert bundle.vocab.tokens[:3] == ["1", "2", "3"]  # model item ids are 1..N
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["stage"] == "init" and manifest["untrained"] is True
+    assert json.loads((model / "training.json").read_text())["untrained"] is True
+    hist = np.load(model / "histories.npy")
+    assert hist.shape == (48, bundle.config.max_history) and hist.max() <= 200_000
+    std = float(bundle.model.blocks[0].ffn.up.weight.std())
+    assert 0.015 < std < 0.025 and float(bundle.model.norm.weight.mean()) == 1.0
+
+
+def test_verify_against_torch_on_histories_agrees_exactly(scale, tmp_path):
+    model = scale / "m"
+    assert cli_main(["verify", "--reference", str(scale / "e" / "reference.fp32.onnx"),
+                     "--candidate", "torch", "--model", str(model), "--histories",
+                     str(model / "histories.npy"), "--out", str(tmp_path / "v")]) == 0
+    report = VerifyReport.load(tmp_path / "v" / "verify.json")
+    assert report.users == 48 and not report.measured_metrics
+    assert report.metrics["exact_match@10"] == 1.0 and report.overlap_at_10 == 1.0
+    assert "not measured" in (tmp_path / "v" / "verify.md").read_text()
+
+
+def test_the_fp8_graph_stores_fp8_weights_and_serves_the_histories(scale, tmp_path):
+    import onnx
+
+    from onerec_trt.graphs import make_session
+
+    stored = onnx.load(str(scale / "q" / "fp8.onnx"), load_external_data=False).graph
+    assert sum(t.data_type == onnx.TensorProto.FLOAT8E4M3FN for t in stored.initializer) > 10
+    hist = np.load(scale / "m" / "histories.npy")
+    items = make_session(scale / "q" / "fp8.cpu.onnx").run(None, {"history": hist})[0]
+    bundle = load_model(scale / "m")
+    ref = beam_search(bundle.model.to(torch.bfloat16), torch.from_numpy(hist), 20, 10).items
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(items, ref, strict=True)]) > 0.5
+
+
+def test_stages_on_an_untrained_model_say_what_it_lacks(scale):
+    run = cli("evaluate", "--model", scale / "m")
+    assert run.returncode == 2 and "untrained" in run.stderr and "--histories" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 2  # the line and its note
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--items", "513", "--codebook", "8", "--levels", "3"], "above the code space"),
+    (["--items", "10", "--codebook", "600000"], "outside 2..559,240"),
+    (["--items", "0"], "--items must be positive"),
+    (["--preset", "huge", "--items", "10"], "unknown preset"),
+])
+def test_bad_init_options_are_one_line(tmp_path, args, message):
+    run = cli("init", *args, "--out", tmp_path / "m")
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_beam_above_tensorrt_topk_is_refused(scale, tmp_path):
+    run = cli("export", "--model", scale / "m", "--beam", "4000", "--out", tmp_path / "e")
+    assert run.returncode == 2 and "TopK limit of 3840" in run.stderr
+    assert not (tmp_path / "e").exists()
+
+
+BAD_HISTORIES = {
+    "shape": (np.ones((4, 7), dtype=np.int64), "has shape"),
+    "dtype": (np.ones((4, 20), dtype=np.complex64), "has dtype"),
+    "above": (np.full((4, 20), 200_001), "item id 200001 outside the catalogue"),
+    "below": (np.full((4, 20), -3), "item id -3 outside"),
+}
+
+
+@pytest.mark.parametrize("stage, bad", [("verify", b) for b in BAD_HISTORIES]
+                         + [("quantize", "shape"), ("bench", "above")])
+def test_bad_histories_are_one_line_in_every_stage(scale, tmp_path, stage, bad):
+    array, message = BAD_HISTORIES[bad]
+    path = tmp_path / "h.npy"
+    np.save(path, array)
+    out = tmp_path / "out"
+    args = {"verify": ["--reference", scale / "e" / "reference.fp32.onnx", "--candidate",
+                       "torch"],
+            "quantize": ["--onnx", scale / "e"],
+            "bench": ["--onnx", scale / "e", "--fp8", scale / "q", "--backends", "ort-bf16"]}
+    run = cli(stage, "--model", scale / "m", *args[stage], "--histories", path, "--out", out)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert message in run.stderr and "Traceback" not in run.stderr
+    assert not out.exists()
+
+
+def test_a_graph_without_its_data_file_is_refused_by_every_reader(scale, tmp_path):
+    from onerec_trt.export.stage import example_history, skeleton
+    from onerec_trt.export.weights import attach_weights
+    from onerec_trt.model.generate import Generator
+
+    bundle = load_model(scale / "m")
+    generator = Generator(bundle.model, 20, 10).eval()
+    folder = tmp_path / "e"
+    folder.mkdir()
+    attach_weights(skeleton(generator, example_history(20), folder), generator.state_dict(),
+                   folder / "reference.cpu.onnx", external_bytes=0)  # weights in a .data file
+    for name in ("export.json", "manifest.json"):
+        (folder / name).write_text((scale / "e" / name).read_text())
+    (folder / "reference.cpu.onnx.data").unlink()
+    model, hist = scale / "m", scale / "m" / "histories.npy"
+    for args in (["verify", "--reference", folder / "reference.cpu.onnx", "--candidate",
+                  "torch", "--model", model, "--histories", hist, "--out", tmp_path / "out"],
+                 ["plugins", "--onnx", folder, "--out", tmp_path / "out"],
+                 ["triton", "export", "--model", model, "--onnx", folder, "--precision", "bf16",
+                  "--out", tmp_path / "out"]):
+        run = cli(*args)
+        assert run.returncode == 2, (args[0], run.stderr[-1500:])
+        assert "reference.cpu.onnx.data, which is not there" in run.stderr, args[0]
+        assert not (tmp_path / "out").exists()
