@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from onerec_trt.bench import BenchOptions, bench
@@ -103,7 +104,11 @@ def test_bench_measures_backends_side_by_side(tiny_pipeline, tmp_path):
     root, out = tiny_pipeline, tmp_path / "bench"
     broken = tmp_path / "fp8"
     shutil.copytree(root / "fp8", broken)
-    (broken / "fp8.cpu.onnx").write_bytes(b"not a graph")
+    x = onnx.helper.make_tensor_value_info("history", onnx.TensorProto.INT64, ["N", 20])
+    y = onnx.helper.make_tensor_value_info("items", onnx.TensorProto.INT64, ["N", 10])
+    unknown = onnx.helper.make_graph([onnx.helper.make_node("NoSuchOp", ["history"], ["items"])],
+                                     "g", [x], [y])
+    onnx.save(onnx.helper.make_model(unknown), str(broken / "fp8.cpu.onnx"))  # parses, won't run
     result = bench(BenchOptions(
         model=str(root / "model"), onnx=str(root / "onnx"), fp8=str(root / "fp8"),
         engines=str(tmp_path / "engines"), out=str(out), batches=[1, 4], reps=2, warmup=1,
