@@ -34,9 +34,13 @@ def test_external_data_gives_the_inline_graphs_numbers(fp32):
     assert data_files(folder / "inline.onnx") == []
     assert data_files(folder / "external.onnx") == [folder / "external.onnx.data"]
     stored = onnx.load(str(folder / "external.onnx"), load_external_data=False).graph
-    stored_weights = [t for t in stored.initializer if t.name in weights]
-    assert len(stored_weights) > 20  # (folded constants are not weights and stay inline)
-    assert all(t.data_location == onnx.TensorProto.EXTERNAL for t in stored_weights)
+    stored_weights = {t.name: t for t in stored.initializer if t.name in weights}
+    big = [t for n, t in stored_weights.items() if t.data_type == onnx.TensorProto.FLOAT
+           and weights[n].numel() * 4 >= 1024]
+    assert len(big) > 20 and all(t.data_location == onnx.TensorProto.EXTERNAL
+                                 for t in big)  # every float weight of 1 KiB or more
+    trie = [t for n, t in stored_weights.items() if n.startswith("step.") or n == "leaf_item"]
+    assert trie and all(t.data_location != onnx.TensorProto.EXTERNAL for t in trie)
     onnx.checker.check_model(str(folder / "external.onnx"), full_check=True)
     hist = random_histories(16, 20, 40, seed=3).numpy()
     for a, b in zip(_run(folder / "inline.onnx", hist), _run(folder / "external.onnx", hist),

@@ -124,7 +124,9 @@ def test_bad_histories_are_one_line_in_every_stage(scale, tmp_path, stage, bad):
     assert not out.exists()
 
 
-def test_a_graph_without_its_data_file_is_refused_by_every_reader(scale, tmp_path):
+@pytest.fixture
+def external(scale, tmp_path):
+    """An export folder whose cpu rendering keeps its weights in a .data file."""
     from onerec_trt.export.stage import example_history, skeleton
     from onerec_trt.export.weights import attach_weights
     from onerec_trt.model.generate import Generator
@@ -137,6 +139,32 @@ def test_a_graph_without_its_data_file_is_refused_by_every_reader(scale, tmp_pat
                    folder / "reference.cpu.onnx", external_bytes=0)  # weights in a .data file
     for name in ("export.json", "manifest.json"):
         (folder / name).write_text((scale / "e" / name).read_text())
+    return folder
+
+
+def test_plugin_graphs_share_the_weights_file_and_give_the_same_items(scale, external,
+                                                                      tmp_path):
+    from onerec_trt.graphs import data_files, make_session
+
+    assert cli_main(["plugins", "--onnx", str(external), "--out", str(tmp_path / "p"),
+                     "--check-users", "4"]) == 0
+    plugin = tmp_path / "p" / "reference.plugins.cpu.onnx"
+    assert data_files(plugin) == [tmp_path / "p" / "reference.cpu.onnx.data"]
+    assert data_files(plugin)[0].stat().st_ino == \
+        (external / "reference.cpu.onnx.data").stat().st_ino  # a hard link: no second copy
+    hist = np.load(scale / "m" / "histories.npy")
+    np.testing.assert_array_equal(
+        make_session(plugin).run(None, {"history": hist})[0],
+        make_session(external / "reference.cpu.onnx").run(None, {"history": hist})[0])
+    assert cli_main(["verify", "--model", str(scale / "m"), "--reference",
+                     str(external / "reference.cpu.onnx"), "--candidate", str(plugin),
+                     "--histories", str(scale / "m" / "histories.npy"), "--out",
+                     str(tmp_path / "v")]) == 0  # verify runs plugin graphs itself
+    assert VerifyReport.load(tmp_path / "v" / "verify.json").metrics["exact_match@10"] == 1.0
+
+
+def test_a_graph_without_its_data_file_is_refused_by_every_reader(scale, external, tmp_path):
+    folder = external
     (folder / "reference.cpu.onnx.data").unlink()
     model, hist = scale / "m", scale / "m" / "histories.npy"
     for args in (["verify", "--reference", folder / "reference.cpu.onnx", "--candidate",

@@ -93,6 +93,40 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def read_external(tensor, folder: str | Path):
+    """One external tensor's values, read from its data file (onnx's own loader refuses data
+    files with several hard links, which is how later stages share a graph's weights)."""
+    import numpy as np
+    from onnx import helper
+
+    info = {e.key: e.value for e in tensor.external_data}
+    dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    count = int(np.prod(tensor.dims, dtype=np.int64))
+    with open(Path(folder) / info["location"], "rb") as handle:
+        handle.seek(int(info.get("offset", 0)))
+        values = np.fromfile(handle, dtype=dtype, count=count)
+    return values.reshape(tuple(tensor.dims))
+
+
+def check_structure(model) -> None:
+    """``onnx.checker`` (full, with shape inference) on a graph whose weights may live in
+    external data, without reading them: each external initializer is checked as a typed graph
+    input instead (the checker refuses hard-linked data files)."""
+    import onnx
+    from onnx import helper
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    g = copy.graph
+    external = [t for t in g.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    kept = [t for t in g.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                   for t in external)
+    onnx.checker.check_model(copy, full_check=True)
+
+
 def custom_domains(path: str | Path) -> list[str]:
     """The custom op domains a graph's nodes use (weights are not read)."""
     import onnx

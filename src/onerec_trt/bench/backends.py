@@ -18,7 +18,7 @@ from pathlib import Path
 from onerec_trt.errors import UserError, user_error
 from onerec_trt.graphs import check_data_files
 from onerec_trt.layout import BF16_GRAPH, CPU_GRAPH, FP8_CPU_GRAPH, FP8_GRAPH, PLUGIN_GRAPHS
-from onerec_trt.provenance import recorded_model
+from onerec_trt.provenance import check_same_model, recorded_model
 
 NAMES = ("torch-fp32", "torch-bf16", "ort-bf16", "ort-fp8", "ort-plugins-bf16",
          "ort-plugins-fp8", "trt-bf16", "trt-fp8", "trt-plugins-bf16", "trt-plugins-fp8")
@@ -119,12 +119,9 @@ def check_graph(path: Path, src: Sources, stage: str) -> str | None:
         return f"{path} not found (run 'onerec-trt {stage}' first)"
     try:
         check_data_files(path)
+        check_same_model(recorded_model(path), src.model_sha, str(path))
     except UserError as exc:
         return str(exc).splitlines()[0]
-    recorded = recorded_model(path)
-    if src.model_sha and recorded and recorded != src.model_sha:
-        return f"{path} was made from another model ({recorded[:12]}, --model has " \
-               f"{src.model_sha[:12]})"
     export = find_report(path)
     if export is not None and export.beam != src.beam:
         return f"{path} was exported with beam {export.beam}, not --beam {src.beam} (re-export)"
@@ -167,8 +164,10 @@ def _trt(name: str, src: Sources) -> BackendSpec | str:
             continue
         if bool(meta.plugins) != with_plugins:
             continue
-        if src.model_sha and meta.model_sha256 not in (None, src.model_sha):
-            return f"{plan} was built from another model"
+        try:
+            check_same_model(meta.model_sha256, src.model_sha, str(plan))
+        except UserError as exc:
+            return str(exc).splitlines()[0]
         try:
             importlib.import_module("onerec_trt.engines.tensorrt_lib").import_tensorrt()
         except Exception as exc:  # UserError: TensorRT missing; anything else: broken install

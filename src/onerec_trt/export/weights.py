@@ -6,7 +6,8 @@ torch's exporter copies every weight into a protobuf (several times over: 16.7 G
 dict), graph passes run on the small skeleton, and ``attach_weights`` then turns those inputs
 into initializers, one tensor at a time, each converted to the dtype the (possibly rewritten)
 skeleton declares. Weights go inline while the graph stays below ``EXTERNAL_BYTES``; past it,
-into one data file beside the graph (``<graph>.data``, ONNX external data).
+into one data file beside the graph (``<graph>.data``, ONNX external data; integer buffers
+such as the trie stay inline).
 
 On the way, weight-only subgraphs the exporter would have folded are folded here:
 ``Transpose(W)`` stores W transposed, and ``QuantizeLinear(W)`` (per-tensor FP8) stores W in FP8
@@ -21,7 +22,6 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper
@@ -145,21 +145,32 @@ class _Plan:
                 self.dead.append(a[0])
 
 
+CHUNK_BYTES = 64 * 2**20  # a big weight is converted and written this much at a time
+
+
 def _stored(value: torch.Tensor, elem_type: int, perm: list[int] | None,
-            fp8_scale: float | None) -> np.ndarray:
-    """The bytes of one weight as the graph stores it."""
+            fp8_scale: float | None):
+    """The weight as the graph stores it, in pieces of about ``CHUNK_BYTES`` along its first
+    axis (the shape, then the raw bytes of each piece): a 6 GB embedding table never exists
+    twice, whatever its dtype conversion."""
     value = value.detach()
     if perm is not None:
         value = value.permute(*perm)
-    if fp8_scale is not None:
-        value = (value.float() / torch.tensor(fp8_scale, dtype=torch.float32)).to(
-            torch.float8_e4m3fn)
-    else:
-        value = value.to(TORCH_TYPES[elem_type])
-    value = value.contiguous()
-    if value.dtype in (torch.bfloat16, torch.float8_e4m3fn):
-        return value.view(torch.uint16 if value.dtype == torch.bfloat16 else torch.uint8).numpy()
-    return value.numpy()
+    target = torch.float8_e4m3fn if fp8_scale is not None else TORCH_TYPES[elem_type]
+    rows = value.shape[0] if value.dim() else 1
+    row_bytes = max(1, value.numel() // max(rows, 1)) * value.element_size()
+    step = max(1, CHUNK_BYTES // row_bytes)
+    pieces = [value] if value.dim() == 0 else (value[i:i + step] for i in range(0, rows, step))
+
+    def convert(piece: torch.Tensor) -> memoryview:
+        if fp8_scale is not None:
+            piece = piece.float() / torch.tensor(fp8_scale, dtype=torch.float32)
+        piece = piece.to(target).contiguous()
+        if piece.dtype in (torch.bfloat16, torch.float8_e4m3fn):
+            piece = piece.view(torch.uint16 if piece.dtype == torch.bfloat16 else torch.uint8)
+        return memoryview(piece.numpy()).cast("B")
+
+    return tuple(value.shape), (convert(piece) for piece in pieces)
 
 
 def attach_weights(skeleton: onnx.ModelProto, weights: Mapping[str, torch.Tensor], path: Path,
@@ -186,29 +197,34 @@ def attach_weights(skeleton: onnx.ModelProto, weights: Mapping[str, torch.Tensor
     offset = 0
     with open(data, "wb") if external else _NoFile() as handle:
         for name, elem_type in declared.items():
-            array = _stored(weights[name], elem_type, plan.perm.get(name),
-                            plan.fp8_scale.get(name))
+            shape, pieces = _stored(weights[name], elem_type, plan.perm.get(name),
+                                    plan.fp8_scale.get(name))
             dtype = TensorProto.FLOAT8E4M3FN if name in plan.fp8_scale else elem_type
-            tensor = TensorProto(name=name, data_type=dtype, dims=array.shape)
-            if external:
+            tensor = TensorProto(name=name, data_type=dtype, dims=shape)
+            if external and _goes_external(dtype, sizes[name]):
                 pad = -offset % ALIGN
                 handle.write(b"\0" * pad)
                 offset += pad
-                raw = array.tobytes()
-                handle.write(raw)
+                length = sum(handle.write(piece) for piece in pieces)
                 tensor.data_location = TensorProto.EXTERNAL
                 for key, value in (("location", data.name), ("offset", str(offset)),
-                                   ("length", str(len(raw)))):
+                                   ("length", str(length))):
                     tensor.external_data.add(key=key, value=value)
-                offset += len(raw)
+                offset += length
             else:
-                tensor.raw_data = array.tobytes()
+                tensor.raw_data = b"".join(bytes(piece) for piece in pieces)
             g.initializer.append(tensor)
     inputs = [i for i in g.input if i.name not in declared and i.name not in unused]
     del g.input[:]
     g.input.extend(inputs)
     onnx.save(model, str(path))
     return path.stat().st_size + (data.stat().st_size if external else 0)
+
+
+def _goes_external(dtype: int, size: int) -> bool:
+    """Float weights of 1 KiB and more: the integer buffers (the trie, the leaf items) and small
+    tensors stay inline, where ONNX Runtime's shape inference can read them."""
+    return size >= 1024 and dtype not in (TensorProto.INT64, TensorProto.INT32, TensorProto.BOOL)
 
 
 class _NoFile:

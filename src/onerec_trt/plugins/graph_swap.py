@@ -78,16 +78,15 @@ def load_for_swap(path) -> onnx.ModelProto:
     (the trie's CSR arrays); weights in external data stay where they are."""
     from pathlib import Path
 
-    from onnx.external_data_helper import load_external_data_for_tensor
+    from onerec_trt.graphs import read_external
 
     path = Path(path)
     model = onnx.load(str(path), load_external_data=False)
     for tensor in model.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL and tensor.data_type in (
                 onnx.TensorProto.INT64, onnx.TensorProto.INT32):
-            load_external_data_for_tensor(tensor, str(path.parent))
-            tensor.data_location = onnx.TensorProto.DEFAULT
-            del tensor.external_data[:]
+            tensor.CopyFrom(onnx.numpy_helper.from_array(read_external(tensor, path.parent),
+                                                         tensor.name))
     return model
 
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from onerec_trt.artifacts import staged_folder, write_manifest
 from onerec_trt.errors import user_error
+from onerec_trt.graphs import check_data_files
 from onerec_trt.layout import PLUGIN_GRAPHS, PLUGINS_JSON
 from onerec_trt.plugins import PluginsOptions, PluginsReport
 
@@ -37,13 +38,15 @@ def _sources(opts: PluginsOptions) -> list[Path]:
                              f"expected one of {', '.join(PLUGIN_GRAPHS)} (run export / "
                              "quantize first)")
         sources += found
+    for source in sources:
+        check_data_files(source)  # every graph with its weights, before any work
     if Path(opts.out).exists() and not opts.force:
         raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
     return sources
 
 
 def run_plugins(opts: PluginsOptions, log=print) -> PluginsReport:
-    from onerec_trt.graphs import link_data
+    from onerec_trt.graphs import check_structure, link_data
     from onerec_trt.plugins.graph_swap import load_for_swap, swap_graph
     from onerec_trt.plugins.match import PatternError
 
@@ -54,13 +57,13 @@ def run_plugins(opts: PluginsOptions, log=print) -> PluginsReport:
         for source in tqdm(sources, desc="plugin swap", unit="graph", leave=False):
             target = PLUGIN_GRAPHS[source.name]
             keep_bf16 = not source.name.endswith(".cpu.onnx")  # TensorRT graphs read bf16
-            link_data(source, tmp)  # the weights do not change: the plugin graph reads them there
             try:
                 result = swap_graph(load_for_swap(source), keep_bf16_logits=keep_bf16)
             except (ValueError, PatternError) as exc:
                 raise user_error(f"cannot swap {source}: {exc}") from None
+            check_structure(result.model)
+            link_data(source, tmp)  # the weights do not change: the plugin graph reads them there
             onnx.save(result.model, str(tmp / target))
-            onnx.checker.check_model(str(tmp / target))
             graphs[target] = {"source": str(source), **result.summary()}
             if not keep_bf16 and opts.check_users:
                 check[target] = check_agreement(source, tmp / target, opts.check_users,

@@ -25,6 +25,7 @@ from onerec_trt.layout import (
 )
 from onerec_trt.model.checkpoint import load_model, model_hash
 from onerec_trt.model.generate import Generator
+from onerec_trt.provenance import check_same_model
 from onerec_trt.quantize import QuantizeOptions, QuantizeReport
 from onerec_trt.quantize.ptq import (
     CALIB_METHODS,
@@ -67,11 +68,9 @@ def _validate(opts: QuantizeOptions) -> tuple[ExportReport, list[str]]:
 def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
     t0 = time.perf_counter()
     export_meta, exclusion_names = _validate(opts)
+    check_same_model(export_meta.model_sha256, model_hash(opts.model), opts.onnx,
+                     "export this model first (onerec-trt export --model ...)")
     bundle = load_model(opts.model)
-    expected = export_meta.model_sha256
-    if expected and model_hash(opts.model) and expected != model_hash(opts.model):
-        raise user_error(f"{opts.onnx} was exported from another model",
-                         "export this model first (onerec-trt export --model ...)")
     beam, topk = export_meta.beam, export_meta.topk
     model = bundle.model.to(torch.bfloat16)
     graph = Generator(model, beam, topk, export_meta.step).eval()

@@ -1,4 +1,4 @@
-"""The serve stage: a Triton Inference Server model repository and a local tritonserver.
+"""The triton stage: a Triton Inference Server model repository and a local tritonserver.
 
 ``export_repository`` lays out the repository (GPU: the TensorRT engine as ``tensorrt_plan``;
 CPU: a python-backend model running the ONNX graph with ONNX Runtime; one contract for both),
