@@ -22,6 +22,7 @@ from onerec_trt.errors import user_error
 from onerec_trt.graphs import check_data_files
 from onerec_trt.layout import PLUGIN_GRAPHS, PLUGINS_JSON
 from onerec_trt.plugins import PluginsOptions, PluginsReport
+from onerec_trt.provenance import recorded_model
 
 
 def _sources(opts: PluginsOptions) -> list[Path]:
@@ -70,8 +71,10 @@ def run_plugins(opts: PluginsOptions, log=print) -> PluginsReport:
                                                 opts.seed)
         report = PluginsReport(asdict(opts), graphs, check, time.perf_counter() - t0)
         report.save(tmp / PLUGINS_JSON)
+        models = {recorded_model(s) for s in sources} - {None}
         write_manifest(tmp, "plugins", asdict(opts),
-                       inputs={str(s): _sha(s) for s in sources})
+                       inputs={"model": models.pop() if len(models) == 1 else "",
+                               **{str(s): _sha(s) for s in sources}})
     shown = ", ".join(f"{t} ({g['nodes_after']} nodes)" for t, g in graphs.items())
     agreed = ", ".join(f"{t}: {c['identical_users']}/{c['users']} users with identical items"
                        for t, c in check.items()) or "no CPU check"
