@@ -59,15 +59,17 @@ def run_stage(name: str, args: list[str], log: Path) -> dict:
             "log_tail": log.read_text()[-1500:] if code else ""}
 
 
-def folder_bytes(folder: Path) -> dict[str, int]:
+def folder_bytes(folder: Path, seen: set[int]) -> dict[str, int]:
+    """Bytes of each file a stage wrote; a hard link to an earlier stage's file (a plugin
+    graph's weights, a Triton repository's graph) counts 0: it costs no disk."""
     if not folder.is_dir():
         return {}
-    seen, out = set(), {}
+    out = {}
     for path in sorted(folder.rglob("*")):
         if path.is_file():
             inode = path.stat().st_ino
             out[str(path.relative_to(folder))] = 0 if inode in seen else path.stat().st_size
-            seen.add(inode)  # hard links (a plugin graph's weights) count once
+            seen.add(inode)
     return out
 
 
@@ -77,7 +79,7 @@ def markdown(result: dict) -> str:
              f"{a['codebook']} codes, beam {a['beam']}; {result['parameters']} on "
              f"{result['machine']} (CPU only; backend of every stage: torch / ONNX Runtime "
              "CPU).", "",
-             "| stage | wall time | peak RSS | written | result |",
+             "| stage | wall time | peak RSS | new on disk | result |",
              "|---|---:|---:|---:|---|"]
     for r in result["stages"]:
         written = sum(r.get("bytes", {}).values()) / 2**30
@@ -108,10 +110,11 @@ def main() -> int:
     result = {"options": vars(a), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
               f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
               "stages": []}
+    seen: set[int] = set()
     for name, args in stage_commands(a, work):
         print(f"== {name}: onerec-trt {shlex.join(args)}", flush=True)
         r = run_stage(name, args, out / f"{name.replace(' ', '_')}.log")
-        r["bytes"] = folder_bytes(work / folders[name]) if name in folders else {}
+        r["bytes"] = folder_bytes(work / folders[name], seen) if name in folders else {}
         result["stages"].append(r)
         print(f"   {r['seconds'] / 60:.1f} min, peak RSS {r['peak_rss_gib']:.1f} GiB, exit "
               f"{r['exit']}", flush=True)

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from onerec_trt.bench import BenchOptions, bench
+from onerec_trt.bench import BenchOptions, BenchReport, bench
 from onerec_trt.bench.backends import Sources, discover, parse_names
 from onerec_trt.bench.pool import BackendWorker, measure
 from onerec_trt.bench.stats import (
@@ -138,13 +138,13 @@ def test_bench_measures_backends_side_by_side(tiny_pipeline, tmp_path):
     assert "says nothing about FP8 speed on a GPU" in md and "| ort-fp8 | 4 |" in md
     png = (out / "bench.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert result["request"]["beam"] == 10
+    assert result.request["beam"] == 10 and result == BenchReport.load(out / "bench.json")
     # a graph ONNX Runtime cannot load is skipped with the reason, not a crash
     res = bench(BenchOptions(
         model=str(root / "model"), onnx=str(root / "onnx"), fp8=str(broken),
         out=str(tmp_path / "b2"), batches=[2], reps=1, warmup=0,
         backends=["ort-bf16", "ort-fp8"], **QUIET), log=lambda *_: None)
-    assert "failed to load" in res["skipped"]["ort-fp8"] and res["pairs"] == []
+    assert "failed to load" in res.skipped["ort-fp8"] and res.pairs == []
 
 
 def test_cli_usage_errors(tiny_pipeline, tmp_path):

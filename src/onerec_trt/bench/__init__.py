@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from onerec_trt.layout import DEFAULT_RUN
+from onerec_trt.reports import Report
 
-__all__ = ["bench", "BenchOptions"]
+__all__ = ["bench", "BenchOptions", "BenchReport"]
 
 
 @dataclass
@@ -48,7 +49,28 @@ class BenchOptions:
     command: str | None = None  # the command line, recorded beside every number
 
 
-def bench(opts: BenchOptions, log=print) -> dict:
+@dataclass
+class BenchReport(Report):
+    """``bench.json``: each backend's latencies, throughput and memory, the FP8/BF16 pairs,
+    what was skipped and why, and whether the backends agree on one request."""
+
+    command: str
+    machine: dict
+    model: dict
+    request: dict  # beam, top-K, history length, catalogue, where the histories came from
+    options: dict
+    schedule: str
+    order_first_batch: list
+    backends: dict  # name -> results, latencies, memory, info
+    pairs: list  # FP8/BF16 pairs: ratios by batch size
+    skipped: dict  # backend -> why it did not run
+    agreement: dict
+    load_average_end: list
+    seconds: float = 0.0
+    scaling: dict | None = None
+
+
+def bench(opts: BenchOptions, log=print) -> BenchReport:
     from onerec_trt.bench.stage import run_bench
 
     return run_bench(opts, log)

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from onerec_trt.artifacts import staged_folder, write_json, write_manifest, write_text
-from onerec_trt.bench import BenchOptions
+from onerec_trt.bench import BenchOptions, BenchReport
 from onerec_trt.bench.backends import BackendSpec, Sources, discover, parse_names
 from onerec_trt.bench.machine import describe_machine, one_line
 from onerec_trt.bench.pool import BackendWorker, Measurements, WorkerFailed, measure
@@ -137,7 +137,7 @@ def _backend_results(found, loaded, m: Measurements) -> dict:
     return out
 
 
-def run_bench(opts: BenchOptions, log=print) -> dict:
+def run_bench(opts: BenchOptions, log=print) -> BenchReport:
     t0 = time.perf_counter()
     _validate(opts)
     names = parse_names(opts.backends)
@@ -182,7 +182,7 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
     result["seconds"] = time.perf_counter() - t0
     _write(opts, result)
     _print_summary(result, log)
-    return result
+    return BenchReport.from_json(result)
 
 
 def _write(opts: BenchOptions, result: dict) -> None:

@@ -23,10 +23,10 @@ class TorchGenerationRunner(BaseRunner):
         self.device = torch.device(device)
 
     def activate_impl(self):
-        bundle = load_model(self.model_path)
-        self.history_length = bundle.config.max_history
         dtype = torch.bfloat16 if self.dtype == "bf16" else torch.float32
-        self.model = bundle.model.to(device=self.device, dtype=dtype)
+        bundle = load_model(self.model_path, dtype)
+        self.history_length = bundle.config.max_history
+        self.model = bundle.model.to(device=self.device)
         self.generator = Generator(self.model, self.beam, self.topk).to(self.device)
 
     def get_input_metadata_impl(self):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
@@ -35,12 +36,36 @@ TORCH_TYPES = {TensorProto.FLOAT: torch.float32, TensorProto.BFLOAT16: torch.bfl
                TensorProto.FLOAT8E4M3FN: torch.float8_e4m3fn}
 
 
+TABLE_BYTES = 64 * 2**20  # embedding tables above this are traced through a few of their rows
+
+
+@contextmanager
+def small_tables(module: torch.nn.Module, rows: int):
+    """While tracing, each large embedding table is its first ``rows`` rows (a view).
+
+    The exporter clones every parameter while it traces (so a 6 GB item table would exist
+    twice); a table is only gathered from, so the graph does not depend on its length, and
+    ``attach_weights`` writes the whole table later."""
+    swapped = []
+    for emb in module.modules():
+        if isinstance(emb, torch.nn.Embedding) and emb.num_embeddings > rows and \
+                emb.weight.numel() * emb.weight.element_size() > TABLE_BYTES:
+            swapped.append((emb, emb.weight))
+            emb.weight = torch.nn.Parameter(emb.weight[:rows], requires_grad=False)
+    try:
+        yield
+    finally:
+        for emb, weight in swapped:
+            emb.weight = weight
+
+
 def export_skeleton(module: torch.nn.Module, example: torch.Tensor, path: Path,
                     inputs: list[str], outputs: list[str], opset: int) -> onnx.ModelProto:
     """torch -> ONNX without weights (legacy TorchScript exporter: fast, and it keeps
     ModelOpt's quantizer nodes, which the dynamo exporter does not)."""
     axes = {name: {0: "N"} for name in (*inputs, *outputs)}
-    with torch.no_grad(), warnings.catch_warnings():
+    rows = int(example.max()) + 1
+    with torch.no_grad(), warnings.catch_warnings(), small_tables(module, rows):
         warnings.simplefilter("ignore")  # tracer notes about Python control flow and asserts
         torch.onnx.export(module, (example,), str(path), input_names=inputs,
                           output_names=outputs, dynamic_axes=axes, opset_version=opset,

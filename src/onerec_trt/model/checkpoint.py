@@ -97,7 +97,37 @@ def save_model(folder: str | Path, bundle: ModelBundle) -> None:
     write_json(folder / TRAINING, bundle.training)
 
 
-def load_model(path: str | Path) -> ModelBundle:
+SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16,
+                      "I64": torch.int64, "I32": torch.int32, "BOOL": torch.bool}
+
+
+def read_weights(path: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The state dict in a safetensors file; with ``dtype``, each floating tensor is read with
+    plain file reads (no memory map) and converted at once, so the file's dtype never exists in
+    memory as a whole: a 1B-parameter fp32 model loads into bf16 holding one fp32 tensor at a
+    time."""
+    if dtype is None:
+        return load_file(str(path))
+    out = {}
+    with open(path, "rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(size))
+        base = 8 + size
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            begin, end = info["data_offsets"]
+            raw = torch.empty(end - begin, dtype=torch.uint8)
+            handle.seek(base + begin)
+            handle.readinto(memoryview(raw.numpy()))
+            tensor = raw.view(SAFETENSORS_DTYPES[info["dtype"]]).reshape(info["shape"])
+            out[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+            del raw, tensor
+    return out
+
+
+def load_model(path: str | Path, dtype: torch.dtype | None = None) -> ModelBundle:
+    """A model folder (``dtype``: convert the weights while reading them)."""
     folder = resolve_model_path(path)
     if not folder.is_dir():
         raise user_error(f"model folder not found: {folder}",
@@ -110,7 +140,7 @@ def load_model(path: str | Path) -> ModelBundle:
     ids = SemanticIds.load(folder)
     with torch.device("meta"):
         model = OneRecModel(config)
-    model.load_state_dict(load_file(str(folder / WEIGHTS)), assign=True)
+    model.load_state_dict(read_weights(folder / WEIGHTS, dtype), assign=True)
     model.semantic_ids = ids
     model.eval()
     training = json.loads((folder / TRAINING).read_text()) if (folder / TRAINING).is_file() else {}

@@ -41,6 +41,10 @@ def _sources(opts: PluginsOptions) -> list[Path]:
         sources += found
     for source in sources:
         check_data_files(source)  # every graph with its weights, before any work
+    models = {recorded_model(s) for s in sources} - {None}
+    if len(models) > 1:
+        raise user_error(f"{', '.join(map(str, folders))} were made from different models",
+                         "swap the export and quantize folders of one model")
     if Path(opts.out).exists() and not opts.force:
         raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
     return sources
@@ -73,7 +77,7 @@ def run_plugins(opts: PluginsOptions, log=print) -> PluginsReport:
         report.save(tmp / PLUGINS_JSON)
         models = {recorded_model(s) for s in sources} - {None}
         write_manifest(tmp, "plugins", asdict(opts),
-                       inputs={"model": models.pop() if len(models) == 1 else "",
+                       inputs={"model": models.pop() if models else "",
                                **{str(s): _sha(s) for s in sources}})
     shown = ", ".join(f"{t} ({g['nodes_after']} nodes)" for t, g in graphs.items())
     agreed = ", ".join(f"{t}: {c['identical_users']}/{c['users']} users with identical items"

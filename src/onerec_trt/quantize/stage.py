@@ -70,9 +70,9 @@ def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
     export_meta, exclusion_names = _validate(opts)
     check_same_model(export_meta.model_sha256, model_hash(opts.model), opts.onnx,
                      "export this model first (onerec-trt export --model ...)")
-    bundle = load_model(opts.model)
+    bundle = load_model(opts.model, torch.bfloat16)  # converted while read: never fp32 whole
     beam, topk = export_meta.beam, export_meta.topk
-    model = bundle.model.to(torch.bfloat16)
+    model = bundle.model
     graph = Generator(model, beam, topk, export_meta.step).eval()
     excluded = excluded_layers(model, opts.exclude, exclusion_names, opts.default_exclusions)
     unknown = sorted(set(exclusion_names) - set(linear_layers(model)))
