@@ -2,8 +2,7 @@
 requests from ``--histories``, and the clear line for each bad input."""
 
 import json
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,9 +14,15 @@ from onerec_trt.model.generate import beam_search
 from onerec_trt.verify import VerifyReport
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "onerec_trt.cli", *map(str, args)],
-                          capture_output=True, text=True)
+@pytest.fixture
+def cli(capsys):
+    """The CLI in this process: (exit code, stderr) of one command."""
+    def run(*args):
+        capsys.readouterr()
+        code = cli_main([str(a) for a in args])
+        return SimpleNamespace(returncode=code, stderr=capsys.readouterr().err)
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +80,7 @@ def test_the_fp8_graph_stores_fp8_weights_and_serves_the_histories(scale, tmp_pa
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(items, ref, strict=True)]) > 0.5
 
 
-def test_stages_on_an_untrained_model_say_what_it_lacks(scale):
+def test_stages_on_an_untrained_model_say_what_it_lacks(scale, cli):
     run = cli("evaluate", "--model", scale / "m")
     assert run.returncode == 2 and "untrained" in run.stderr and "--histories" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 2  # the line and its note
@@ -87,13 +92,13 @@ def test_stages_on_an_untrained_model_say_what_it_lacks(scale):
     (["--items", "0"], "--items must be positive"),
     (["--preset", "huge", "--items", "10"], "unknown preset"),
 ])
-def test_bad_init_options_are_one_line(tmp_path, args, message):
+def test_bad_init_options_are_one_line(tmp_path, cli, args, message):
     run = cli("init", *args, "--out", tmp_path / "m")
     assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "m").exists()
 
 
-def test_a_beam_above_tensorrt_topk_is_refused(scale, tmp_path):
+def test_a_beam_above_tensorrt_topk_is_refused(scale, tmp_path, cli):
     run = cli("export", "--model", scale / "m", "--beam", "4000", "--out", tmp_path / "e")
     assert run.returncode == 2 and "TopK limit of 3840" in run.stderr
     assert not (tmp_path / "e").exists()
@@ -109,7 +114,7 @@ BAD_HISTORIES = {
 
 @pytest.mark.parametrize("stage, bad", [("verify", b) for b in BAD_HISTORIES]
                          + [("quantize", "shape"), ("bench", "above")])
-def test_bad_histories_are_one_line_in_every_stage(scale, tmp_path, stage, bad):
+def test_bad_histories_are_one_line_in_every_stage(scale, tmp_path, cli, stage, bad):
     array, message = BAD_HISTORIES[bad]
     path = tmp_path / "h.npy"
     np.save(path, array)
@@ -163,7 +168,8 @@ def test_plugin_graphs_share_the_weights_file_and_give_the_same_items(scale, ext
     assert VerifyReport.load(tmp_path / "v" / "verify.json").metrics["exact_match@10"] == 1.0
 
 
-def test_a_graph_without_its_data_file_is_refused_by_every_reader(scale, external, tmp_path):
+def test_a_graph_without_its_data_file_is_refused_by_every_reader(scale, external, tmp_path,
+                                                                 cli):
     folder = external
     (folder / "reference.cpu.onnx.data").unlink()
     model, hist = scale / "m", scale / "m" / "histories.npy"

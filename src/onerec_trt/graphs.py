@@ -157,8 +157,10 @@ def make_session(path: str | Path, threads: int | None = None, providers=None):
         raise user_error(f"ONNX graph not found: {path}")
     opts = session_options(threads)
     if sum(f.stat().st_size for f in check_data_files(path)) > LARGE_BYTES:
-        # prepacking copies every GEMM weight onto the heap, memory-mapped weights included
+        # prepacking copies every GEMM weight onto the heap, memory-mapped weights included;
+        # the arena keeps the largest beam-step tensors allocated between calls
         opts.add_session_config_entry("session.disable_prepacking", "1")
+        opts.enable_cpu_mem_arena = False
     domains = custom_domains(path)
     if domains:
         _register_custom_ops(domains, opts)

@@ -140,6 +140,17 @@ class CsrStep(nn.Module):
         return new_scores, parent, chosen_code, next_node
 
 
+CALL_BYTES = 256 * 2**20  # what one call's largest beam-step tensor may take
+
+
+def users_per_call(beam: int, codebook_sizes: list[int], wanted: int,
+                   budget: int = CALL_BYTES) -> int:
+    """``wanted`` users per call, or fewer where a beam step's [users, B, V] int64 tensors
+    would pass ``budget`` (beam 512 over 8192 codes: 32 MiB a user)."""
+    per_user = beam * max(codebook_sizes) * 8
+    return max(1, min(wanted, budget // per_user))
+
+
 def make_step(name: str, trie: Trie) -> nn.Module:
     """The named beam step for ``trie`` (see ``STEPS``)."""
     if name not in STEPS:

@@ -24,7 +24,7 @@ from onerec_trt.layout import (
     QUANTIZE_REPORT,
 )
 from onerec_trt.model.checkpoint import load_model, model_hash
-from onerec_trt.model.generate import Generator
+from onerec_trt.model.generate import Generator, users_per_call
 from onerec_trt.provenance import check_same_model
 from onerec_trt.quantize import QuantizeOptions, QuantizeReport
 from onerec_trt.quantize.ptq import (
@@ -80,8 +80,12 @@ def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
     if opts.calibration is None:
         histories, source = bundle.calibration_histories(
             opts.calib_users, opts.seed, opts.calib_data, opts.dataset, opts.data, opts.columns)
-        batches = [torch.from_numpy(histories[i:i + opts.calib_batch])
-                   for i in range(0, len(histories), opts.calib_batch)]
+        size = users_per_call(beam, bundle.config.codebook_sizes, opts.calib_batch)
+        if size < opts.calib_batch:
+            log(f"note: calibrating {size} users per batch (beam x codebook tensors stay under "
+                "256 MiB)")
+        batches = [torch.from_numpy(histories[i:i + size])
+                   for i in range(0, len(histories), size)]
 
         def run() -> None:
             with torch.no_grad():

@@ -15,6 +15,7 @@ from onerec_trt.engines.runners import make_runner
 from onerec_trt.errors import user_error
 from onerec_trt.layout import VERIFY_JSON, VERIFY_MD
 from onerec_trt.model.checkpoint import load_model, model_hash
+from onerec_trt.model.generate import users_per_call
 from onerec_trt.verify import Gates, VerifyOptions, VerifyReport
 from onerec_trt.verify.agreement import agreement, metric_deltas
 from onerec_trt.verify.report import format_markdown
@@ -51,8 +52,11 @@ def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
     reference = make_runner(opts.reference, "reference", opts.model, sha)
     candidate = make_runner(opts.candidate, "candidate", opts.model, sha, like=reference)
     histories, targets, where = _histories(opts, bundle)
-    loader = [{"history": histories[i:i + opts.batch]}
-              for i in range(0, len(histories), opts.batch)]
+    batch = users_per_call(reference.export.beam if reference.export else 1,
+                           bundle.config.codebook_sizes, opts.batch)
+    if batch < opts.batch:
+        log(f"note: {batch} users per call (beam x codebook tensors stay under 256 MiB)")
+    loader = [{"history": histories[i:i + batch]} for i in range(0, len(histories), batch)]
     t_run = time.perf_counter()
     results = Comparator.run([reference.runner, candidate.runner], data_loader=loader)
     run_seconds = time.perf_counter() - t_run
