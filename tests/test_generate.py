@@ -114,13 +114,18 @@ def _random_catalogue(num_items: int, codebook: int, levels: int, seed: int) -> 
 
 
 @pytest.mark.parametrize("step", ["csr", "plugin"])
-@pytest.mark.parametrize("catalogue", ["tokenizer", "random", "uniform"])
+@pytest.mark.parametrize("catalogue", ["tokenizer", "random", "uniform", "sparse_root"])
 def test_every_step_selects_exactly_what_the_dense_reference_selects(step, catalogue):
     """Items, codes and fp32 scores bit for bit, ties included (the uniform model ties all)."""
     if catalogue == "tokenizer":
         model = tiny_model(num_items=40, codebook=4)
     else:
         ids = _random_catalogue(300, 16, 3, seed=3)
+        if catalogue == "sparse_root":  # the root lacks most codes: step 0 gathers its children
+            codes = ids.codes[1:].copy()
+            codes[:, 0] = np.array([1, 5, 11])[codes[:, 0] % 3]
+            codes = np.unique(codes, axis=0)
+            ids = SemanticIds(np.concatenate([np.full((1, 3), -1), codes]), [16] * 3)
         model = UniformModel(ids) if catalogue == "uniform" else _model_over(ids)
     hist = random_histories(16, 20, 40, seed=4)
     for beam, topk in ((1, 1), (7, 3), (40, 40)):

@@ -78,6 +78,16 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
         raise user_error(f"{what} is not valid JSON: {path} ({exc})") from None
 
 
+def json_object(path: str | Path) -> dict:
+    """A JSON object from ``path``, or {} where the file is missing or holds something else
+    (for optional records: a manifest, training.json)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 @contextmanager
 def staged_folder(out: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``out``; on success it replaces ``out`` in one rename.

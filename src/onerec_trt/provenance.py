@@ -7,19 +7,11 @@ two artifacts, calls ``check_same_model`` before any work, so mixing models cost
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from onerec_trt.artifacts import json_object
 from onerec_trt.errors import user_error
 from onerec_trt.layout import EXPORT_JSON, MANIFEST
-
-
-def _json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def recorded_model(artifact: str | Path) -> str | None:
@@ -27,9 +19,9 @@ def recorded_model(artifact: str | Path) -> str | None:
     where nothing records it."""
     path = Path(artifact)
     folder = path if path.is_dir() else path.parent
-    found = _json(folder / EXPORT_JSON).get("model_sha256")
+    found = json_object(folder / EXPORT_JSON).get("model_sha256")
     if not found:
-        inputs = _json(folder / MANIFEST).get("inputs", {})
+        inputs = json_object(folder / MANIFEST).get("inputs", {})
         found = inputs.get("model") if isinstance(inputs, dict) else None
     return found or None
 

@@ -79,6 +79,14 @@ def add_filter_arguments(p: argparse.ArgumentParser) -> None:
            help="repeat both filters with this threshold until they hold (k-core)")
 
 
+def add_histories_argument(p, options: type, field: str = "histories",
+                           aliases: tuple[str, ...] = (), instead_of: str = "the dataset") -> None:
+    """``--histories FILE.npy``: requests where there is no dataset (or none wanted)."""
+    option(p, "--histories", options, field=field, aliases=aliases, metavar="FILE.npy",
+           help=f"int64 [N, S] requests (model item ids, 0 = left padding) instead of "
+                f"{instead_of}, e.g. the histories.npy of 'onerec-trt init'")
+
+
 def add_model_argument(p: argparse.ArgumentParser, default: str = "default") -> None:
     p.add_argument("--model", default=default,
                    help="model folder written by 'onerec-trt train', or 'default' (the shipped "

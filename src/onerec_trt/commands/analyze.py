@@ -1,5 +1,11 @@
 from onerec_trt.analysis import AnalyzeOptions
-from onerec_trt.commands import add_data_arguments, add_model_argument, option, options_from
+from onerec_trt.commands import (
+    add_data_arguments,
+    add_histories_argument,
+    add_model_argument,
+    option,
+    options_from,
+)
 
 HELP = "is the model FP8-safe and is FP8 worth it: statistics, FP8 error per layer, roofline"
 
@@ -18,10 +24,8 @@ def add_arguments(p):
     option(g, "--calib-users", AnalyzeOptions, help="training-split users")
     option(g, "--calib-batch", AnalyzeOptions, help="users per batch")
     option(g, "--beam", AnalyzeOptions, help="beam width B of the generation")
-    option(g, "--histories", AnalyzeOptions, field="calib_data", aliases=("--calib-data",),
-           metavar="FILE.npy",
-           help="int64 [N, S] requests (model item ids, 0 = left padding) to use instead of "
-                "the dataset's training histories")
+    add_histories_argument(g, AnalyzeOptions, "calib_data", ("--calib-data",),
+                           "the dataset's training histories")
     option(g, "--max-rows", AnalyzeOptions,
            help="input rows kept per layer (a uniform sample beyond that)")
     r = p.add_argument_group("reference models")

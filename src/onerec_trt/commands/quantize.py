@@ -1,4 +1,10 @@
-from onerec_trt.commands import add_data_arguments, add_model_argument, option, options_from
+from onerec_trt.commands import (
+    add_data_arguments,
+    add_histories_argument,
+    add_model_argument,
+    option,
+    options_from,
+)
 from onerec_trt.quantize import QuantizeOptions
 
 HELP = "ModelOpt FP8 PTQ of the exported graph, calibrated on real users' training histories"
@@ -12,10 +18,8 @@ def add_arguments(p):
     option(p, "--calib-users", QuantizeOptions, help="training-split users to calibrate on")
     option(p, "--calib-batch", QuantizeOptions, help="users per calibration batch")
     option(p, "--calib-method", QuantizeOptions, help="ModelOpt calibration algorithm")
-    option(p, "--histories", QuantizeOptions, field="calib_data", aliases=("--calib-data",),
-           metavar="FILE.npy",
-           help="int64 [N, S] requests (model item ids, 0 = left padding) to calibrate on "
-                "instead of the dataset's training histories")
+    add_histories_argument(p, QuantizeOptions, "calib_data", ("--calib-data",),
+                           "the dataset's training histories")
     option(p, "--exclude", QuantizeOptions, action="append", metavar="REGEX",
            help="keep matching layers (e.g. '^heads\\\\.') in bf16; repeatable")
     p.add_argument("--quantize-all", action="store_true",

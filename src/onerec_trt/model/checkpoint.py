@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from onerec_trt.artifacts import MANIFEST, write_atomic, write_json
+from onerec_trt.artifacts import MANIFEST, json_object, write_atomic, write_json
 from onerec_trt.data.vocab import ItemVocab
 from onerec_trt.errors import user_error
 from onerec_trt.model.config import ModelConfig
@@ -149,12 +149,7 @@ def load_model(path: str | Path, dtype: torch.dtype | None = None) -> ModelBundl
 
 def read_training(path: str | Path) -> dict:
     """A model folder's ``training.json`` without loading the weights ({} where missing)."""
-    found = resolve_model_path(path) / TRAINING
-    try:
-        data = json.loads(found.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return json_object(resolve_model_path(path) / TRAINING)
 
 
 def model_hash(path: str | Path) -> str | None:

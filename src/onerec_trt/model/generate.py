@@ -109,11 +109,17 @@ class CsrStep(nn.Module):
     Per level t: ``first{t}`` [nodes_t] (a node's first child = its child's node id at depth
     t+1), ``count{t}`` [nodes_t], ``code{t}`` [nodes_{t+1}] (children's codes, ascending per
     node). Storage grows with the trie's edges; a step's work with B x C_t.
+
+    Step 0 reads no node: every beam sits at the root, the only node at depth 0, so its
+    children are constants (the widest step, where the root has every code, is the log-softmax
+    itself).
     """
 
     def __init__(self, trie: Trie):
         super().__init__()
         self.levels = trie.levels
+        root = np.asarray(trie.child_code[0], dtype=np.int64)
+        self.root_is_every_code = np.array_equal(root, np.arange(trie.codebook_sizes[0]))
         self.widths = []
         for t in range(trie.levels):
             ptr = np.asarray(trie.indptr[t])
@@ -127,6 +133,8 @@ class CsrStep(nn.Module):
 
     def forward(self, logits, scores, node, t: int, beam: int):
         logp = torch.log_softmax(logits.float(), dim=-1)  # [N, B, V] fp32
+        if t == 0:
+            return self._root(logp, scores, beam)
         slots = getattr(self, f"slots{t}")  # [C]
         valid = slots < getattr(self, f"count{t}")[node].unsqueeze(-1)  # [N, B, C]
         child = torch.where(valid, getattr(self, f"first{t}")[node].unsqueeze(-1) + slots, 0)
@@ -138,6 +146,16 @@ class CsrStep(nn.Module):
         chosen_code = code.reshape(-1, beam * width).gather(1, flat)
         next_node = child.reshape(-1, beam * width).gather(1, flat)
         return new_scores, parent, chosen_code, next_node
+
+    def _root(self, logp, scores, beam: int):
+        """Step 0: the root's children, as constants; child id = CSR position = slot."""
+        codes = self.code0
+        lp = logp if self.root_is_every_code else logp.index_select(2, codes)
+        width = self.widths[0]
+        new_scores, flat = top_candidates((scores.unsqueeze(-1) + lp).reshape(-1, beam * width),
+                                          beam)
+        parent, slot = split_flat(flat, width)
+        return new_scores, parent, slot if self.root_is_every_code else codes[slot], slot
 
 
 CALL_BYTES = 256 * 2**20  # what one call's largest beam-step tensor may take

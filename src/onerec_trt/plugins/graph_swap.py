@@ -49,16 +49,28 @@ def _step_nodes(gs, t: int, step: BeamStepMatch, trie_inputs: list) -> list:
     """TrieBeamExpand + TrieBeamSelect writing the step's existing output tensors."""
     attrs = {"step": t, "beam_out": step.beam_out, "vocab": step.vocab,
              "plugin_namespace": NAMESPACE}
-    outs = [step.new_scores, step.parent, step.code, step.next_node]
+    extra, node = [], step.node
+    if node is None:  # step 0: every beam at the root, node 0
+        shape = gs.Variable(f"{NAMESPACE}_step{t}_shape", dtype=np.int64)
+        node = gs.Variable(f"{NAMESPACE}_step{t}_root", dtype=np.int64)
+        extra = [gs.Node("Shape", f"{NAMESPACE}_step{t}_shape", inputs=[step.scores],
+                         outputs=[shape]),
+                 gs.Node("ConstantOfShape", f"{NAMESPACE}_step{t}_root",
+                         {"value": onnx.helper.make_tensor("zero", onnx.TensorProto.INT64, [1],
+                                                           [0])}, [shape], [node])]
+    code = step.code
+    if code is step.next_node:  # the root has every code: slot, code and node are one tensor
+        code = gs.Variable(f"{NAMESPACE}_step{t}_code", dtype=np.int64)
+    outs = [step.new_scores, step.parent, code, step.next_node]
     for tensor in outs:
         tensor.inputs.clear()  # detach from the standard-op producers
     cand = gs.Variable(f"{NAMESPACE}_step{t}_cand", dtype=np.int64)
     expand = gs.Node(TRIE_BEAM_EXPAND.name, f"{NAMESPACE}_step{t}_expand", attrs,
-                     [step.logits, step.scores, step.node, *trie_inputs], [cand],
+                     [step.logits, step.scores, node, *trie_inputs], [cand],
                      domain=NAMESPACE)
     select = gs.Node(TRIE_BEAM_SELECT.name, f"{NAMESPACE}_step{t}_select", dict(attrs),
-                     [cand, step.node, *trie_inputs], outs, domain=NAMESPACE)
-    return [expand, select]
+                     [cand, node, *trie_inputs], outs, domain=NAMESPACE)
+    return [*extra, expand, select]
 
 
 def _check(steps: list[BeamStepMatch], trie: PackedTrie) -> None:

@@ -10,10 +10,14 @@
     parent = Div(flat, C);  code = GatherElements(Reshape(Gather(code_t, child)), flat)
     next_node = GatherElements(Reshape(child), flat)
 
-and the items as ``Where(alive, Gather(leaf_item, next_node[:, :K]), -1)``. Matching anchors on
-each TopK, names the tensors a plugin step reads and writes, and reads the trie's CSR arrays
-from the step's constants; anything unexpected raises ``PatternError`` naming the node, rather
-than swapping a subgraph it does not understand.
+and the items as ``Where(alive, Gather(leaf_item, next_node[:, :K]), -1)``. Step 0 reads no
+node (every beam sits at the root): ``cand = Add(Unsqueeze(scores), logp)`` (or ``Gather(logp,
+root codes, axis=2)`` where the root lacks some codes), ``slot = Sub(flat, Mul(parent, C))``
+is the next node, and the code is ``Gather(root codes, slot)`` (or the slot itself).
+
+Matching anchors on each TopK, names the tensors a plugin step reads and writes, and reads the
+trie's CSR arrays from the step's constants; anything unexpected raises ``PatternError`` naming
+the node, rather than swapping a subgraph it does not understand.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class PatternError(RuntimeError):
 class BeamStepMatch:
     logits: object  # gs.Variable [N, B, V] float32 (or bf16 where the graph casts from bf16)
     scores: object  # [N, B] running scores in
-    node: object  # [N, B] trie node in
+    node: object | None  # [N, B] trie node in (None at step 0: every beam is at the root)
     new_scores: object  # the tensors the step produces, in the standard graph
     parent: object
     code: object
@@ -116,14 +120,41 @@ def _trie_level(valid, child, code_idx, where: str) -> tuple[np.ndarray, np.ndar
     return indptr.astype(np.int64), codes.astype(np.int64), node
 
 
+def match_root(topk, cand, lifted, keep_bf16: bool, where: str) -> BeamStepMatch:
+    """Step 0: the root's children are constants (see the module docstring)."""
+    new_scores, flat = topk.outputs
+    read = next(t for t in cand.inputs if t is not lifted)
+    producer = _producer(read, ("LogSoftmax", "Gather"), where)
+    logp = producer if producer.op == "LogSoftmax" else _producer(
+        producer.inputs[0], "LogSoftmax", where)
+    vocab = logp.outputs[0].shape[-1] if logp.outputs[0].shape else None
+    if not isinstance(vocab, int | np.integer):
+        raise PatternError(f"{where}: the logits' codebook size is not static")
+    codes = np.arange(vocab) if producer.op == "LogSoftmax" else \
+        _constant(producer.inputs[1], where)
+    slot = _consumer(flat, "Sub", where).outputs[0]
+    gathered = next((n for n in slot.outputs if n.op == "Gather" and n.inputs[1] is slot
+                     and producer.op == "Gather"), None)
+    k = _constant(topk.inputs[1], where).reshape(-1)
+    return BeamStepMatch(
+        logits=_logits(logp.inputs[0], keep_bf16),
+        scores=_producer(lifted, "Unsqueeze", where).inputs[0], node=None,
+        new_scores=new_scores, parent=_consumer(flat, "Div", where).outputs[0],
+        code=gathered.outputs[0] if gathered else slot, next_node=slot,
+        indptr=np.array([0, len(codes)], dtype=np.int64),
+        child_code=np.asarray(codes, dtype=np.int64), vocab=int(vocab), beam_out=int(k[0]))
+
+
 def match_step(topk, keep_bf16: bool) -> BeamStepMatch:
     where = f"TopK {topk.name}"
     new_scores, flat = topk.outputs
     cand = _producer(_producer(topk.inputs[0], "Reshape", where).inputs[0], "Add", where)
     masked = next((t for t in cand.inputs if t.inputs and t.inputs[0].op == "Where"), None)
     lifted = next((t for t in cand.inputs if t.inputs and t.inputs[0].op == "Unsqueeze"), None)
-    if masked is None or lifted is None:
-        raise PatternError(f"{where}: the candidate Add is not Unsqueeze(scores) + Where(...)")
+    if lifted is None:
+        raise PatternError(f"{where}: the candidate Add is not Unsqueeze(scores) + ...")
+    if masked is None:
+        return match_root(topk, cand, lifted, keep_bf16, where)
     valid, picked = masked.inputs[0].inputs[:2]
     if not picked.inputs or picked.inputs[0].op != "GatherElements":
         raise PatternError(f"{where}: not a CSR beam step (the candidates are not gathered "
@@ -158,6 +189,9 @@ def match_steps(graph, keep_bf16: bool) -> list[BeamStepMatch]:
     steps = [match_step(node, keep_bf16) for node in graph.nodes if node.op == "TopK"]
     if not steps:
         raise PatternError("no TopK in the graph: not a generation graph from 'onerec-trt export'")
+    if steps[0].node is not None:
+        raise PatternError("the first beam step reads trie nodes: not a graph of this version's "
+                           "export (re-export it)")
     for prev, step in zip(steps, steps[1:], strict=False):
         if step.node is not prev.next_node or step.scores is not prev.new_scores:
             raise PatternError(f"step reading {step.node.name} does not continue the previous "
