@@ -102,24 +102,26 @@ def _serve(args) -> int:
 
     from onerec_trt.triton.server import TritonServer
 
-    # SIGTERM stops the server like Ctrl-C does: both end the wait below, the 'with' stops it
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    server = TritonServer(options_from(args, ServerOptions))
-    try:
-        with server:
-            print(f"tritonserver ready: models {', '.join(server.info.public)}\n"
-                  f"  HTTP    http://{server.http_url}\n  gRPC    {server.grpc_url}\n"
-                  f"  metrics http://127.0.0.1:{server.ports['metrics']}/metrics\n"
-                  "Ctrl-C or SIGTERM stops it.", flush=True)
-            while server.proc.poll() is None:
-                time.sleep(0.2)
+    # Ctrl-C and SIGTERM set a flag rather than raise KeyboardInterrupt: an exception raised
+    # inside Popen.poll() can leave its waitpid lock taken, and stopping the server then hangs.
+    stop_requests: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: stop_requests.append(signum))
+    server = TritonServer(options_from(args, ServerOptions), cancelled=lambda: bool(stop_requests))
+    with server:
+        print(f"tritonserver ready: models {', '.join(server.info.public)}\n"
+              f"  HTTP    http://{server.http_url}\n  gRPC    {server.grpc_url}\n"
+              f"  metrics http://127.0.0.1:{server.ports['metrics']}/metrics\n"
+              "Ctrl-C or SIGTERM stops it.", flush=True)
+        while not stop_requests and server.proc.poll() is None:
+            time.sleep(0.2)
+        if not stop_requests:
             print(f"tritonserver exited by itself (code {server.proc.returncode}); its log "
                   f"ends with:\n{server.log_tail()}", flush=True)
             return 1
-    except KeyboardInterrupt:
-        code = server.proc.returncode if server.proc else None
-        print(f"tritonserver stopped (exit code {code})", flush=True)
-        return 0 if code in (0, None) else 1
+    code = server.proc.returncode
+    print(f"tritonserver stopped (exit code {code})", flush=True)
+    return 0 if code == 0 else 1
 
 
 def _check(args) -> int:

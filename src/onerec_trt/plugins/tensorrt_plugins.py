@@ -49,7 +49,7 @@ def register_plugins() -> tuple:
 def _dtype_name(trt, dtype) -> str:
     names = {trt.float32: "float32", trt.bfloat16: "bfloat16"}
     if dtype not in names:
-        raise ValueError(f"TrieBeamExpand: logits must be float32 or bfloat16, got {dtype}")
+        raise ValueError(f"TrieBeamExpand: logits must be float32 or bf16, got {dtype}")
     return names[dtype]
 
 

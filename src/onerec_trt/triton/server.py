@@ -23,6 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,12 +95,34 @@ def _die_with_parent() -> None:  # runs in the child before exec
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: never outlive the process that started us
 
 
+def _live_group_members(pgid: int) -> list[int]:
+    """Processes of process group ``pgid`` that have not yet exited (zombies do not count)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _wait_group_gone(pgid: int, timeout_s: float = 10.0) -> None:
+    """SIGKILL is asynchronous: wait until the python stubs it was sent to have exited, so
+    that nothing of the server outlives ``stop()``."""
+    deadline = time.monotonic() + timeout_s
+    while _live_group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 class TritonServer:
     """``with TritonServer(opts) as server:`` starts, waits until every model is ready, and
     stops the server (SIGTERM; SIGKILL to its process group unless it then exits cleanly)."""
 
-    def __init__(self, opts: ServerOptions):
+    def __init__(self, opts: ServerOptions, cancelled: Callable[[], bool] = lambda: False):
         self.opts = opts
+        self.cancelled = cancelled  # checked while waiting for the server to be ready
         self.info = read_repository(opts.repo)
         self.proc: subprocess.Popen | None = None
         self._tmp: Path | None = None
@@ -179,6 +202,8 @@ class TritonServer:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.opts.ready_timeout_s
         while not self.is_ready():
+            if self.cancelled():
+                raise user_error("tritonserver was stopped before it was ready")
             if self.proc.poll() is not None:
                 raise user_error(f"tritonserver exited with code {self.proc.returncode} before "
                                  "it was ready", "its log ends with:\n" + self.log_tail())
@@ -213,6 +238,7 @@ class TritonServer:
             except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait()
+            _wait_group_gone(self.proc.pid)
         self._cleanup()
         return self.proc.returncode
 
