@@ -9,6 +9,7 @@
 // rows on its dynamic first axis. Engines with AOT Python plugins need no plugin library.
 
 #include "npy.h"
+#include "plan_version.h"
 
 #include <NvInferRuntime.h>
 #include <NvInferVersion.h>
@@ -105,25 +106,20 @@ std::vector<char> readFile(std::string const& path)
     return data;
 }
 
-// The version that built a plan: bytes 24-27 of its header (what trtexec --getPlanVersionOnly
-// reads), checked before deserializing so a mismatch is one clear line.
+// The version that built a plan (its header) against the TensorRT library actually loaded
+// (getInferLibVersion(), not the header macros this file was compiled with: LD_LIBRARY_PATH may
+// load another libnvinfer), checked before deserializing so a mismatch is one clear line.
 void checkPlanVersion(std::vector<char> const& plan, std::string const& path)
 {
-    if (plan.size() < 28 || std::string(plan.data(), 4) != "ftrt")
-        throw std::runtime_error(path + " is not a TensorRT plan");
-    uint32_t serialization = 0;
-    std::copy_n(plan.data() + 4, 4, reinterpret_cast<char*>(&serialization));
-    if (serialization != 0)
-        return; // another header layout: let TensorRT judge
-    auto const* v = reinterpret_cast<unsigned char const*>(plan.data() + 24);
-    if (v[0] != NV_TENSORRT_MAJOR || v[1] != NV_TENSORRT_MINOR || v[2] != NV_TENSORRT_PATCH)
-    {
-        std::ostringstream msg;
-        msg << path << " was built with TensorRT " << int(v[0]) << "." << int(v[1]) << "."
-            << int(v[2]) << ", this loader uses TensorRT " << NV_TENSORRT_MAJOR << "."
-            << NV_TENSORRT_MINOR << "." << NV_TENSORRT_PATCH << ": rebuild one of them";
-        throw std::runtime_error(msg.str());
-    }
+    TrtVersion const running = decodeLibVersion(getInferLibVersion());
+    TrtVersion const compiled{NV_TENSORRT_MAJOR, NV_TENSORRT_MINOR, NV_TENSORRT_PATCH};
+    if (versionText(running) != versionText(compiled))
+        std::cerr << "note: compiled against TensorRT " << versionText(compiled)
+                  << " headers, running with the TensorRT " << versionText(running)
+                  << " library\n";
+    std::string const mismatch = planVersionMismatch(plan, running, path);
+    if (!mismatch.empty())
+        throw std::runtime_error(mismatch);
 }
 
 size_t elementSize(nvinfer1::DataType type)
@@ -330,10 +326,10 @@ int run(Options const& opts)
         for (float x : ms)
             mean += x;
         mean /= static_cast<double>(ms.size());
-        std::printf("latency over %zu runs (TensorRT %d.%d.%d, GPU time per enqueueV3): mean "
-                    "%.3f ms, p50 %.3f ms, p99 %.3f ms\n", ms.size(), NV_TENSORRT_MAJOR,
-                    NV_TENSORRT_MINOR, NV_TENSORRT_PATCH, mean, ms[ms.size() / 2],
-                    ms[std::min(ms.size() - 1, ms.size() * 99 / 100)]);
+        std::printf("latency over %zu runs (TensorRT %s, GPU time per enqueueV3): mean "
+                    "%.3f ms, p50 %.3f ms, p99 %.3f ms\n", ms.size(),
+                    versionText(decodeLibVersion(getInferLibVersion())).c_str(), mean,
+                    ms[ms.size() / 2], ms[std::min(ms.size() - 1, ms.size() * 99 / 100)]);
     }
     for (auto& t : tensors)
         cudaFree(t.device);

@@ -9,9 +9,12 @@
 2. timing against the torch baseline of the issue (log_softmax + topk over [N, B*V]) for
    N in {1, 16, 64}, B in {64, 256, 512}, V = 8192, with achieved GB/s next to the GPU's memory
    bandwidth (nominal, by name, and a measured device copy);
-3. the AOT launch contract: the PTX that ``aot_impl`` hands TensorRT (hidden Triton parameters
-   removed) loaded with the CUDA driver API and launched with exactly (inputs, int32 scalars,
-   outputs), as TensorRT's launcher does; its output must equal the Triton launch.
+3. the AOT launch contract, for all three plugins (TrieBeamExpand with fp32 and bf16 logits,
+   TrieBeamSelect, CodesToItem): the PTX that ``aot_impl`` hands TensorRT (the same
+   ``compile_kernel`` call, for this GPU's compute capability as ``register_plugins`` compiles
+   for the build GPU; hidden Triton parameters removed) loaded with the CUDA driver API and
+   launched with the grid, block, shared memory and argument list (inputs, int32 scalars,
+   outputs) ``aot_impl`` gives TensorRT; each output must equal the Triton launch.
 
 Writes device_plugins.json to --out (default: $OUT, else ./device_out). Budget: <= 5 minutes.
 ``--smoke`` runs the same code on the CPU (Triton interpreter, tiny sizes) to catch mistakes
@@ -34,6 +37,7 @@ import torch
 NOMINAL_GBPS = {"H200": 4800.0, "H100 SXM": 3350.0, "H100 PCIe": 2000.0, "H100": 3350.0,
                 "A100": 2039.0, "L40S": 864.0, "L4": 300.0}  # NVIDIA data sheets
 BUDGET_S = 270.0
+ITEM_CODES: dict = {}  # a few catalogue items' codes, for CodesToItem
 
 
 class Config:
@@ -102,6 +106,7 @@ def build_trie(seed: int = 0):
     codes = codes[rng.permutation(len(codes))[:items]]
     trie = Trie.from_codes(codes, np.arange(1, len(codes) + 1), [v, v, v])
     packed = PackedTrie.from_trie(trie)
+    ITEM_CODES["codes"] = codes[:64]  # real items' codes (item i + 1 has codes[i])
     return {k: torch.from_numpy(a).to(C.device) for k, a in packed.arrays().items()}, packed
 
 
@@ -179,38 +184,82 @@ def timing(n, b, dtype, trie, packed, seed) -> dict:
 
 
 def aot_launch_check(trie, packed) -> dict:
-    """Launch the AOT PTX through the driver API with TensorRT's argument order."""
+    """Launch each plugin's AOT PTX through the driver API exactly as TensorRT gets it from
+    ``aot_impl``: the same ``compile_kernel`` call, for this device's compute capability (what
+    ``register_plugins`` compiles for on the build GPU), the same grid and int32 extra arguments
+    (``aot.expand_launch``/``select_launch``/``codes_launch``, which ``tensorrt_plugins`` uses),
+    block = warps * 32 and the kernel's shared memory; argument order (inputs, int32 scalars,
+    outputs). Each result must equal the Triton launch."""
     import ctypes
 
-    from onerec_trt.plugins import kernels
-    from onerec_trt.plugins.aot import compile_kernel
+    from onerec_trt.plugins import aot, kernels
 
-    n, b = 4, 64
-    logits, scores, node, step = make_inputs("random", n, b, packed, torch.float32, 7)
-    major, minor = torch.cuda.get_device_capability()
-    v = C.vocab
-    k = compile_kernel("TrieBeamExpand", beam_out=b, vocab=v, arch=10 * major + minor)
+    arch = aot.arch_of(torch.cuda.get_device_capability())
     cuda = ctypes.CDLL("libcuda.so.1")
-    module, func = ctypes.c_void_p(), ctypes.c_void_p()
     check = _cu_check(cuda)
-    check(cuda.cuModuleLoadData(ctypes.byref(module), k.ptx.encode() + b"\0"), "load PTX")
-    check(cuda.cuModuleGetFunction(ctypes.byref(func), module, k.name.encode()), "get function")
-    out = torch.full((n, b, k.constants["KC"]), -7, dtype=torch.long, device="cuda")
-    ptrs = [logits, scores, node, trie["indptr"], trie["child_code"], trie["offsets"]]
-    args = ([ctypes.c_uint64(t.data_ptr()) for t in ptrs]
-            + [ctypes.c_int32(x) for x in (b, v, step, trie["offsets"].shape[1])]
-            + [ctypes.c_uint64(out.data_ptr())])
-    params = (ctypes.c_void_p * len(args))(*[ctypes.cast(ctypes.pointer(a), ctypes.c_void_p)
-                                             for a in args])
     stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
-    check(cuda.cuLaunchKernel(func, n, b, 1, k.num_warps * 32, 1, 1, k.shared, stream, params,
-                              None), "launch")
-    torch.cuda.synchronize()
-    ref = kernels.trie_beam_expand(logits, scores, node, trie["indptr"], trie["child_code"],
-                                   trie["offsets"], step, b)
-    return {"kernel": k.name, "hidden_params_removed": k.hidden_params_removed,
-            "ptx_bytes": len(k.ptx), "shared": k.shared, "identical_to_triton_launch":
-            bool(torch.equal(out, ref))}
+    t = trie
+    levels1 = t["offsets"].shape[1]
+    n, b, v = 4, 64, C.vocab
+    results = {"arch": arch, "ptx_target": aot.ptx_target(arch), "kernels": []}
+
+    def launch(k, grid, inputs, ints, outputs):
+        module, func = ctypes.c_void_p(), ctypes.c_void_p()
+        check(cuda.cuModuleLoadData(ctypes.byref(module), k.ptx.encode() + b"\0"), "load PTX")
+        try:
+            check(cuda.cuModuleGetFunction(ctypes.byref(func), module, k.name.encode()),
+                  "get function")
+            args = ([ctypes.c_uint64(x.data_ptr()) for x in inputs]
+                    + [ctypes.c_int32(int(x)) for x in ints]
+                    + [ctypes.c_uint64(x.data_ptr()) for x in outputs])
+            params = (ctypes.c_void_p * len(args))(
+                *[ctypes.cast(ctypes.pointer(a), ctypes.c_void_p) for a in args])
+            gx, gy = (int(grid[0]), int(grid[1]) if len(grid) > 1 else 1)
+            check(cuda.cuLaunchKernel(func, gx, gy, 1, k.num_warps * 32, 1, 1, k.shared, stream,
+                                      params, None), "launch")
+            torch.cuda.synchronize()
+        finally:
+            cuda.cuModuleUnload(module)
+
+    def record(k, same: bool, **extra):
+        results["kernels"].append({"plugin": k.plugin, "kernel": k.name, "arch": k.arch,
+                                   "hidden_params_removed": k.hidden_params_removed,
+                                   "ptx_bytes": len(k.ptx), "shared": k.shared,
+                                   "identical_to_triton_launch": same, **extra})
+
+    trie_in = [t["indptr"], t["child_code"], t["offsets"]]
+    cand = None
+    for dtype, name in ((torch.float32, "float32"), (torch.bfloat16, "bfloat16")):
+        logits, scores, node, step = make_inputs("random", n, b, packed, dtype, 7)
+        k = aot.compile_kernel("TrieBeamExpand", logits_dtype=name, beam_out=b, vocab=v,
+                               arch=arch)
+        grid, ints = aot.expand_launch(n, b, v, step, levels1)
+        out = torch.full((n, b, k.constants["KC"]), -7, dtype=torch.long, device="cuda")
+        launch(k, grid, [logits, scores, node, *trie_in], ints, [out])
+        ref = kernels.trie_beam_expand(logits, scores, node, *trie_in, step, b)
+        record(k, bool(torch.equal(out, ref)), logits=name)
+        cand = ref
+    k = aot.compile_kernel("TrieBeamSelect", beam_out=b, vocab=v, beams=b, arch=arch)
+    grid, ints = aot.select_launch(n, b, v, step, levels1, b)
+    outs = [torch.full((n, b), -7, dtype=dt, device="cuda")
+            for dt in (torch.float32, torch.int64, torch.int64, torch.int64)]
+    launch(k, grid, [cand, node, *trie_in], ints, outs)
+    ref = kernels.trie_beam_select(cand, node, *trie_in, step, b, v)
+    record(k, all(torch.equal(o, r) for o, r in zip(outs, ref, strict=True)))
+    g = torch.Generator(device="cuda").manual_seed(11)
+    codes = torch.randint(0, v, (n, 10, 3), generator=g, device="cuda")  # mostly no item
+    real = torch.from_numpy(ITEM_CODES["codes"][:5 * n]).to("cuda").reshape(n, 5, 3)
+    codes[:, :5] = real  # half real items: the walk must find them
+    k = aot.compile_kernel("CodesToItem", arch=arch)
+    grid, ints = aot.codes_launch(n * 10, 3, lambda a, b_: -(-a // b_))
+    items = torch.full((n, 10), -7, dtype=torch.long, device="cuda")
+    launch(k, grid, [codes, *trie_in, t["leaf_item"]], ints, [items])
+    ref_items = kernels.codes_to_item(codes, *trie_in, t["leaf_item"])
+    record(k, bool(torch.equal(items, ref_items)),
+           items_found=int((ref_items[:, :5] == torch.arange(1, 5 * n + 1, device="cuda")
+                            .reshape(n, 5)).sum()))
+    results["all_identical"] = all(r["identical_to_triton_launch"] for r in results["kernels"])
+    return results
 
 
 def _cu_check(cuda):
@@ -260,6 +309,8 @@ def main() -> int:
                                                                            n * b), t0)
     if gpu:
         _guarded(result, "aot_launch", lambda: aot_launch_check(trie, packed), t0, single=True)
+        if "aot_launch" in result and not result["aot_launch"]["all_identical"]:
+            result["errors"].append("aot_launch: a driver-API launch differs from Triton's")
     result["seconds"] = time.perf_counter() - t0
     (out / "device_plugins.json").write_text(json.dumps(result, indent=2))
     _print_summary(result)

@@ -297,3 +297,122 @@ def test_a_plugin_graph_job_and_its_commands(tiny_pipeline, tmp_path):
                                for p in job.plugins)
     proc = cli("build", "--onnx", path, "--out", tmp_path / "eng", "--print-commands")
     assert proc.returncode == 0 and "# plugin nodes (onerec::" in proc.stdout
+
+
+# ---- TensorRT calls whose failures are checked (the review's D2, D4, D6, D1) -------------------
+# The objects below follow the documented return contract of TensorRT's IBuilderConfig and
+# IPluginRegistry (None / False / -1 on failure); they stand in for no TensorRT result.
+
+class _Cache:
+    def __init__(self, blob: bytes):
+        self.blob = blob
+
+
+class _Config:
+    """create_timing_cache: None for a blob TensorRT cannot read; set_timing_cache: False for a
+    cache of another GPU/TensorRT (TENSORRT.md section 5)."""
+
+    def __init__(self, unreadable=(), mismatched=(), profile_index=0):
+        self.unreadable, self.mismatched, self.profile_index = unreadable, mismatched, \
+            profile_index
+        self.cache = None
+
+    def create_timing_cache(self, blob):
+        return None if blob in self.unreadable else _Cache(blob)
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        assert ignore_mismatch is False
+        if cache.blob in self.mismatched:
+            return False
+        self.cache = cache
+        return True
+
+    def add_optimization_profile(self, profile):
+        return self.profile_index
+
+
+def test_timing_cache_falls_back_to_an_empty_one():
+    from onerec_trt.builder.trt_builder import apply_timing_cache
+
+    logs = []
+    config = _Config(unreadable=[b"corrupt"], mismatched=[b"other gpu"])
+    assert apply_timing_cache(config, b"good", logs.append) is True
+    assert config.cache.blob == b"good" and logs == []
+    assert apply_timing_cache(config, b"corrupt", logs.append) is False  # None: no traceback
+    assert config.cache.blob == b"" and "could not be read" in logs[-1]
+    assert apply_timing_cache(config, b"other gpu", logs.append) is False
+    assert config.cache.blob == b"" and "does not match" in logs[-1]
+    assert apply_timing_cache(config, b"", logs.append) is False and len(logs) == 2
+    with pytest.raises(UserError, match="could not create an empty timing cache"):
+        apply_timing_cache(_Config(unreadable=[b"", b"corrupt"]), b"corrupt", logs.append)
+
+
+def test_a_refused_optimization_profile_is_a_user_error(tiny_pipeline):
+    from onerec_trt.builder.trt_builder import add_profile
+
+    job = engine_job(graphs(tiny_pipeline)[1], Batches(1, 8, 32))
+    assert add_profile(_Config(profile_index=0), object(), job) == 0
+    with pytest.raises(UserError, match=r"TensorRT refused the optimization profile .*"
+                                        r"'history': \[\[1, 20\], \[8, 20\], \[32, 20\]\]"):
+        add_profile(_Config(profile_index=-1), object(), job)
+
+
+def test_one_tensorrt_version_gate():
+    import tomllib
+
+    from onerec_trt.engines import tensorrt_lib
+    from onerec_trt.plugins import spec
+
+    assert tensorrt_lib.MIN_VERSION == spec.MIN_TENSORRT == (10, 9)
+    assert "TensorRT >= 10.9 " in tensorrt_lib.INSTALL
+    extra = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())[
+        "project"]["optional-dependencies"]["tensorrt"]
+    assert "tensorrt>=10.9" in extra and "triton>=3.3" in extra
+    tensorrt_lib.check_version("10.9.0.34")
+    tensorrt_lib.check_version("11.4.0.106")
+    with pytest.raises(UserError, match=r"TensorRT 10\.8\.0 is too old: .* >= 10\.9"):
+        tensorrt_lib.check_version("10.8.0")
+    # the lint's operator table is TensorRT 10.15's: an older TensorRT gets a warning
+    notes = tensorrt_lib.version_notes("10.9.0.34")
+    assert len(notes) == 1 and "older than the 10.15 operator table" in notes[0]
+    assert tensorrt_lib.version_notes("10.15.1.29") == []
+    assert tensorrt_lib.version_notes("11.4.0.106") == []
+
+
+class _Registry:
+    """IPluginRegistry.load_library: a handle, or None when the library does not load."""
+
+    def __init__(self, loads: bool):
+        self.loads, self.loaded = loads, []
+
+    def load_library(self, path):
+        self.loaded.append(path)
+        return f"handle:{path}" if self.loads else None
+
+
+def test_plugin_library_loads_are_checked(tmp_path):
+    from onerec_trt.engines.tensorrt_lib import load_libraries
+
+    lib = tmp_path / "libplugins.so"
+    lib.write_bytes(b"\x7fELF")
+    assert load_libraries(_Registry(True), [lib], "fp8.plan") == [f"handle:{lib}"]
+    with pytest.raises(UserError, match=r"fp8.plan: TensorRT could not load plugin library"):
+        load_libraries(_Registry(False), [lib], "fp8.plan")
+    registry = _Registry(True)
+    with pytest.raises(UserError, match="plugin library not found: .*missing.so"):
+        load_libraries(registry, [tmp_path / "missing.so"], "fp8.plan")
+    assert registry.loaded == []  # refused before TensorRT sees it
+
+
+def test_the_plugin_ptx_arch_is_recorded_for_our_plugins():
+    from onerec_trt.builder.trt_builder import record_plugin_arch
+
+    plugins = [{"name": "TrieBeamExpand", "namespace": "onerec", "version": "1"},
+               {"name": "Other", "namespace": "vendor", "version": "1"}]
+    record_plugin_arch(plugins, None)
+    assert "ptx_arch" not in plugins[0]
+    record_plugin_arch(plugins, 89)
+    assert plugins[0]["ptx_arch"] == 89 and plugins[0]["ptx_target"] == "sm_89"
+    assert "ptx_arch" not in plugins[1]
+    record_plugin_arch(plugins, 90)
+    assert plugins[0]["ptx_target"] == "sm_90a"

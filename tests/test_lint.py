@@ -351,3 +351,28 @@ def test_plugin_bearing_variants_pass(tiny_pipeline, name):
     node.attribute.extend(kept)
     found = only(model, "plugin")
     assert found.node == node.name and "plugin_namespace is None" in found.message
+
+
+def test_plugin_version_must_be_the_registered_one():
+    """TensorRT's parser looks the creator up by (op_type, plugin_version, plugin_namespace);
+    a node whose plugin_version is not the registered version finds no creator."""
+    from onerec_trt.lint.plugins import graph_plugins
+    from onerec_trt.plugins.spec import PLUGIN_VERSION
+
+    assert PLUGIN_VERSION == "1"
+
+    def plugin_node(**overrides):  # the helper above, with shapes on every tensor
+        model = globals()["plugin_node"](**overrides)
+        for value in [*model.graph.input, *model.graph.output]:
+            value.type.tensor_type.shape.dim.add().dim_value = 2
+        return model
+
+    ok = plugin_node(plugin_version=PLUGIN_VERSION)
+    assert lint(ok).ok and graph_plugins(ok)[0]["version"] == "1"
+    wrong = plugin_node(plugin_version="2")
+    found = only(wrong, "plugin")
+    assert found.node == "plugin0" and "plugin_version is '2', the registered plugin is " \
+                                      "version '1'" in found.message
+    assert graph_plugins(wrong)[0]["version"] == "2"  # what the build looks the creator up by
+    found = only(plugin_node(plugin_version=1), "plugin")  # an INT: the parser wants a STRING
+    assert "plugin_version is of type INT" in found.message

@@ -88,10 +88,69 @@ def aot_results(tmp_path_factory):
 
 
 def test_aot_ptx_has_tensorrt_argument_order_and_assembles(aot_results):
+    assert {r["arch"] for r in aot_results.values()} == {89, 90}  # Ada and Hopper
     for name, r in aot_results.items():
         assert r["ptxas_rc"] == 0, (name, r["ptxas_stderr"])
         assert r["entry_params"] == r["declared_params"], r  # no hidden Triton parameters left
         assert r["hidden_params_removed"] >= 1 and r["shared"] < 48 * 1024, r
+        assert r["target"] == r["want_target"], r  # the PTX is for the build GPU's arch
+
+
+def test_arch_and_ptx_isa_follow_the_build_gpu():
+    import inspect
+
+    from onerec_trt.plugins import aot
+
+    assert inspect.signature(aot.compile_kernel).parameters["arch"].default is \
+        inspect.Parameter.empty  # no silent sm_90a default
+    assert [aot.arch_of(cc) for cc in ((8, 0), (8, 9), (9, 0), (10, 0), (12, 0))] == \
+        [80, 89, 90, 100, 120]
+    assert [aot.ptx_target(a) for a in (80, 89, 90, 100)] == ["sm_80", "sm_89", "sm_90a",
+                                                              "sm_100a"]
+    # PTX ISA: at least 8.0 (CUDA 12 drivers), more where the target needs it
+    assert [aot.ptx_version_for(a) for a in (75, 80, 86, 89, 90, 100, 103, 120)] == \
+        [80, 80, 80, 80, 80, 86, 88, 87]
+    assert aot.ptx_version_for(150) is None  # newer than the table: the newest ptxas knows
+
+
+def test_triton_version_is_checked():
+    from onerec_trt.errors import UserError
+    from onerec_trt.plugins import aot, spec
+
+    assert spec.MIN_TRITON == (3, 3)
+    for ok in ("3.3.0", "3.5.0", "3.9.0", "4.0.0+git1234"):
+        aot.check_triton_version(ok)
+    for old in ("3.0.0", "3.2.0", "2.3.1"):
+        with pytest.raises(UserError, match=r"Triton .* is too old .* Triton >= 3\.3"):
+            aot.check_triton_version(old)
+
+
+def test_shared_memory_above_48_kib_is_refused():
+    from onerec_trt.errors import UserError
+    from onerec_trt.plugins import aot
+
+    assert aot.SHARED_MEMORY_LIMIT == 48 * 1024
+    aot.check_shared_memory("TrieBeamExpand", 48 * 1024, {"KP": 4096})
+    with pytest.raises(UserError, match=r"TrieBeamExpand: .* needs 49153 bytes of shared memory "
+                                        r"per block, above the 49152 bytes \(48 KiB\)"):
+        aot.check_shared_memory("TrieBeamExpand", 48 * 1024 + 1, {"KP": 8192})
+
+
+def test_tensorrt_and_the_device_check_launch_the_same_way():
+    """aot_impl (tensorrt_plugins) and scripts/device_plugins.py take grid and int32 arguments
+    from the same functions, which match the Triton launchers in kernels.py."""
+    from onerec_trt.plugins import aot, tensorrt_plugins
+
+    assert aot.expand_launch(2, 3, 16, 1, 4) == ((2, 3), [3, 16, 1, 4])
+    assert aot.select_launch(2, 3, 16, 1, 4, 5) == ((2,), [3, 16, 1, 4, 5])
+    assert aot.codes_launch(300, 3, lambda a, b: -(-a // b)) == ((3,), [300, 3])
+    registration = Path(tensorrt_plugins.__file__).read_text()
+    device = (HERE.parents[1] / "scripts" / "device_plugins.py").read_text()
+    for fn in ("expand_launch", "select_launch", "codes_launch"):
+        assert fn in registration and f"aot.{fn}(" in device
+    for plugin in ("TrieBeamExpand", "TrieBeamSelect", "CodesToItem"):
+        assert f'aot.compile_kernel("{plugin}"' in device
+    assert "arch=arch" in registration and "arch=90" not in registration + device
 
 
 # ------------------------------------------------------------------ subprocess side
@@ -206,24 +265,28 @@ def _run_aot(path: str) -> None:
 
     import triton
 
-    from onerec_trt.plugins.aot import PARAMS, compile_kernel
+    from onerec_trt.plugins.aot import PARAMS, compile_kernel, ptx_target
 
     ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
     configs = {"TrieBeamExpand": dict(beam_out=8, vocab=64, logits_dtype="bfloat16"),
                "TrieBeamSelect": dict(beam_out=8, vocab=64, beams=8), "CodesToItem": {}}
     results = {}
-    for name, kw in configs.items():
-        k = compile_kernel(name, **kw)
-        entry = re.search(rf"\.entry\s+{k.name}\s*\((.*?)\)", k.ptx, re.S).group(1)
-        with tempfile.TemporaryDirectory() as tmp:
-            src = Path(tmp) / "k.ptx"
-            src.write_text(k.ptx)
-            proc = subprocess.run([str(ptxas), "-arch=sm_90a", str(src), "-o",
-                                   str(Path(tmp) / "k.cubin")], capture_output=True, text=True)
-        results[name] = {"ptxas_rc": proc.returncode, "ptxas_stderr": proc.stderr[-500:],
-                         "entry_params": entry.count(".param"), "declared_params":
-                         len(PARAMS[name]), "hidden_params_removed": k.hidden_params_removed,
-                         "shared": k.shared}
+    for arch in (89, 90):  # Ada (FP8 starts there) and Hopper
+        for name, kw in configs.items():
+            k = compile_kernel(name, arch=arch, **kw)
+            entry = re.search(rf"\.entry\s+{k.name}\s*\((.*?)\)", k.ptx, re.S).group(1)
+            target = re.search(r"^\.target\s+(\w+)", k.ptx, re.M).group(1)
+            with tempfile.TemporaryDirectory() as tmp:
+                src = Path(tmp) / "k.ptx"
+                src.write_text(k.ptx)
+                proc = subprocess.run([str(ptxas), f"-arch={target}", str(src), "-o",
+                                       str(Path(tmp) / "k.cubin")], capture_output=True,
+                                      text=True)
+            results[f"{name}@{arch}"] = {
+                "arch": arch, "target": target, "want_target": ptx_target(arch),
+                "ptxas_rc": proc.returncode, "ptxas_stderr": proc.stderr[-500:],
+                "entry_params": entry.count(".param"), "declared_params": len(PARAMS[name]),
+                "hidden_params_removed": k.hidden_params_removed, "shared": k.shared}
     Path(path).write_text(json.dumps(results))
 
 

@@ -113,7 +113,7 @@ def test_bad_calibration_data_is_one_clear_error(tiny_pipeline, tmp_path, array,
     ({"calib_method": "magic"}, "unknown --calib-method"),
     ({"calibration": "c.json", "calib_data": "d.npy"}, "contradict"),
     ({"exclude": ["("]}, "not a valid regex"),
-    ({"onnx": "/nonexistent"}, "export metadata"),
+    ({"onnx": "/nonexistent"}, "--onnx folder not found"),
 ])
 def test_bad_options_are_refused(tiny_pipeline, tmp_path, kwargs, message):
     opts = {"model": str(tiny_pipeline / "model"), "onnx": str(tiny_pipeline / "onnx"),

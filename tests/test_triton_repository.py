@@ -274,3 +274,130 @@ def test_served_sessions_use_the_projects_fp8_session_option():
     assert runner.session_options(1).get_session_config_entry(key) == "1"
     assert runner.session_options(1).get_session_config_entry(key) == (
         session_options().get_session_config_entry(key))
+
+
+def _graph_with(src, out, history_length=None, table_rows=None):
+    """A stand-in graph with the contract's names and dtypes: ``history`` [N, history_length]
+    (default S), outputs computed from an embedding table of ``table_rows`` rows (default: the
+    catalogue's), so a graph of a smaller catalogue fails on the highest ids."""
+    from onnx import TensorProto, helper, numpy_helper, save_model
+
+    rows = table_rows or ITEMS + 1
+    table = numpy_helper.from_array(np.arange(rows, dtype=np.float32).reshape(rows, 1), "table")
+    nodes = [
+        helper.make_node("Gather", ["table", "history"], ["emb"], axis=0),  # [N, S, 1]
+        helper.make_node("ReduceSum", ["emb", "axes1"], ["score"], keepdims=0),  # [N, 1]
+        helper.make_node("TopK", ["score_k", "k"], ["scores", "topi"]),
+        helper.make_node("Expand", ["score", "shape_nk"], ["score_k"]),
+        helper.make_node("Cast", ["topi"], ["items"], to=TensorProto.INT64),
+        helper.make_node("Unsqueeze", ["items", "axes2"], ["items3"]),
+        helper.make_node("Expand", ["items3", "shape_nkl"], ["codes"]),
+    ]
+    consts = [numpy_helper.from_array(np.array(v, dtype=np.int64), n) for n, v in (
+        ("axes1", [1]), ("k", [K]), ("shape_nk", [1, K]), ("axes2", [2]), ("shape_nkl", [1, K, L]))]
+    graph = helper.make_graph(
+        nodes, "stand-in",
+        [helper.make_tensor_value_info("history", TensorProto.INT64,
+                                       ["N", history_length or S])],
+        [helper.make_tensor_value_info("items", TensorProto.INT64, ["N", "K"]),
+         helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", "K"]),
+         helper.make_tensor_value_info("codes", TensorProto.INT64, ["N", "K", "L"])],
+        [table, *consts])
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]),
+               out / "fp8.cpu.onnx")
+    return out
+
+
+def test_the_stand_in_graph_serves_the_contract(tiny_pipeline, tmp_path):
+    """The graphs the next test refuses differ from this one in one thing only."""
+    folder = _graph_with(tiny_pipeline, tmp_path / "fp8")
+    export_repository(_opts(tiny_pipeline, tmp_path / "repo", fp8=str(folder)),
+                      log=lambda *_: None)
+    assert check_repository(tmp_path / "repo") == []
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"history_length": S + 5}, f"graph input history is int64 \\['N', {S + 5}\\], the contract "
+                                f"says int64 \\[N, {S}\\]"),
+    ({"table_rows": 10}, "a request of this model's item ids fails in the graph"),
+])
+def test_graphs_that_would_fail_every_request_are_refused_at_export(tiny_pipeline, tmp_path,
+                                                                    kw, message):
+    """A graph of another history length, or of a smaller catalogue (another model) in a
+    folder with no manifest to say so: export refuses it in one line, and writes nothing."""
+    folder = _graph_with(tiny_pipeline, tmp_path / "fp8", **kw)
+    assert not (folder / "manifest.json").exists()
+    with pytest.raises(UserError, match=message) as err:
+        export_repository(_opts(tiny_pipeline, tmp_path / "repo", fp8=str(folder)))
+    assert "\n" not in str(err.value).split("\nNote")[0]
+    assert not (tmp_path / "repo").exists()
+    proc = _cli("export", "--model", tiny_pipeline / "model", "--onnx", tiny_pipeline / "onnx",
+                "--fp8", folder, "--out", tmp_path / "repo", code=2)
+    assert "Traceback" not in proc.stderr and "fp8.cpu.onnx" in proc.stderr
+
+
+def test_export_refuses_an_export_json_of_another_history_length(tiny_pipeline, tmp_path):
+    onnx_dir = shutil.copytree(tiny_pipeline / "onnx", tmp_path / "onnx")
+    meta = json.loads((onnx_dir / "export.json").read_text())
+    meta["history_length"] = S + 1
+    (onnx_dir / "export.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=f"history length {S + 1}, the model's is {S}"):
+        export_repository(RepositoryOptions(model=str(tiny_pipeline / "model"),
+                                            onnx=str(onnx_dir), fp8=str(tiny_pipeline / "fp8"),
+                                            out=str(tmp_path / "repo")))
+
+
+def test_check_finds_edited_model_py_and_a_swapped_graph(tiny_pipeline, tmp_path):
+    repo = tmp_path / "repo"
+    export_repository(_opts(tiny_pipeline, repo), log=lambda *_: None)
+    assert "OK" in _cli("check", "--repo", repo).stdout
+    code = repo / "onerec_fp8_runner" / "1" / "model.py"
+    code.write_text(code.read_text() + "\n# edited by hand\n")
+    proc = _cli("check", "--repo", repo, code=1)
+    assert "onerec_fp8_runner/1/model.py: sha256 differs" in proc.stdout
+    assert "1 problem(s)" in proc.stdout
+    shutil.copyfile(BACKEND / "onnx_runner.py", code)
+    assert check_repository(repo) == []
+    _graph_with(tiny_pipeline, tmp_path / "other", history_length=S + 5)
+    shutil.copyfile(tmp_path / "other" / "fp8.cpu.onnx", repo / "onerec_fp8_runner" / "1" /
+                    "model.onnx")
+    problems = "\n".join(check_repository(repo))
+    assert f"onerec_fp8_runner/1/model.onnx: graph input history is int64 ['N', {S + 5}]" \
+        in problems
+    assert "onerec_fp8_runner/1/model.onnx: sha256 differs" in problems
+    (repo / "onerec_guard" / "1" / "extra.py").write_text("print('not from export')\n")
+    assert "onerec_guard/1/extra.py: not written by export" in "\n".join(check_repository(repo))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["serve", "--http-port", "99999"], "--http-port: expected a port 0..65535"),
+    (["serve", "--grpc-port", "-1"], "--grpc-port: expected a port 0..65535"),
+    (["serve", "--metrics-port", "65536"], "--metrics-port: expected a port 0..65535"),
+    (["load", "--batch-sizes", "0"], "--batch-sizes: expected positive integers"),
+    (["load", "--batch-sizes", "4,-2"], "--batch-sizes: expected positive integers"),
+])
+def test_bad_ports_and_batch_sizes_are_refused_at_parsing(tmp_path, args, message):
+    """Refused at once, in one line, before any repository is read or server started."""
+    proc = _cli(*args, "--repo", tmp_path / "none", code=2)
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_batch_buckets_pad_gpu_batches_and_are_refused_on_cpu(tiny_pipeline, tmp_path):
+    """--batch-buckets (TensorRT#4849: AOT plugins leak on every shape change): one CUDA graph
+    per bucket in the runner's config; a CPU repository has no CUDA graphs and says so."""
+    engines = _engine_dir(tmp_path / "engines", {"fp8": _engine_meta(max_batch=32)})
+    common = ("--model", tiny_pipeline / "model", "--onnx", tiny_pipeline / "onnx")
+    for spec, sizes in (("max", [32]), ("pow2", [1, 2, 4, 8, 16, 32]), ("1,8,32", [1, 8, 32])):
+        repo = tmp_path / f"repo-{spec}"
+        _cli("export", *common, "--engine", engines, "--out", repo, "--batch-buckets", spec)
+        parsed = _config(repo / "onerec_fp8_runner" / "config.pbtxt")
+        assert [g.batch_size for g in parsed.optimization.cuda.graph_spec] == sizes
+        assert list(parsed.dynamic_batching.preferred_batch_size) == sizes
+    for spec, message in (("1,8", "must be >= 1 and end at max_batch_size 32"),
+                          ("big", "expected max, pow2 or sizes")):
+        bad = _cli("export", *common, "--engine", engines, "--out", tmp_path / "bad",
+                   "--batch-buckets", spec, code=2)
+        assert message in bad.stderr and not (tmp_path / "bad").exists()
+    cpu = _cli("export", *common, "--out", tmp_path / "cpu", "--batch-buckets", "max", code=2)
+    assert "for GPU repositories" in cpu.stderr

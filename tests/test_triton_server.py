@@ -2,6 +2,8 @@
 on 127.0.0.1: exact answers over HTTP and gRPC, a bounded load test, bad requests, clean stops.
 Every server started here is stopped, also when a test fails."""
 
+import http.client
+import json
 import os
 import re
 import shutil
@@ -30,23 +32,34 @@ from onerec_trt.triton import (
     load_test,
 )
 from onerec_trt.triton.loadtest import format_stats, same_result
-from onerec_trt.triton.server import free_port
+from onerec_trt.triton.server import free_port, repo_tag
 
 S, ITEMS, MAX_BATCH = 20, 40, 16
 OUTPUTS = ("items", "scores", "codes")
 
 
 def _leftovers(repo: Path) -> list[str]:
-    """Command lines of live processes that mention the repository (server or python stubs)."""
-    found = []
+    """Command lines of live processes that mention the repository (server or python stubs:
+    tritonserver gets it through a link in a temporary folder named with ``repo_tag``)."""
+    found, tag = [], repo_tag(repo)
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if str(repo) in text and int(cmdline.parent.name) != os.getpid():
+        if (str(repo) in text or tag in text) and int(cmdline.parent.name) != os.getpid():
             found.append(text)
     return found
+
+
+def test_leftovers_sees_a_running_server(repo, tmp_path):
+    """The cleanup checks below would pass vacuously if they could not see a live server."""
+    repo = shutil.copytree(repo, tmp_path / "repo")
+    with TritonServer(ServerOptions(repo=str(repo), http_port=0, grpc_port=0, metrics_port=0)):
+        running = _leftovers(repo)
+        assert any("tritonserver" in c for c in running), running
+        assert any("triton_python_backend_stub" in c for c in running), running
+    assert not _leftovers(repo)
 
 
 @pytest.fixture(scope="module")
@@ -237,9 +250,175 @@ def test_a_server_that_cannot_start_says_why_and_leaves_nothing(repo, tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        server = TritonServer(ServerOptions(repo=str(repo), http_port=port,
-                                            grpc_port=free_port(), metrics_port=free_port()))
+        server = TritonServer(ServerOptions(repo=str(repo), http_port=0, grpc_port=port,
+                                            metrics_port=free_port()))
         with pytest.raises(UserError, match="tritonserver exited with code") as err:
             server.start()
-    assert str(port) in str(err.value) or "HTTP" in str(err.value)
-    assert server.proc.poll() is not None and not _leftovers(repo)
+        assert str(port) in str(err.value) or "GRPC" in str(err.value).upper()
+        assert server.proc.poll() is not None and not _leftovers(repo)
+        # the public HTTP port is the gateway's: a busy one fails before tritonserver starts
+        server = TritonServer(ServerOptions(repo=str(repo), http_port=port, grpc_port=0,
+                                            metrics_port=0))
+        with pytest.raises(UserError, match=f"HTTP port {port}"):
+            server.start()
+        assert server.proc is None and not _leftovers(repo)
+
+
+def _post(url: str, path: str, body: bytes, headers: dict | None = None) -> tuple[int, str]:
+    """A raw HTTP POST (no client library to tidy the request up); (status, error text)."""
+    host, port = url.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("POST", path, body=body,
+                     headers={"Content-Type": "application/json", **(headers or {})})
+        response = conn.getresponse()
+        data = response.read()
+    finally:
+        conn.close()
+    try:
+        return response.status, json.loads(data).get("error", "")
+    except ValueError:
+        return response.status, data.decode(errors="replace")
+
+
+def _history_json(shape, data, datatype="INT64") -> bytes:
+    return json.dumps({"inputs": [{"name": "history", "shape": shape, "datatype": datatype,
+                                   "data": data}]}).encode()
+
+
+def _hostile_requests(hist):
+    row = [int(x) for x in hist[0]]
+    binary = hist[:2].astype(np.int64).tobytes()
+    header = json.dumps({"inputs": [{"name": "history", "shape": [2, S], "datatype": "INT64",
+                                     "parameters": {"binary_data_size": len(binary)}}]}).encode()
+    short = json.dumps({"inputs": [{"name": "history", "shape": [2, S], "datatype": "INT64",
+                                    "parameters": {"binary_data_size": 8}}]}).encode()
+    return [  # (case, path, body, headers, status, message)
+        ("1e9 rows (aborted tritonserver 2.51)", "/v2/models/onerec/infer",
+         _history_json([1000000000, 200], [1]), {}, 400, "declares more elements"),
+        ("1e7 rows (12 GB in tritonserver 2.51)", "/v2/models/onerec/infer",
+         _history_json([10000000, 200], [1]), {}, 400, "declares more elements"),
+        ("1e5 rows on the public bf16 model", "/v2/models/onerec_bf16/versions/1/infer",
+         _history_json([100000, S], [1]), {}, 400, "declares more elements"),
+        ("a negative dim", "/v2/models/onerec/infer", _history_json([-1, S], row), {}, 400,
+         "negative dimension"),
+        ("bad JSON", "/v2/models/onerec/infer", b'{"inputs": [', {}, 400, "not valid JSON"),
+        ("not an object", "/v2/models/onerec/infer", b"[1, 2]", {}, 400, "JSON object"),
+        ("JSON nested 30,000 deep", "/v2/models/onerec/infer", b"[" * 30000 + b"]" * 30000, {},
+         400, "nested too deeply"),
+        ("shape and data disagree", "/v2/models/onerec/infer", _history_json([2, S], row), {},
+         400, f"needs {2 * S} values, 'data' holds {S}"),
+        ("string data", "/v2/models/onerec/infer", _history_json([1, S], [str(x) for x in row]),
+         {}, 400, "INT64 data holds JSON str values"),
+        ("float data", "/v2/models/onerec/infer", _history_json([1, S], [0.5] * S), {}, 400,
+         "INT64 data holds JSON float values"),
+        ("binary size and shape disagree", "/v2/models/onerec/infer", short + binary,
+         {"Inference-Header-Content-Length": str(len(short))}, 400, "needs 320 bytes"),
+        ("binary part shorter than declared", "/v2/models/onerec/infer", header + binary[:-8],
+         {"Inference-Header-Content-Length": str(len(header))}, 400, "the body carries"),
+        ("header length past the body", "/v2/models/onerec/infer", header,
+         {"Inference-Header-Content-Length": str(len(header) + 1)}, 400, "does not fit"),
+        ("a body larger than any request", "/v2/models/onerec/infer", b" " * 1_000_000, {}, 413,
+         "larger than any request"),
+        ("the runner, past the guard", "/v2/models/onerec_fp8_runner/infer",
+         _history_json([1, S], row), {}, 404, "not served here"),
+        ("the bf16 runner", "/v2/models/onerec_bf16_runner/versions/1/infer",
+         _history_json([1, S], row), {}, 404, "not served here"),
+        ("the guard", "/v2/models/onerec_guard/infer", _history_json([1, S], row), {}, 404,
+         "not served here"),
+        ("unloading a model", "/v2/repository/models/onerec/unload", b"{}", {}, 404,
+         "not served here"),
+        ("registering shared memory", "/v2/systemsharedmemory/region/x/register", b"{}", {}, 404,
+         "not served here"),
+    ]
+
+
+def test_hostile_http_requests_get_400_and_the_server_stays_healthy(server, pool):
+    """What crashed or bloated tritonserver 2.51 over HTTP is answered by the gateway, and the
+    models behind the public ones are not reachable over HTTP; then everything still works."""
+    hist, expected = pool
+    for case, path, body, headers, status, message in _hostile_requests(hist):
+        got_status, error = _post(server.http_url, path, body, headers)
+        assert (got_status, message in error) == (status, True), (case, got_status, error)
+        assert server.proc.poll() is None, f"tritonserver died after: {case}"
+    want = {k: v[:2] for k, v in expected["onerec"].items()}
+    for protocol in ("http", "grpc"):
+        with TritonClient(protocol, _urls(server)[protocol], "onerec") as client:
+            assert client.client.is_server_ready() and client.client.is_model_ready("onerec")
+            assert same_result(client.infer(hist[:2]), want), protocol
+    # the gateway costs little: Nagle's algorithm with delayed ACKs once added 40 ms to each
+    with TritonClient("http", server.http_url, "onerec") as client:
+        times = []
+        for _ in range(9):
+            start = time.perf_counter()
+            client.infer(hist[:1])
+            times.append(time.perf_counter() - start)
+    assert sorted(times)[4] < 0.035, times
+    # a raw JSON request (not binary, as tritonclient sends) is answered right through it
+    status, _ = _post(server.http_url, "/v2/models/onerec/infer",
+                      _history_json([2, S], hist[:2].tolist()))
+    assert status == 200
+
+
+def test_grpc_cannot_unload_models_or_register_shared_memory(server, pool):
+    """Model control and shared memory need a header only the serving process knows."""
+    import tritonclient.grpc as grpc_client
+
+    hist, expected = pool
+    client = grpc_client.InferenceServerClient(server.grpc_url)
+    try:
+        with pytest.raises(InferenceServerException, match="restricted|denied|header"):
+            client.unload_model("onerec")
+        with pytest.raises(InferenceServerException, match="restricted|denied|header"):
+            client.register_system_shared_memory("x", "/onerec-test-none", 8)
+        assert client.is_model_ready("onerec")
+    finally:
+        client.close()
+    with TritonClient("grpc", server.grpc_url, "onerec") as c:
+        assert same_result(c.infer(hist[:1]), {k: v[:1] for k, v in expected["onerec"].items()})
+
+
+@pytest.mark.parametrize("runner, public", [("onerec_fp8_runner", "onerec"),
+                                            ("onerec_bf16_runner", "onerec_bf16")])
+def test_a_runner_called_directly_over_grpc_applies_the_guards_rules(server, pool, runner,
+                                                                      public):
+    """gRPC reaches every loaded model (Triton has no per-model access control): the CPU
+    runner checks requests itself, so calling it past the guard gets the same answers."""
+    hist, expected = pool
+    with TritonClient("grpc", server.grpc_url, runner) as client:
+        for case, history, dtype, message in _bad_requests(hist):
+            if "above" in case or "negative" in case or "padding" in case or "padded" in case:
+                with pytest.raises(InferenceServerException) as err:
+                    client.infer(history, dtype=dtype)
+                assert message in err.value.message(), case
+                assert "INVALID_ARGUMENT" in str(err.value.status()), case
+        assert same_result(client.infer(hist[:5]),
+                           {k: v[:5] for k, v in expected[public].items()})
+
+
+def test_serves_a_repository_whose_path_has_spaces_and_non_ascii(repo, pool, tmp_path):
+    hist, expected = pool
+    odd = shutil.copytree(repo, tmp_path / "with space" / "répo ünï")
+    with TritonServer(ServerOptions(repo=str(odd), http_port=0, grpc_port=0, metrics_port=0,
+                                    ready_timeout_s=60)) as srv:
+        for protocol in ("http", "grpc"):
+            with TritonClient(protocol, _urls(srv)[protocol], "onerec") as client:
+                got = client.infer(hist[:3])
+            assert same_result(got, {k: v[:3] for k, v in expected["onerec"].items()})
+    assert srv.proc.returncode == 0 and not _leftovers(odd)
+
+
+@pytest.mark.parametrize("port", [99999, -1, 65536])
+def test_ports_outside_0_to_65535_are_refused_by_the_library(repo, port):
+    with pytest.raises(UserError, match=f"--http-port {port} is not a port number"):
+        TritonServer(ServerOptions(repo=str(repo), http_port=port))
+
+
+def test_load_refuses_batch_sizes_it_cannot_send_before_starting_anything(repo):
+    from onerec_trt.triton.loadtest import load_repository
+
+    for sizes, message in (([0], "--batch-sizes must be positive integers"),
+                           ([4, MAX_BATCH + 1], f"above the repository's max_batch_size "
+                                                f"{MAX_BATCH}")):
+        with pytest.raises(UserError, match=message):
+            load_repository(LoadTestOptions(repo=str(repo), batch_sizes=sizes))

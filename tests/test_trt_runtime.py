@@ -160,13 +160,104 @@ def test_cuda_graphs_replay_the_same_results(gpu, built_engines):
     from onerec_trt.engines.tensorrt import load
 
     plan = built_engines / "fp8.plan"
-    plain, graphed = load(plan), load(plan, cuda_graphs=True)
+    plain, graphed = load(plan), load(plan, cuda_graphs=True, max_cached_shapes=2)
     rng = np.random.default_rng(1)
     s = plain.meta.inputs["history"].shape[1]
-    for batch in (3, 16, 3):  # a second visit to a batch size replays its graph
+    # a second visit to a batch size replays its graph, after another shape ran on the context;
+    # 7 evicts 16 (two shapes kept), so the last 16 captures again
+    for batch in (3, 16, 3, 7, 3, 16):
         hist = rng.integers(1, 40, size=(batch, s)).astype(np.int64)
         want, got = plain.infer_numpy({"history": hist}), graphed.infer_numpy({"history": hist})
         for key in want:
             np.testing.assert_array_equal(got[key], want[key])
     assert len(graphed._buffers) == 2 and all(b.graph is not None
                                               for b in graphed._buffers.values())
+
+
+# ---- CUDA-graph shapes, the plugins' PTX target, Triton batch buckets (review D7, D1, D5) -------
+
+def test_the_shape_cache_is_a_small_lru():
+    from onerec_trt.engines.tensorrt import MAX_CACHED_SHAPES, ShapeCache
+
+    assert 1 <= MAX_CACHED_SHAPES <= 8  # not one graph per batch size 1-256 forever
+    cache = ShapeCache(3)
+    for batch in (1, 2, 3):
+        assert cache.put(batch, f"buffers{batch}") == []
+    assert cache.get(1) == "buffers1"  # 1 is now the most recently used
+    assert cache.put(4, "buffers4") == ["buffers2"]  # the least recently used goes
+    assert cache.keys() == [3, 1, 4] and len(cache) == 3
+    assert cache.get(2) is None
+    assert cache.put(5, "buffers5") == ["buffers3"] and cache.values() == [
+        "buffers1", "buffers4", "buffers5"]
+    with pytest.raises(UserError, match="at least one shape"):
+        ShapeCache(0)
+
+
+def test_replay_restores_the_context_shapes_first():
+    """A graph replays against the one execution context every cached shape shares: infer sets
+    that shape's inputs and addresses before ``replay`` (read from the source: running it needs
+    TensorRT and a GPU, see test_cuda_graphs_replay_the_same_results)."""
+    import ast
+    import inspect
+    import textwrap
+
+    from onerec_trt.engines.tensorrt import Engine
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(Engine.infer)))
+    calls = [n.func.attr for n in ast.walk(tree)
+             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
+    assert "replay" in calls and "_bind" in calls[:calls.index("replay")]
+    bind = ast.parse(textwrap.dedent(inspect.getsource(Engine._bind)))
+    names = {n.func.attr for n in ast.walk(bind)
+             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    assert {"set_input_shape", "set_tensor_address"} <= names
+
+
+def test_plugin_ptx_for_another_compute_capability_is_refused(fake_pair):
+    plan_path, meta = fake_pair
+    meta = dict(meta, plugins=[{"name": "TrieBeamExpand", "domain": "onerec",
+                                "namespace": "onerec", "version": "1", "nodes": 3,
+                                "ptx_arch": 90, "ptx_target": "sm_90a"}])
+    plan_path.with_suffix(".json").write_text(json.dumps(meta))
+    loaded = EngineMetadata.read(plan_path)
+    assert loaded.plugin_archs == {"TrieBeamExpand": 90}
+    assert loaded.check_runtime("10.15.1.29", GpuInfo("NVIDIA H200", (9, 0)), "x.plan") == []
+    meta["plugins"][0]["ptx_arch"] = 89  # e.g. a registration compiled for another GPU
+    plan_path.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"plugin TrieBeamExpand's kernel was compiled for "
+                                        r"compute capability 8\.9, this GPU is NVIDIA H200 "
+                                        r"\(9\.0\)"):
+        EngineMetadata.read(plan_path).check_runtime("10.15.1.29",
+                                                     GpuInfo("NVIDIA H200", (9, 0)), "x.plan")
+
+
+def test_gpu_repository_batch_buckets():
+    from onerec_trt.triton import config as cfg
+    from onerec_trt.triton.contract import Contract, TensorSpec
+
+    assert cfg.bucket_sizes(256) == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    assert cfg.bucket_sizes(48) == [1, 2, 4, 8, 16, 32, 48] and cfg.bucket_sizes(1) == [1]
+    with pytest.raises(ValueError, match="end at max_batch_size 64"):
+        cfg.Batching(64, [], 100, [1, 8, 32])
+    contract = Contract(inputs=(TensorSpec("history", "int64", (20,)),),
+                        outputs=(TensorSpec("items", "int64", (10,)),), num_items=100,
+                        max_history=20, topk=10, levels=3)
+    plain = cfg.Batching(64, [32], 100)
+    assert "optimization" not in cfg.tensorrt_model("m", contract, plain, 1)  # default unchanged
+    batching = cfg.Batching(64, [32], 100, [1, 4, 16, 64])
+    assert cfg.python_model("m", contract, batching, 1, {}) == \
+        cfg.python_model("m", contract, plain, 1, {})  # CPU repositories are unchanged
+    config = cfg.tensorrt_model("m", contract, batching, 1)
+    assert config["dynamic_batching"]["preferred_batch_size"] == [1, 4, 16, 64]
+    specs = config["optimization"]["cuda"]["graph_spec"]
+    assert [(s["batch_size"], s.get("graph_lower_bound", {}).get("batch_size")) for s in specs] \
+        == [(1, None), (4, 2), (16, 5), (64, 17)]  # every batch 1-64 has exactly one graph
+    try:
+        parsed = cfg.parse(cfg.render(config))  # Triton's own ModelConfig proto
+    except ImportError:
+        pytest.skip("tritonclient is not installed")
+    assert parsed.optimization.cuda.graphs
+    assert [g.batch_size for g in parsed.optimization.cuda.graph_spec] == [1, 4, 16, 64]
+    assert parsed.optimization.cuda.graph_spec[3].graph_lower_bound.batch_size == 17
+    assert list(parsed.optimization.cuda.graph_spec[3].input["history"].dim) == [20]
+    assert list(parsed.dynamic_batching.preferred_batch_size) == [1, 4, 16, 64]

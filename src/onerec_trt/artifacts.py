@@ -6,11 +6,13 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -88,27 +90,166 @@ def json_object(path: str | Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _resolved(path: str | Path) -> Path:
+    return Path(os.path.abspath(path)).resolve()
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_writable(path: str | Path, flag: str) -> None:
+    """Refuse an output ``path`` where the nearest existing ancestor of its parent is not a
+    folder this process can create entries in: a real probe (a temporary folder made and
+    removed), since permission bits say nothing for root or on a read-only mount."""
+    base = _nearest_existing(_resolved(path).parent)
+    if not base.is_dir():
+        raise user_error(f"{flag} {path}: {base} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".onerec-probe.", dir=base))
+    except OSError as exc:
+        raise user_error(f"{flag} {path}: cannot write in {base} ({exc.strerror})",
+                         "choose an output in a folder you can write to") from None
+
+
+def _check_target(out: Path, force: bool, flag: str = "--out") -> Path:
+    """The checks every output folder needs, whoever writes it: not a file, not the current
+    folder (or one holding it), and not an existing folder unless ``force``. Returns ``out``
+    resolved."""
+    resolved = _resolved(out)
+    if resolved.exists() and not resolved.is_dir():
+        raise user_error(f"{flag} {out} is a file, not a folder",
+                         "a stage writes a folder: choose another name (--force never "
+                         "replaces a file)")
+    if resolved.exists() and not force:
+        raise user_error(f"output folder already exists: {out}", "pass --force to replace it")
+    if Path.cwd().resolve().is_relative_to(resolved):
+        raise user_error(f"{flag} {out} is the current folder or holds it",
+                         "name a new folder, e.g. --out ./out")
+    return resolved
+
+
+def _relation(out: Path, source: Path) -> str | None:
+    if out == source:
+        return "is"
+    if source.is_relative_to(out):
+        return "contains"
+    if out.is_relative_to(source):
+        return "lies inside"
+    return None
+
+
+def input_paths(inputs: Iterable[str | Path | None]) -> list[Path]:
+    """The existing paths among ``inputs`` (None and '' skipped), resolved."""
+    return [_resolved(p) for p in inputs if p and _resolved(p).exists()]
+
+
+def check_out(out: str | Path, inputs: Iterable[str | Path | None] = (), force: bool = False,
+              flag: str = "--out") -> Path:
+    """Refuse, before any work, an output folder the stage could not write or must not replace.
+
+    ``out`` must not be a file, nor (without ``force``) exist; with ``force`` it must not be,
+    contain or lie inside any of ``inputs`` (model folders, graph folders, data files: what
+    replacing ``out`` would delete); its parent must be writable. Returns ``out`` resolved.
+    """
+    resolved = _check_target(Path(out), force, flag)
+    if force:
+        for source in input_paths(inputs):
+            relation = _relation(resolved, source)
+            if relation:
+                raise user_error(f"{flag} {out} {relation} an input of this command: {source}",
+                                 "--force would delete it: write the output elsewhere")
+    _check_writable(out, flag)
+    return resolved
+
+
+def check_file_out(path: str | Path, inputs: Iterable[str | Path | None] = (),
+                   flag: str = "--json") -> Path:
+    """Refuse, before any work, an output file that is a folder, would overwrite one of
+    ``inputs`` (or a file in an input folder) or lies where nothing can be written. Returns
+    ``path`` resolved."""
+    resolved = _resolved(path)
+    if resolved.is_dir():
+        raise user_error(f"{flag} {path} is a folder", "give a file name, e.g. report.json")
+    for source in input_paths(inputs):
+        if resolved == source or (resolved.exists() and resolved.is_relative_to(source)):
+            raise user_error(f"{flag} {path} would overwrite an input of this command: {source}",
+                             "choose another file")
+    _check_writable(path, flag)
+    return resolved
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _leftovers(out: Path) -> Iterator[Path]:
+    """Staged (``.NAME.PID.XXXX.partial``) and replaced (``.NAME.PID.old``) folders of ``out``
+    whose process is gone: a run killed before it could clean up."""
+    name = re.compile(rf"^\.{re.escape(out.name)}\.(\d+)\.(?:[a-z0-9_]+\.partial|old)$")
+    if not out.parent.is_dir():
+        return
+    for path in out.parent.iterdir():
+        match = name.match(path.name)
+        if match and path.is_dir() and not path.is_symlink() and not _alive(int(match[1])):
+            yield path
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back for a few renames, so no stop falls between them."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` goes aside first and is removed after."""
+    old = None
+    with _signals_deferred():
+        if out.exists() or out.is_symlink():
+            old = out.with_name(f".{out.name}.{os.getpid()}.old")
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            if old is not None:
+                os.replace(old, out)
+            raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextmanager
 def staged_folder(out: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``out``; on success it replaces ``out`` in one rename.
 
-    An existing ``out`` is refused unless ``force``; on failure nothing is left behind.
+    An existing ``out`` is refused unless ``force`` (a file always); on failure, Ctrl-C or
+    SIGTERM nothing is left behind, and the leftovers of killed runs (``.NAME.PID.*``, their
+    process gone) are removed first.
     """
-    out = Path(out)
-    if out.exists() and not force:
-        raise user_error(f"output folder already exists: {out}", "pass --force to replace it")
+    _check_target(Path(out), force)
+    out = Path(os.path.abspath(out))  # renamed as given: a symbolic link stays one
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    for leftover in _leftovers(out):
+        shutil.rmtree(leftover, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".partial",
+                                dir=out.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
-        if out.exists():
-            old = out.with_name(f".{out.name}.old.{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
+from onerec_trt.commands import check_outputs
 from onerec_trt.errors import UserError
 
 # Stages in pipeline order; each name is a module in onerec_trt.commands.
@@ -37,20 +40,52 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like Ctrl-C's KeyboardInterrupt: every staged
+    folder and temporary file is removed on the way out."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+def _on_sigterm(handler):
+    """Install ``handler`` for SIGTERM and return the previous one (None outside the main
+    thread, where Python allows no handlers, and for a ``None`` handler)."""
+    if handler is None:
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
     if args.stage is None:
         parser.print_help()
         return 2
+    module = _module(args.stage)
+    # 'triton serve' installs its own handlers for both signals (a flag) inside run()
+    previous = _on_sigterm(_terminate)
     try:
-        return _module(args.stage).run(args)
+        getattr(module, "check_outputs", check_outputs)(args)
+        return module.run(args)
     except UserError as exc:
         print(f"onerec-trt {args.stage}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    except BrokenPipeError:  # 'onerec-trt ... | head': the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 128 + signal.SIGPIPE
+    finally:
+        _on_sigterm(previous)
 
 
 if __name__ == "__main__":

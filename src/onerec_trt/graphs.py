@@ -78,10 +78,13 @@ def link_data(source: str | Path, folder: str | Path) -> list[Path]:
 
 
 def copy_graph(source: str | Path, target: str | Path) -> Path:
-    """Copy a graph and its external data files to ``target`` (data files beside it)."""
+    """Copy a graph to ``target`` with its external data files beside it. The data files are
+    hard-linked where possible (gigabytes of weights, never edited); the graph itself is copied,
+    so that editing one folder's graph never edits another's."""
     source, target = Path(source), Path(target)
     link_data(source, target.parent)
-    link_or_copy(source, target)
+    target.unlink(missing_ok=True)
+    shutil.copyfile(source, target)
     return target
 
 
@@ -109,9 +112,14 @@ def read_external(tensor, folder: str | Path):
 
 
 def check_structure(model) -> None:
-    """``onnx.checker`` (full, with shape inference) on a graph whose weights may live in
-    external data, without reading them: each external initializer is checked as a typed graph
-    input instead (the checker refuses hard-linked data files)."""
+    """``onnx.checker`` (full, with strict type and shape inference) on a graph whose weights
+    may live in external data, without reading them: each external initializer is checked as a
+    typed graph input instead (the checker refuses hard-linked data files).
+
+    A graph input or output may leave its shape undeclared (inference and the runtimes work
+    it out); the checker insists on one, so those are checked for their type and, outputs, for
+    having a producer. Raises ``onnx.checker.ValidationError`` (structure) or
+    ``onnx.shape_inference.InferenceError`` (types and shapes)."""
     import onnx
     from onnx import helper
 
@@ -124,7 +132,39 @@ def check_structure(model) -> None:
     g.initializer.extend(kept)
     g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
                    for t in external)
-    onnx.checker.check_model(copy, full_check=True)
+    _check_producers(g)
+    unshaped = [v for v in (*g.input, *g.output)
+                if v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape")]
+    for value in unshaped:  # a placeholder for the structural check only
+        value.type.tensor_type.shape.SetInParent()
+    onnx.checker.check_model(copy, full_check=False)
+    for value in unshaped:
+        value.type.tensor_type.ClearField("shape")
+    onnx.shape_inference.infer_shapes(copy, check_type=True, strict_mode=True)
+
+
+def _check_producers(g) -> None:
+    """Every graph output is computed, or is an input or initializer."""
+    import onnx
+
+    known = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {
+        t.name for t in g.initializer}
+    missing = [o.name for o in g.output if o.name not in known]
+    if missing:
+        raise onnx.checker.ValidationError(f"Graph output '{missing[0]}' is not an output of "
+                                           "any node in graph.")
+
+
+def input_dims(path: str | Path, name: str) -> list[int | None] | None:
+    """The declared dims of a graph input (None for a symbolic or unknown dim); None where the
+    graph has no such input (weights are not read)."""
+    import onnx
+
+    for value in onnx.load(str(path), load_external_data=False).graph.input:
+        if value.name == name:
+            dims = value.type.tensor_type.shape.dim
+            return [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    return None
 
 
 def custom_domains(path: str | Path) -> list[str]:

@@ -47,7 +47,12 @@ class Report:
         if missing:
             raise user_error(f"{what} lacks {', '.join(missing)}",
                              "it was written by another version: rerun that stage")
-        return cls(**values)
+        report = cls(**values)
+        report.check(what)
+        return report
+
+    def check(self, what: str) -> None:
+        """Raise a user error where the values read make no sense (reports override it)."""
 
     def save(self, path: str | Path) -> Path:
         from onerec_trt.artifacts import write_json

@@ -50,8 +50,10 @@ def polygraphy_command(job: EngineJob, out: Path, opt_level: int, workspace_mib:
 
 
 def print_commands(jobs: list[EngineJob], out: Path, opt_level: int, workspace_mib: int | None,
-                   timing_cache: Path | None, plugin_libraries: list[str]) -> str:
-    """A shell script that builds every job with trtexec, and the Polygraphy equivalent."""
+                   timing_cache: Path | None, plugin_libraries: list[str],
+                   lint: list[str] = ()) -> str:
+    """A shell script that builds every job with trtexec, and the Polygraphy equivalent
+    (``lint``: the graphs' lint summaries, written as comments)."""
     cache = timing_cache or out / "timing.cache"
     lines = ["# TensorRT engines for onerec-trt: the equivalent of 'onerec-trt build'.",
              "# Precision comes from the graphs (strongly typed: bf16 tensors, FP8 Q/DQ); on "
@@ -59,6 +61,7 @@ def print_commands(jobs: list[EngineJob], out: Path, opt_level: int, workspace_m
              "# is strongly typed and --stronglyTyped / --strongly-typed may be dropped.",
              "# The metadata (<name>.json) that 'onerec-trt verify' and the runtime read is "
              "written only by 'onerec-trt build'.",
+             *(f"# lint: {line}" for line in lint),
              f"mkdir -p {shlex.quote(str(out))}", ""]
     args = (out, opt_level, workspace_mib, cache, plugin_libraries)
     for job in jobs:

@@ -48,19 +48,22 @@ def run_build(opts: BuildOptions, log=print) -> BuildReport:
     jobs = _validate(opts)
     out = Path(opts.out)
     cache_path = Path(opts.timing_cache) if opts.timing_cache else None
+    if not opts.print_commands and out.exists() and not opts.force:
+        raise user_error(f"output folder already exists: {out}", "pass --force to replace it")
+    # the lint comes first for --print-commands too: no commands for a graph TensorRT rejects
+    reports = [lint(job.onnx) for job in jobs]
+    ok = all(r.ok for r in reports)
+    if not (ok and opts.print_commands):  # the printed commands stay a shell script
+        for report in reports:
+            for line in report.lines():
+                log(line)
+    if not ok:
+        return BuildReport(ok=False, lint=[r.summary() for r in reports])
     if opts.print_commands:
         text = print_commands(jobs, out, opts.opt_level, opts.workspace, cache_path,
-                              opts.plugin_library)
+                              opts.plugin_library, [r.summary() for r in reports])
         log(text.rstrip())
         return BuildReport(ok=True, commands=text)
-    if out.exists() and not opts.force:
-        raise user_error(f"output folder already exists: {out}", "pass --force to replace it")
-    reports = [lint(job.onnx) for job in jobs]
-    for report in reports:
-        for line in report.lines():
-            log(line)
-    if not all(r.ok for r in reports):
-        return BuildReport(ok=False, lint=[r.summary() for r in reports])
     return _build_all(opts, jobs, out, cache_path, log)
 
 

@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from onerec_trt.builder import DEFAULT_PLUGIN_MODULE
 from onerec_trt.builder.jobs import EngineJob
 from onerec_trt.engines.metadata import parse_version
-from onerec_trt.engines.tensorrt_lib import import_tensorrt, load_plugin_module
+from onerec_trt.engines.tensorrt_lib import (
+    import_tensorrt,
+    load_libraries,
+    load_plugin_module,
+    version_notes,
+)
 from onerec_trt.errors import user_error
 
 
@@ -48,14 +53,14 @@ def network_flags(trt, with_plugins: bool) -> tuple[int, list[str]]:
     return flags, names
 
 
-def register_plugins(trt, job: EngineJob, settings: BuildSettings) -> None:
+def register_plugins(trt, job: EngineJob, settings: BuildSettings) -> list:
     """Load plugin libraries and import the modules that register our Python plugins, then
-    check the registry has a creator for every plugin op of the graph (before parsing)."""
+    check the registry has a creator for every plugin op of the graph (before parsing).
+    Returns the library handles (kept alive for the build)."""
     if not job.plugins:
-        return
+        return []
     registry = trt.get_plugin_registry()
-    for library in settings.plugin_libraries:
-        registry.load_library(str(library))
+    handles = load_libraries(registry, settings.plugin_libraries, str(job.onnx))
     for module in settings.plugin_modules:
         try:
             load_plugin_module(module)
@@ -70,6 +75,30 @@ def register_plugins(trt, job: EngineJob, settings: BuildSettings) -> None:
                              f"{plugin['name']} (version {plugin['version']}) is registered",
                              f"imported {settings.plugin_modules}, loaded "
                              f"{settings.plugin_libraries}")
+    record_plugin_arch(job.plugins, plugin_arch())
+    return handles
+
+
+def plugin_arch() -> int | None:
+    """The compute capability our registered plugins compile their PTX for (None when our
+    registration was not imported, e.g. only --plugin-library)."""
+    from onerec_trt.plugins.tensorrt_plugins import registered_arch
+
+    return registered_arch()
+
+
+def record_plugin_arch(plugins: list[dict], arch: int | None) -> None:
+    """Write the PTX target into the metadata's plugin entries (our namespace only), so a
+    loader can refuse a GPU the embedded kernels cannot load on."""
+    from onerec_trt.plugins.aot import ptx_target
+    from onerec_trt.plugins.spec import NAMESPACE
+
+    if arch is None:
+        return
+    for plugin in plugins:
+        if plugin.get("namespace") == NAMESPACE:
+            plugin["ptx_arch"] = arch
+            plugin["ptx_target"] = ptx_target(arch)
 
 
 def _parse(trt, network, logger, job: EngineJob):
@@ -91,12 +120,40 @@ def _configure(trt, builder, job: EngineJob, settings: BuildSettings, log):
     profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in job.profile.items():
         profile.set_shape(name, lo, opt, hi)
-    config.add_optimization_profile(profile)
-    cache = config.create_timing_cache(settings.timing_cache)
-    if not config.set_timing_cache(cache, ignore_mismatch=False):
-        log("  timing cache does not match this GPU/TensorRT: starting from an empty one")
-        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    add_profile(config, profile, job)
+    apply_timing_cache(config, settings.timing_cache, log)
     return config
+
+
+def add_profile(config, profile, job: EngineJob) -> int:
+    """``add_optimization_profile`` returns the profile's index, -1 when TensorRT refuses it."""
+    index = config.add_optimization_profile(profile)
+    if index is None or index < 0:
+        raise user_error(f"TensorRT refused the optimization profile of {job.onnx}: "
+                         f"{ {n: list(s) for n, s in job.profile.items()} }",
+                         "check --min-batch/--opt-batch/--max-batch against the graph's inputs")
+    return index
+
+
+def apply_timing_cache(config, blob: bytes, log) -> bool:
+    """Give the builder config a timing cache: ``blob`` when TensorRT accepts it, else an empty
+    one. ``create_timing_cache`` returns None for a corrupt or stale blob and
+    ``set_timing_cache`` False for one of another GPU/TensorRT; both fall back to an empty
+    cache with a note. Returns whether ``blob`` was used."""
+    if blob:
+        cache = config.create_timing_cache(blob)
+        if cache is None:
+            log("  timing cache could not be read (corrupt, or written by another TensorRT): "
+                "starting from an empty one")
+        elif config.set_timing_cache(cache, ignore_mismatch=False):
+            return True
+        else:
+            log("  timing cache does not match this GPU/TensorRT: starting from an empty one")
+    empty = config.create_timing_cache(b"")
+    if empty is None or not config.set_timing_cache(empty, ignore_mismatch=False):
+        raise user_error("TensorRT could not create an empty timing cache",
+                         "its log above says why")
+    return False
 
 
 def _tensors(count: int, get) -> dict[str, tuple[list[int], str]]:
@@ -109,12 +166,14 @@ def _tensors(count: int, get) -> dict[str, tuple[list[int], str]]:
 
 def build_engine(job: EngineJob, settings: BuildSettings, log=print) -> BuiltEngine:
     trt = import_tensorrt()
+    for note in version_notes(trt.__version__):
+        log(f"  warning: {note}")
     t0 = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags, flag_names = network_flags(trt, bool(job.plugins))
     network = builder.create_network(flags)
-    register_plugins(trt, job, settings)
+    libraries = register_plugins(trt, job, settings)  # noqa: F841 (alive for the build)
     parser = _parse(trt, network, logger, job)  # noqa: F841 (kept alive with the network)
     config = _configure(trt, builder, job, settings, log)
     plan = builder.build_serialized_network(network, config)

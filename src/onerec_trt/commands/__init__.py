@@ -50,6 +50,58 @@ def option(p, flag: str, options: type, *, field: str | None = None,
     p.add_argument(flag, *aliases, default=default, dest=name, **kwargs)
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type`` of counts that have no "0 means default" (--threads, --codebook,
+    --levels, --max-history): 0 and negatives are usage errors, not silently replaced."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+# Every option, in any command, that names a file or folder the command reads: with --force an
+# --out must not be, contain or lie inside one (replacing --out would delete it).
+INPUT_OPTIONS = ("model", "data", "histories", "calib_data", "onnx", "fp8", "plugins", "engines",
+                 "engine", "reference", "candidate", "exclusions", "calibration", "timing_cache",
+                 "plugin_library", "repo")
+
+
+def input_values(args: argparse.Namespace) -> list[str]:
+    """The paths the command's options name (``--model default``: the shipped model)."""
+    values: list[str] = []
+    for name in INPUT_OPTIONS:
+        value = getattr(args, name, None)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and item:
+                values.append(item)
+    if getattr(args, "model", None) == "default":
+        from onerec_trt.model.checkpoint import resolve_model_path
+
+        values[values.index("default")] = str(resolve_model_path("default"))
+    if getattr(args, "triton_command", None) == "export" and not args.fp8:
+        from onerec_trt.triton.repository import RepositoryOptions, fp8_folder
+
+        values.append(fp8_folder(options_from(args, RepositoryOptions)))  # 'fp8' beside --onnx
+    return values
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Before any work (``cli.main`` calls it for every command): ``--out`` (a folder) and
+    ``--json`` (a file) must be writable, and must not be, hold or lie in an input where they
+    would replace it (``artifacts.check_out``). ``build --print-commands`` writes nothing."""
+    from onerec_trt.artifacts import check_file_out, check_out
+
+    force = bool(getattr(args, "force", False))
+    out = getattr(args, "out", None)
+    if out and not getattr(args, "print_commands", False):
+        check_out(out, input_values(args) if force else (), force)
+    if getattr(args, "json", None):
+        check_file_out(args.json, input_values(args))
+
+
 def options_from(args: argparse.Namespace, options: type[T], **overrides) -> T:
     """The options dataclass filled from the parsed arguments of the same names."""
     names = {f.name for f in dataclasses.fields(options)}

@@ -5,6 +5,7 @@ from onerec_trt.commands import (
     add_model_argument,
     option,
     options_from,
+    positive_int,
 )
 
 HELP = "is the model FP8-safe and is FP8 worth it: statistics, FP8 error per layer, roofline"
@@ -50,9 +51,9 @@ def add_arguments(p):
     option(f, "--candidates", AnalyzeOptions, field="roofline_candidates",
            help="candidates per user of the DCN's ranking request")
     option(p, "--seed", AnalyzeOptions)
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads: the work is many small ops, and on a busy 2-core "
-                        "machine two threads made it 2x slower; 0 = torch's default")
+                        "machine two threads made it 2x slower")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -61,11 +62,6 @@ def run(args) -> int:
 
     from onerec_trt.analysis import analyze
 
-    if args.threads < 0:
-        from onerec_trt.errors import user_error
-
-        raise user_error(f"--threads must be 0 (torch's default) or positive, got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     analyze(options_from(args, AnalyzeOptions), progress=not args.quiet)
     return 0

@@ -1,7 +1,7 @@
 import shlex
 
 from onerec_trt.bench import BenchOptions
-from onerec_trt.commands import add_model_argument, option, options_from
+from onerec_trt.commands import add_model_argument, option, options_from, positive_int
 
 HELP = "latency, throughput and peak memory of every backend that runs here, side by side"
 DESCRIPTION = (HELP + ". Each backend runs in its own process, in alternating order; FP8/BF16 "
@@ -45,7 +45,7 @@ def add_arguments(p):
     option(p, "--reps", BenchOptions,
            help="timed requests per backend and batch size (alternating)")
     option(p, "--warmup", BenchOptions, help="untimed requests first")
-    option(p, "--threads", BenchOptions, help="threads per backend")
+    option(p, "--threads", BenchOptions, type=positive_int, help="threads per backend")
     option(p, "--device", BenchOptions, choices=("cpu", "cuda"),
            help="where the torch reference runs")
     option(p, "--max-call-s", BenchOptions,

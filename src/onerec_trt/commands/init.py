@@ -1,4 +1,4 @@
-from onerec_trt.commands import option, options_from
+from onerec_trt.commands import option, options_from, positive_int
 from onerec_trt.model.init_stage import InitOptions
 
 HELP = "an untrained model of any size: random weights and a synthetic catalogue, no data"
@@ -9,8 +9,8 @@ DESCRIPTION = (HELP + ". Every later stage takes it (--model OUT); it holds hist
 def add_arguments(p):
     option(p, "--preset", InitOptions, help="model preset (tiny, small, paper)")
     option(p, "--items", InitOptions, help="catalogue size N (model item ids 1..N)")
-    option(p, "--codebook", InitOptions, help="codes per semantic-ID level")
-    option(p, "--levels", InitOptions, help="semantic-ID levels")
+    option(p, "--codebook", InitOptions, type=positive_int, help="codes per semantic-ID level")
+    option(p, "--levels", InitOptions, type=positive_int, help="semantic-ID levels")
     option(p, "--histories", InitOptions, help="synthetic requests written to histories.npy")
     option(p, "--seed", InitOptions, help="weights, catalogue and requests")
     p.add_argument("--out", required=True, help="model folder to write")

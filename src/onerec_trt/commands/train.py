@@ -1,4 +1,10 @@
-from onerec_trt.commands import add_data_arguments, add_filter_arguments, option, options_from
+from onerec_trt.commands import (
+    add_data_arguments,
+    add_filter_arguments,
+    option,
+    options_from,
+    positive_int,
+)
 from onerec_trt.model.train_stage import TrainConfig, TrainOptions
 
 HELP = "train a model (semantic-ID tokenizer + OneRec-V2-style model) on a dataset"
@@ -16,13 +22,13 @@ def add_arguments(p):
     option(p, "--max-minutes", TrainConfig, help="wall-time budget")
     option(p, "--lr", TrainConfig, help="peak learning rate")
     option(p, "--batch-size", TrainConfig, help="windows per step")
-    option(p, "--max-history", TrainOptions, type=int, help="override the preset's S")
+    option(p, "--max-history", TrainOptions, type=positive_int, help="override the preset's S")
     option(p, "--dropout", TrainOptions, type=float, help="override the preset's dropout")
     option(p, "--d-model", TrainOptions, type=int,
            help="override the preset's width (small: 64); the SwiGLU hidden width follows at 4x")
-    option(p, "--codebook", TrainOptions, type=int,
+    option(p, "--codebook", TrainOptions, type=positive_int,
            help="codes per level (default: the tokenizer's, 256)")
-    option(p, "--levels", TrainOptions, type=int,
+    option(p, "--levels", TrainOptions, type=positive_int,
            help="semantic-ID levels (default: the tokenizer's, 3)")
     option(p, "--prefix-inputs", TrainConfig,
            help="while training, each history item's input embedding also sums the embeddings "
@@ -40,7 +46,7 @@ def add_arguments(p):
                 "about +-0.005 between epochs, so a short patience can stop a run before its "
                 "learning rate has decayed)")
     option(p, "--seed", TrainConfig)
-    option(p, "--threads", TrainOptions, type=int, help="torch threads (default: all)")
+    option(p, "--threads", TrainOptions, type=positive_int, help="torch threads (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

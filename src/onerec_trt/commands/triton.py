@@ -17,6 +17,24 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers like 4,8,16, got {text!r}") from None
 
 
+def _positive_ints(text: str) -> list[int]:
+    values = _ints(text)
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers like 1,2,4, got {text!r}")
+    return values
+
+
+def _port(text: str) -> int:
+    """A TCP port: 1..65535, or 0 for a free one."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0..65535 (0: a free one), got {text!r}")
+    return value
+
+
 def _add_export(p) -> None:
     add_model_argument(p)
     option(p, "--onnx", RepositoryOptions, help="the export stage's folder")
@@ -38,6 +56,10 @@ def _add_export(p) -> None:
            help="dynamic batching (default: the engine profile's opt batch on GPU)")
     option(p, "--queue-delay-us", RepositoryOptions,
            help="dynamic batching: max queue delay in microseconds")
+    option(p, "--batch-buckets", RepositoryOptions, metavar="max|pow2|B,B,...",
+           help="GPU: run the engine only at these batch sizes, padding each batch up (one "
+                "CUDA graph per size): max = every batch at --max-batch-size; works around "
+                "TensorRT 11.1/11.2.1 leaking plugin modules on shape changes (docs/triton.md)")
     option(p, "--instances", RepositoryOptions, help="model instances per runner")
     option(p, "--threads", RepositoryOptions,
            help="CPU: ONNX Runtime threads per instance (0: all cores)")
@@ -46,9 +68,10 @@ def _add_export(p) -> None:
 
 def _add_serve(p) -> None:
     option(p, "--repo", ServerOptions, help="a CPU model repository")
-    option(p, "--http-port", ServerOptions, help="0: pick a free port")
-    option(p, "--grpc-port", ServerOptions, help="0: pick a free port")
-    option(p, "--metrics-port", ServerOptions, help="0: pick a free port")
+    option(p, "--http-port", ServerOptions, type=_port,
+           help="the validating HTTP gateway (docs/triton.md); 0: pick a free port")
+    option(p, "--grpc-port", ServerOptions, type=_port, help="0: pick a free port")
+    option(p, "--metrics-port", ServerOptions, type=_port, help="0: pick a free port")
     option(p, "--log", ServerOptions, help="keep tritonserver's log in this file")
     option(p, "--verbose", ServerOptions, help="tritonserver's verbose log")
 
@@ -61,7 +84,7 @@ def _add_load(p) -> None:
     option(p, "--users", LoadTestOptions, help="held-out users in the request pool")
     option(p, "--clients", LoadTestOptions, help="concurrent clients")
     option(p, "--requests", LoadTestOptions, help="requests per client")
-    option(p, "--batch-sizes", LoadTestOptions, type=_ints, metavar="B,B,...",
+    option(p, "--batch-sizes", LoadTestOptions, type=_positive_ints, metavar="B,B,...",
            help="users per request, in turn")
     option(p, "--protocol", LoadTestOptions, choices=("http", "grpc", "mixed"))
     option(p, "--time-limit", LoadTestOptions, field="time_limit_s",
@@ -110,7 +133,8 @@ def _serve(args) -> int:
     server = TritonServer(options_from(args, ServerOptions), cancelled=lambda: bool(stop_requests))
     with server:
         print(f"tritonserver ready: models {', '.join(server.info.public)}\n"
-              f"  HTTP    http://{server.http_url}\n  gRPC    {server.grpc_url}\n"
+              f"  HTTP    http://{server.http_url} (validating gateway: public models only)\n"
+              f"  gRPC    {server.grpc_url}\n"
               f"  metrics http://127.0.0.1:{server.ports['metrics']}/metrics\n"
               "Ctrl-C or SIGTERM stops it.", flush=True)
         while not stop_requests and server.proc.poll() is None:

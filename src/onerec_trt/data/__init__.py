@@ -52,6 +52,10 @@ class Dataset:
         if s["removed"].get("users_reordered_by_time"):
             lines.append(f"  sorted by time (file order differed): "
                          f"{s['removed']['users_reordered_by_time']:,} users")
+        if s.get("users_on_several_lines"):
+            lines.append(f"  users on more than one line (merged in file order): "
+                         f"{s['users_on_several_lines']:,}, e.g. "
+                         f"{s['users_on_several_lines_example']}")
         if dropped:
             lines.append("  removed: " + ", ".join(f"{k} {v:,}" for k, v in dropped.items()))
         return "\n".join(lines)
@@ -126,7 +130,7 @@ def _build(name: str, events: Events, vocab: ItemVocab | None, min_user: int, mi
         | {"min": int(lengths.min()), "max": int(lengths.max())},
         "removed": dict(removed),
         "unknown_items_example": sorted(set(unknown))[:5],
-    }
+    } | events.notes  # sequence files: users_on_several_lines (+ an example)
     return Dataset(name, users, encoded, vocab, stats)
 
 

@@ -11,19 +11,22 @@ from pathlib import Path
 
 import numpy as np
 
+from onerec_trt.data.readers import require_file
 from onerec_trt.errors import user_error
 
 
 def load_histories(path: str | Path, length: int, num_items: int,
                    option: str = "--histories") -> np.ndarray:
     """The file's histories as int64 [N, length]; a user error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise user_error(f"{option} file not found: {path}")
+    path = require_file(path, option)  # missing, a folder, unreadable, empty: one line each
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise user_error(f"{option} {path} is not a .npy array: {exc}") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive
+        arr.close()
+        raise user_error(f"{option} {path} is an .npz archive, not a .npy array",
+                         "save one array with numpy.save")
     expected = f"expected int64 [users, {length}] model item ids (the model's history length), " \
                "0 for left padding"
     if arr.ndim != 2 or arr.shape[1] != length or arr.shape[0] == 0:

@@ -65,4 +65,9 @@ class ItemVocab:
         data = read_json(path, "item vocabulary")
         if not isinstance(data, dict) or not isinstance(data.get("tokens"), list):
             raise user_error(f"item vocabulary has no 'tokens' list: {path}")
+        count = data.get("num_items", len(data["tokens"]))
+        if count != len(data["tokens"]):
+            raise user_error(f"item vocabulary {path} says num_items {count} but lists "
+                             f"{len(data['tokens'])} tokens", "the file is damaged: copy the "
+                                                              "model folder again")
         return cls([str(t) for t in data["tokens"]])

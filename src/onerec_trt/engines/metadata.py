@@ -16,7 +16,9 @@ all use it). What it relies on:
   {"dtype", "shape"}``); shapes include the batch axis (-1 when dynamic); dtypes in any common
   spelling (TensorRT's ``INT64``/``FLOAT``/``BF16``, ``int64``, ``float32``).
 - checked when present: ``plan_sha256`` (must hash the plan), ``model_sha256`` (must be the
-  model's), ``precision``; the runtime needs ``tensorrt.version`` and ``gpu`` too.
+  model's), ``precision``; the runtime needs ``tensorrt.version`` and ``gpu`` too; a plugin
+  entry's ``ptx_arch`` (the compute capability its AOT kernels were compiled for, e.g. 90 =
+  ``sm_90a`` PTX) must be the running GPU's.
 Everything else is kept as written (``raw``), and copied verbatim into a Triton repository.
 """
 
@@ -97,6 +99,12 @@ class EngineMetadata:
     @property
     def plugins(self) -> list:
         return self.raw.get("plugins") or []
+
+    @property
+    def plugin_archs(self) -> dict[str, int]:
+        """Plugin name -> the compute capability its embedded PTX targets (where recorded)."""
+        return {p["name"]: int(p["ptx_arch"]) for p in self.plugins
+                if isinstance(p, dict) and p.get("ptx_arch") is not None}
 
     @property
     def tensorrt_version(self) -> str:
@@ -182,6 +190,13 @@ class EngineMetadata:
             raise user_error(f"{what} was built for compute capability {shown} "
                              f"({want.get('name')}), this GPU is {gpu.name} ({gpu.cc})",
                              "rebuild the engine on this GPU")
+        have = 10 * gpu.compute_capability[0] + gpu.compute_capability[1]
+        for name, arch in sorted(self.plugin_archs.items()):
+            if arch != have:
+                raise user_error(f"{what}: plugin {name}'s kernel was compiled for compute "
+                                 f"capability {arch // 10}.{arch % 10}, this GPU is {gpu.name} "
+                                 f"({gpu.cc}); that PTX does not load here",
+                                 "rebuild the engine on this GPU")
         if gpu.name != want.get("name"):
             return [f"{what} was built on {want.get('name')}, this is {gpu.name} (same compute "
                     f"capability {gpu.cc}): it runs, but its tactics were timed on the other GPU"]

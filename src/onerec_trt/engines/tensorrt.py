@@ -11,13 +11,14 @@ here (docs/tensorrt.md). Everything before them (metadata, plan header, model ha
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from onerec_trt.engines.metadata import EngineMetadata, current_gpu
-from onerec_trt.engines.tensorrt_lib import import_tensorrt, load_plugin_module
+from onerec_trt.engines.tensorrt_lib import import_tensorrt, load_libraries, load_plugin_module
 from onerec_trt.errors import UserError, user_error
 from onerec_trt.provenance import check_same_model
 
@@ -26,7 +27,10 @@ try:  # Polygraphy is optional at import time (the GPU machine has none); the ru
 except ImportError:  # pragma: no cover - exercised only where Polygraphy is absent
     BaseRunner = object
 
-__all__ = ["load", "Engine", "TrtEngineRunner", "engine_backend"]
+__all__ = ["load", "Engine", "TrtEngineRunner", "engine_backend", "ShapeCache"]
+
+# Input shapes whose buffers (and CUDA graph) an Engine keeps; the least recently used go first.
+MAX_CACHED_SHAPES = 4
 
 # TensorRT DataType names -> torch dtype names (resolved lazily: torch.<name>)
 TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8",
@@ -51,6 +55,45 @@ class Buffers:
     graph: object | None = None
 
 
+class ShapeCache:
+    """Per input-shape state (``Buffers``), least recently used evicted past ``limit``: without a
+    bound an engine serving every batch size 1-256 would keep 256 sets of device buffers and
+    CUDA graphs forever."""
+
+    def __init__(self, limit: int = MAX_CACHED_SHAPES):
+        if limit < 1:
+            raise user_error(f"the shape cache needs room for at least one shape, got {limit}")
+        self.limit = limit
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key, value) -> list:
+        """Store ``value``; returns the evicted values (their buffers and graphs go with them)."""
+        self._items[key] = value
+        self._items.move_to_end(key)
+        evicted = []
+        while len(self._items) > self.limit:
+            evicted.append(self._items.popitem(last=False)[1])
+        return evicted
+
+    def keys(self) -> list:
+        return list(self._items)
+
+    def values(self) -> list:
+        return list(self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
 @dataclass
 class Engine:
     """A deserialized plan, its execution context and a stream. Use ``infer`` (torch tensors
@@ -67,7 +110,13 @@ class Engine:
     cuda_graphs: bool = False
     notes: list[str] = field(default_factory=list)
     runtime: object = None  # must outlive the engine it deserialized
-    _buffers: dict = field(default_factory=dict)
+    max_cached_shapes: int = MAX_CACHED_SHAPES
+    plugin_libraries: list = field(default_factory=list)  # handles, alive with the engine
+    _buffers: ShapeCache | None = None
+
+    def __post_init__(self):
+        if self._buffers is None:
+            self._buffers = ShapeCache(self.max_cached_shapes)
 
     def _check_feed(self, feed: dict) -> dict[str, tuple[int, ...]]:
         missing = [n for n in self.inputs if n not in feed]
@@ -100,11 +149,17 @@ class Engine:
                                         device=device)
         return Buffers(shapes, tensors)
 
-    def _enqueue(self, buffers: Buffers) -> None:
+    def _bind(self, buffers: Buffers) -> None:
+        """Put the context in this shape's state: its input shapes and tensor addresses (the
+        context is shared by every cached shape, and a graph replays against it)."""
         for name, shape in buffers.shapes.items():
-            self.context.set_input_shape(name, shape)
+            if not self.context.set_input_shape(name, shape):
+                raise user_error(f"{self.path.name}: TensorRT refused shape {shape} for '{name}'")
         for name, tensor in buffers.tensors.items():
             self.context.set_tensor_address(name, tensor.data_ptr())
+
+    def _enqueue(self, buffers: Buffers) -> None:
+        self._bind(buffers)
         if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise RuntimeError(f"{self.path.name}: TensorRT execute_async_v3 failed")
 
@@ -128,7 +183,8 @@ class Engine:
         key = tuple(sorted(shapes.items()))
         buffers = self._buffers.get(key)
         if buffers is None:
-            buffers = self._buffers[key] = self._allocate(shapes)
+            buffers = self._allocate(shapes)
+            self._buffers.put(key, buffers)  # the evicted shapes' buffers and graphs are freed
         with torch.cuda.stream(self.stream):
             for name in self.inputs:
                 value = feed[name]
@@ -141,6 +197,7 @@ class Engine:
             if self.cuda_graphs and buffers.graph is None:
                 self._capture(buffers)
             if buffers.graph is not None:
+                self._bind(buffers)  # another shape may have run since this graph's capture
                 buffers.graph.replay()
             else:
                 self._enqueue(buffers)
@@ -156,25 +213,25 @@ class Engine:
         self.context = self.engine = self.runtime = None
 
 
-def _load_plugins(trt, meta: EngineMetadata, log) -> None:
+def _load_plugins(trt, meta: EngineMetadata, log) -> list:
     """Plugin libraries and Python plugin modules the build recorded (AOT Python plugins are
     baked into the plan; JIT ones need their module imported here)."""
     if not meta.plugins:
-        return
+        return []
     build = meta.raw.get("build", {})
     registry = trt.get_plugin_registry()
-    for library in build.get("plugin_libraries", []):
-        registry.load_library(str(library))
+    handles = load_libraries(registry, build.get("plugin_libraries", []), str(meta.plan))
     for module in build.get("plugin_modules", []):
         try:
             load_plugin_module(module)
         except (ImportError, AttributeError, UserError) as exc:
             # AOT plugins need nothing at run time; a JIT one fails at deserialization
             log(f"note: plugin module {module} not loaded ({str(exc).splitlines()[0]})")
+    return handles
 
 
 def load(plan: str | Path, *, model_sha: str | None = None, cuda_graphs: bool = False,
-         device: int = 0, log=print) -> Engine:
+         device: int = 0, max_cached_shapes: int = MAX_CACHED_SHAPES, log=print) -> Engine:
     """Check, then deserialize a plan built by ``onerec-trt build``."""
     path = Path(plan)
     if not path.is_file():
@@ -188,7 +245,7 @@ def load(plan: str | Path, *, model_sha: str | None = None, cuda_graphs: bool = 
     notes = meta.check_runtime(trt.__version__, current_gpu(device), str(path))
     for note in notes:
         log(f"note: {note}")
-    _load_plugins(trt, meta, log)
+    libraries = _load_plugins(trt, meta, log)
     import torch
 
     torch.cuda.set_device(device)
@@ -205,7 +262,8 @@ def load(plan: str | Path, *, model_sha: str | None = None, cuda_graphs: bool = 
                   inputs=[n for n in names if is_input[n]],
                   outputs=[n for n in names if not is_input[n]],
                   dtypes={n: engine.get_tensor_dtype(n).name for n in names},
-                  cuda_graphs=cuda_graphs, notes=notes, runtime=runtime)
+                  cuda_graphs=cuda_graphs, notes=notes, runtime=runtime,
+                  max_cached_shapes=max_cached_shapes, plugin_libraries=libraries)
 
 
 class TrtEngineRunner(BaseRunner):

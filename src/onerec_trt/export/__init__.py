@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onerec_trt.errors import UserError
+from onerec_trt.errors import user_error
 from onerec_trt.layout import DEFAULT_RUN, EXPORT_JSON, MANIFEST
 from onerec_trt.reports import Report
 
@@ -60,6 +60,18 @@ class ExportReport(Report):
     bytes: dict = field(default_factory=dict)  # graph file -> bytes with its weights
     seconds: float = 0.0
 
+    def check(self, what: str) -> None:
+        """beam and topk positive integers, step (where recorded) a beam step's name: every
+        reader of ``export.json`` (quantize, verify, runners, triton, build) relies on them."""
+        from onerec_trt.model.generate import STEPS
+
+        options = self.options if isinstance(self.options, dict) else {}
+        counts = [options.get(k) for k in ("beam", "topk")]
+        positive = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in counts)
+        if not (positive and options.get("step", "dense") in STEPS):
+            raise user_error(f"{what} does not record the export's options (beam, topk, step)",
+                             "export again: onerec-trt export --force")
+
     @property
     def beam(self) -> int:
         return int(self.options["beam"])
@@ -95,9 +107,6 @@ def find_report(graph: str | Path) -> ExportReport | None:
         pass
     candidates.append(folder.parent / "onnx" / EXPORT_JSON)
     for path in candidates:
-        if path.is_file():
-            try:
-                return ExportReport.load(path)
-            except UserError:  # an unreadable export.json describes nothing
-                continue
+        if path.is_file():  # a broken one is a user error, never silently skipped
+            return ExportReport.load(path, f"the export metadata of {graph} ({path})")
     return None

@@ -2,6 +2,9 @@
 TensorRT.
 
 Rules (each problem names its node):
+- ``onnx``: ``onnx.checker`` (full, with strict type and shape inference) accepts the graph,
+  and it has nodes (weights in external data are not read: ``graphs.check_structure``); a
+  shape conflict alone is a warning, a quantized type an op schema lacks is ``quant``'s;
 - ``opset``: the graph's ONNX opset is in the range the table covers;
 - ``op``: every standard op is in the table as supported, on a dtype the table lists, with the
   attributes, outputs and constant inputs its restrictions ask for;
@@ -18,6 +21,7 @@ Errors fail the lint (exit 1); warnings are printed only.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +32,10 @@ from onerec_trt.lint.graph_index import STANDARD_DOMAINS, GraphIndex, index_grap
 from onerec_trt.lint.optable import OpTable, load_table
 
 __all__ = ["lint", "LintReport", "Problem"]
+
+# how the checker names quantized element types ("tensor(float8e4m3fn)", "tensor(int4)")
+QUANTIZED_TYPE = re.compile(r"tensor\((float8\w*|u?int4|float4\w*)\)")
+TYPE_WORD = re.compile(r"\btype\b")
 
 
 @dataclass(frozen=True)
@@ -86,13 +94,25 @@ class Collector:
 
 
 def load_graph(path: str | Path) -> onnx.ModelProto:
+    """A graph file without its external data; a user error for a missing, empty or foreign
+    file (protobuf parses an empty file, and some random bytes, as an empty model)."""
     path = Path(path)
+    if path.is_dir():
+        graphs = sorted(p.name for p in path.glob("*.onnx"))
+        raise user_error(f"{path} is a folder, not an ONNX graph",
+                         f"pass one of its graphs: {', '.join(graphs)}" if graphs else
+                         "pass a .onnx file")
     if not path.is_file():
         raise user_error(f"ONNX graph not found: {path}")
+    if path.stat().st_size == 0:
+        raise user_error(f"{path} is empty (0 bytes), not an ONNX model")
     try:
-        return onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
         raise user_error(f"{path} is not an ONNX model: {str(exc).splitlines()[0]}") from None
+    if not model.HasField("graph") or not (model.graph.node or model.graph.output):
+        raise user_error(f"{path} is not an ONNX model: it holds no graph")
+    return model
 
 
 def lint(graph: str | Path | onnx.ModelProto, table: OpTable | None = None) -> LintReport:
@@ -104,6 +124,7 @@ def lint(graph: str | Path | onnx.ModelProto, table: OpTable | None = None) -> L
     model = graph if isinstance(graph, onnx.ModelProto) else load_graph(graph)
     index = index_graph(model)
     out = Collector()
+    check_onnx(model, out)
     if index.inference_error:
         out.warning("dtype", f"ONNX shape inference failed ({index.inference_error}); "
                              "dtype checks use the types the graph declares")
@@ -115,6 +136,33 @@ def lint(graph: str | Path | onnx.ModelProto, table: OpTable | None = None) -> L
     check_plugins(model, index, out)
     name = str(graph) if not isinstance(graph, onnx.ModelProto) else (model.graph.name or "graph")
     return LintReport(name, len(model.graph.node), table.tensorrt_version, out.problems)
+
+
+def check_onnx(model: onnx.ModelProto, out: Collector) -> None:
+    """What TensorRT's parser assumes: a graph ``onnx.checker`` accepts, with nodes."""
+    from onerec_trt.graphs import check_structure
+
+    try:
+        check_structure(model)
+    except onnx.checker.ValidationError as exc:
+        out.error("onnx", f"onnx.checker rejects the graph: {_first_line(exc)}")
+    except onnx.shape_inference.InferenceError as exc:
+        message = _first_line(exc)
+        if QUANTIZED_TYPE.search(message):
+            pass  # an op schema of the opset lacks FP8/INT4/FP4, which TensorRT runs between Q
+            # and DQ anyway: check_quantization judges where quantized data may go
+        elif TYPE_WORD.search(message):  # "inconsistent type", "unsupported type" (not op_type)
+            out.error("onnx", f"onnx.checker rejects the graph's types: {message}")
+        else:
+            out.warning("onnx", f"ONNX shape inference finds a conflict: {message} (TensorRT "
+                                "fails to build if the shapes meet at run time)")
+    if not model.graph.node:
+        out.error("onnx", "the graph has no nodes: there is nothing to build")
+
+
+def _first_line(exc: Exception) -> str:
+    first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return first[:300]
 
 
 def check_opset(model: onnx.ModelProto, table: OpTable, out: Collector) -> None:

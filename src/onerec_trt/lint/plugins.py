@@ -2,7 +2,8 @@
 way TensorRT's ONNX parser finds and builds a ``tensorrt.plugin`` (QDP) creator (TENSORRT.md
 section 2): ``op_type`` = plugin name, attribute ``plugin_namespace`` = our namespace, every
 registered attribute present on the node (the parser passes no defaults), INT attributes within
-int32 (the parser truncates them)."""
+int32 (the parser truncates them), and ``plugin_version`` (the parser's creator version, "1"
+when absent) the registered version."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ NUMPY_NAMES = {"FLOAT": "float32", "FLOAT16": "float16", "BFLOAT16": "bfloat16",
                "UINT8": "uint8", "BOOL": "bool", "FLOAT8E4M3FN": "float8_e4m3fn"}
 
 
+DEFAULT_PLUGIN_VERSION = "1"  # what TensorRT's parser looks up when a node has no plugin_version
+
+
 def plugin_specs() -> tuple[str, dict]:
     """(NAMESPACE, PLUGINS) from the plugin contract, imported lazily: it is another package's."""
     try:
@@ -26,17 +30,28 @@ def plugin_specs() -> tuple[str, dict]:
     return NAMESPACE, PLUGINS
 
 
+def registered_version() -> str:
+    try:
+        from onerec_trt.plugins.spec import PLUGIN_VERSION
+    except ImportError:
+        return DEFAULT_PLUGIN_VERSION
+    return PLUGIN_VERSION
+
+
 def graph_plugins(model: onnx.ModelProto) -> list[dict]:
-    """The custom-domain ops of a graph: [{"name", "domain", "namespace", "nodes"}], sorted."""
-    found: dict[tuple[str, str, str], int] = {}
+    """The custom-domain ops of a graph: [{"name", "domain", "namespace", "version", "nodes"}],
+    sorted; ``version`` is the node's ``plugin_version`` (the parser's default "1")."""
+    found: dict[tuple[str, str, str, str], int] = {}
     for _, node in walk_nodes(model.graph):
         if node.domain in STANDARD_DOMAINS:
             continue
         namespace = _string_attribute(node, "plugin_namespace")
-        key = (node.op_type, node.domain, namespace if namespace is not None else node.domain)
+        version = _string_attribute(node, "plugin_version")
+        key = (node.op_type, node.domain, namespace if namespace is not None else node.domain,
+               version if version is not None else DEFAULT_PLUGIN_VERSION)
         found[key] = found.get(key, 0) + 1
-    return [{"name": n, "domain": d, "namespace": ns, "version": "1", "nodes": count}
-            for (n, d, ns), count in sorted(found.items())]
+    return [{"name": n, "domain": d, "namespace": ns, "version": v, "nodes": count}
+            for (n, d, ns, v), count in sorted(found.items())]
 
 
 def _string_attribute(node: onnx.NodeProto, name: str) -> str | None:
@@ -70,6 +85,16 @@ def _check_plugin_node(label, node, spec, namespace: str, index: GraphIndex, out
         out.error("plugin", f"plugin_namespace is {found!r}, expected {namespace!r} (TensorRT's "
                             "parser looks the creator up by it)", label, op)
     attrs = {a.name: a for a in node.attribute}
+    want = registered_version()
+    if "plugin_version" in attrs:
+        version = attrs["plugin_version"]
+        got = version.s.decode() if version.type == onnx.AttributeProto.STRING else None
+        if got != want:
+            shown = repr(got) if got is not None else \
+                f"of type {onnx.AttributeProto.AttributeType.Name(version.type)}"
+            out.error("plugin", f"plugin_version is {shown}, the registered plugin is version "
+                                f"{want!r} (TensorRT's parser looks the creator up by it; drop "
+                                "the attribute or set it to the registered version)", label, op)
     for name in spec.attributes:
         if name not in attrs:
             out.error("plugin", f"attribute '{name}' is missing: TensorRT passes no defaults to "

@@ -22,6 +22,7 @@ def check_quantization(index: GraphIndex, table: OpTable, out) -> None:
             continue
         _check_zero_point(i, node, index, out)
         _check_scale_shape(i, node, index, out)
+        _check_scale_values(i, node, index, out)
         if node.op_type in DQ_OPS:
             _check_fusion(i, node, index, table, out)
 
@@ -72,6 +73,25 @@ def _check_zero_point(i: int, node: onnx.NodeProto, index: GraphIndex, out) -> N
     if value is not None and np.any(value.astype(np.float32) != 0):
         out.error("quant", f"zero point '{name}' is {value.reshape(-1)[:4].tolist()}: TensorRT "
                            "supports only a zero point of 0 (symmetric quantization)",
+                  index.label(i), node.op_type)
+
+
+def _check_scale_values(i: int, node: onnx.NodeProto, index: GraphIndex, out) -> None:
+    """A constant scale must be finite and positive: a NaN, infinite, zero or negative scale
+    (a damaged calibration) builds, and computes garbage or NaN."""
+    if len(node.input) < 2 or not node.input[1]:
+        return
+    value = index.value(node.input[1])
+    if value is None:
+        return  # not a constant, or one kept in external data
+    try:
+        scales = np.asarray(value, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        return
+    bad = scales[~(np.isfinite(scales) & (scales > 0))]
+    if bad.size:
+        out.error("quant", f"scale '{node.input[1]}' holds {float(bad[0])} ({bad.size} of "
+                           f"{scales.size} values): a scale must be finite and positive",
                   index.label(i), node.op_type)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from onerec_trt.artifacts import MANIFEST, json_object, write_atomic, write_json
+from onerec_trt.artifacts import MANIFEST, json_object, read_json, write_atomic, write_json
 from onerec_trt.data.vocab import ItemVocab
 from onerec_trt.errors import user_error
 from onerec_trt.model.config import ModelConfig
@@ -70,15 +70,19 @@ class ModelBundle:
         """[users, S] histories to calibrate (or profile) on, and where they came from: the
         ``file`` (a ``--calib-data`` .npy), else a seeded sample of training parts (never a
         validation or test target)."""
-        from onerec_trt.data.histories import load_histories
         from onerec_trt.data.samplers import training_histories
 
-        length = self.config.max_history
         if file:
-            return load_histories(file, length, self.config.num_items), file
+            return self.histories_file(file), file
         loaded = self.load_data(dataset, data, columns)
-        hist = training_histories(loaded.split(), users, length, seed)
+        hist = training_histories(loaded.split(), users, self.config.max_history, seed)
         return hist, f"{loaded.name} training split, {len(hist)} users (seed {seed})"
+
+    def histories_file(self, file: str | Path, option: str = "--histories") -> np.ndarray:
+        """A ``--histories`` .npy file, checked against this model (history length, items)."""
+        from onerec_trt.data.histories import load_histories
+
+        return load_histories(file, self.config.max_history, self.config.num_items, option)
 
 
 def resolve_model_path(path: str | Path) -> Path:
@@ -99,6 +103,56 @@ def save_model(folder: str | Path, bundle: ModelBundle) -> None:
 
 SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16,
                       "I64": torch.int64, "I32": torch.int32, "BOOL": torch.bool}
+
+
+# bytes per element of every safetensors dtype (the format's own list)
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8,
+               "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+DAMAGED = "the file is damaged or truncated: copy the model folder again"
+MAX_HEADER = 100_000_000  # the safetensors reader's own limit on a header
+
+
+def safetensors_header(path: str | Path) -> dict[str, dict]:
+    """The tensors a safetensors file holds (name -> dtype, shape, data_offsets), checked
+    against the file's size without reading the data: a user error for a truncated, random or
+    foreign file instead of the reader's own message."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 2 <= length <= min(size - 8, MAX_HEADER):
+            raise user_error(f"{path} is truncated or not a safetensors file ({size:,} bytes, "
+                             "no complete header)", DAMAGED)
+        try:
+            header = json.loads(handle.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            header = None
+    if not isinstance(header, dict):
+        raise user_error(f"{path} is not a safetensors file (its header is not a JSON object)",
+                         DAMAGED)
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    end = max((_tensor_end(path, name, info) for name, info in tensors.items()), default=0)
+    if 8 + length + end > size:
+        raise user_error(f"{path} is truncated: its tensors need {8 + length + end:,} bytes, "
+                         f"the file has {size:,}", DAMAGED)
+    return tensors
+
+
+def _tensor_end(path: Path, name: str, info: object) -> int:
+    """Where one header entry's data ends (relative to the data), once its fields agree."""
+    ok = isinstance(info, dict) and info.get("dtype") in DTYPE_BYTES
+    shape, offsets = (info.get("shape"), info.get("data_offsets")) if ok else (None, None)
+    ok = ok and isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
+    ok = ok and isinstance(offsets, list) and len(offsets) == 2 and all(
+        isinstance(o, int) and o >= 0 for o in offsets)
+    if ok:
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        ok = offsets[1] - offsets[0] == count * DTYPE_BYTES[info["dtype"]]
+    if not ok:
+        raise user_error(f"{path} is not a valid safetensors file: the entry of tensor "
+                         f"{name!r} is malformed", DAMAGED)
+    return offsets[1]
 
 
 def read_weights(path: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -134,17 +188,77 @@ def load_model(path: str | Path, dtype: torch.dtype | None = None) -> ModelBundl
                          "pass a folder written by 'onerec-trt train', or 'default'")
     missing = [n for n in (WEIGHTS, CONFIG, VOCAB) if not (folder / n).is_file()]
     if missing:
-        raise user_error(f"{folder} is not a model folder: missing {', '.join(missing)}",
+        stage = json_object(folder / MANIFEST).get("stage")
+        what = f"written by 'onerec-trt {stage}'" if isinstance(stage, str) else \
+            f"missing {', '.join(missing)}"
+        raise user_error(f"{folder} is not a model folder ({what})",
                          "pass a folder written by 'onerec-trt train', or 'default'")
-    config = ModelConfig.from_dict(json.loads((folder / CONFIG).read_text()))
-    ids = SemanticIds.load(folder)
+    config = read_config(folder)
+    vocab = ItemVocab.load(folder / VOCAB)
+    if len(vocab) != config.num_items:
+        raise user_error(f"{folder / VOCAB} lists {len(vocab)} items, {CONFIG} says num_items "
+                         f"{config.num_items}", "the files come from different models: copy "
+                                                "the model folder again")
+    ids = _semantic_ids(folder, config)
     with torch.device("meta"):
         model = OneRecModel(config)
+    _check_weights(folder, safetensors_header(folder / WEIGHTS), model)
     model.load_state_dict(read_weights(folder / WEIGHTS, dtype), assign=True)
     model.semantic_ids = ids
     model.eval()
-    training = json.loads((folder / TRAINING).read_text()) if (folder / TRAINING).is_file() else {}
-    return ModelBundle(model, config, ids, ItemVocab.load(folder / VOCAB), folder, training)
+    return ModelBundle(model, config, ids, vocab, folder, _read_training(folder))
+
+
+def read_config(folder: Path) -> ModelConfig:
+    """A model folder's ``config.json``: a user error for anything but a valid config of a
+    trained model (num_items at least 1)."""
+    config = ModelConfig.from_dict(read_json(folder / CONFIG, "model config"),
+                                   f"model config {folder / CONFIG}")
+    if config.num_items < 1:
+        raise user_error(f"{folder / CONFIG}: num_items is {config.num_items}",
+                         "a model folder's config records its catalogue (1 or more items)")
+    return config
+
+
+def _semantic_ids(folder: Path, config: ModelConfig) -> SemanticIds:
+    """The tokenizer, checked against the config (one semantic ID per item, same codebooks)."""
+    codes = folder / "semantic_ids.safetensors"
+    if codes.is_file():
+        safetensors_header(codes)
+    if (folder / "tokenizer.json").is_file():
+        meta = read_json(folder / "tokenizer.json", "tokenizer metadata")
+        if not isinstance(meta, dict) or not isinstance(meta.get("codebook_sizes"), list):
+            raise user_error(f"{folder / 'tokenizer.json'} has no 'codebook_sizes' list")
+    ids = SemanticIds.load(folder)
+    if ids.num_items != config.num_items or list(ids.codebook_sizes) != config.codebook_sizes:
+        raise user_error(f"the tokenizer in {folder} has {ids.num_items} items and codebooks "
+                         f"{list(ids.codebook_sizes)}, {CONFIG} says {config.num_items} and "
+                         f"{config.codebook_sizes}", "the files come from different models: "
+                                                     "copy the model folder again")
+    return ids
+
+
+def _check_weights(folder: Path, header: dict[str, dict], model: OneRecModel) -> None:
+    """The weights file holds exactly the tensors ``config.json`` describes, shape for shape."""
+    wanted = {k: list(v.shape) for k, v in model.state_dict().items()}
+    problems = [f"{k} is missing" for k in wanted if k not in header]
+    problems += [f"{k} is not a weight of this model" for k in header if k not in wanted]
+    problems += [f"{k} is {header[k]['shape']} in the weights, {shape} by the config"
+                 for k, shape in wanted.items() if k in header and header[k]["shape"] != shape]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise user_error(f"{folder / WEIGHTS} does not match {CONFIG}: {problems[0]}{more}",
+                         "the weights and the config come from different models: copy the "
+                         "model folder again")
+
+
+def _read_training(folder: Path) -> dict:
+    if not (folder / TRAINING).is_file():
+        return {}
+    data = read_json(folder / TRAINING, "training record")
+    if not isinstance(data, dict):
+        raise user_error(f"{folder / TRAINING} is not a JSON object")
+    return data
 
 
 def read_training(path: str | Path) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
 
 
@@ -76,8 +77,7 @@ def _validate(opts: TrainOptions) -> None:
         if getattr(opts, name) < 0:
             raise user_error(f"--{name.replace('_', '-')} must not be negative, "
                              f"got {getattr(opts, name)}")
-    if Path(opts.out).exists() and not opts.force:
-        raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
+    check_out(opts.out, [opts.data], opts.force)  # before the training, not after it
 
 
 def _model_config(opts: TrainOptions):

@@ -29,7 +29,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 NAMESPACE = "onerec"
-MAX_BEAM_OUT = 4096  # B' is sorted in one thread block; TensorRT's own TopK stops at 3840
+PLUGIN_VERSION = "1"  # every op's TensorRT plugin version (QDP plugins are version "1")
+# B' is sorted in one thread block; TensorRT's own TopK stops at 3840. Only B' <= 512 has been
+# compiled and measured (docs/plugins.md); larger B' is refused where it needs more shared
+# memory than a launch gets without opting in (aot.SHARED_MEMORY_LIMIT).
+MAX_BEAM_OUT = 4096
+# The one TensorRT version gate of the project: tensorrt.plugin.aot_impl (AOT Python plugins)
+# arrived in TensorRT 10.9; engines/tensorrt_lib.py, the plugin registration and pyproject's
+# ``tensorrt`` extra all use this.
+MIN_TENSORRT = (10, 9)
+# aot.py needs triton.compiler.ASTSource(constexprs=...) (Triton 3.2) and strips the hidden
+# scratch parameters Triton 3.3 added; pyproject's ``tensorrt`` extra pins the same.
+MIN_TRITON = (3, 3)
+
+
+def version_text(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
 
 
 @dataclass(frozen=True)

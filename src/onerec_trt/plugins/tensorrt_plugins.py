@@ -10,6 +10,9 @@ Importable without TensorRT: ``tensorrt`` is imported inside ``register_plugins`
 has no ``from __future__ import annotations`` on purpose: TensorRT's validator reads the real
 annotation classes (``trtp.TensorDesc``), not strings.
 
+The kernels are compiled for the compute capability of the GPU registration runs on (the build
+GPU; ``registered_arch()`` says which, and the build records it in the engine's metadata).
+
 Never run here: no TensorRT can be installed on this project's machines (docs/plugins.md).
 """
 
@@ -18,31 +21,60 @@ import functools
 from onerec_trt.errors import user_error
 from onerec_trt.plugins.spec import (
     CODES_TO_ITEM,
+    MIN_TENSORRT,
     PLUGINS,
     TRIE_BEAM_EXPAND,
     TRIE_BEAM_SELECT,
     candidates_per_beam,
+    version_text,
 )
 
-__all__ = ["register_plugins"]
+__all__ = ["register_plugins", "registered_arch", "device_arch"]
+
+_REGISTERED: dict = {}  # "arch": the compute capability the aot_impl kernels target
+
+
+def device_arch() -> int:
+    """``aot.arch_of`` the current CUDA device's compute capability (the build GPU)."""
+    import torch
+
+    from onerec_trt.plugins.aot import arch_of
+
+    if not torch.cuda.is_available():
+        raise user_error("registering the onerec plugins needs a CUDA GPU: their kernels are "
+                         "compiled for the GPU the engine is built on")
+    return arch_of(torch.cuda.get_device_capability())
+
+
+def registered_arch() -> int | None:
+    """The compute capability the registered plugins compile for (None: not registered)."""
+    return _REGISTERED.get("arch")
 
 
 @functools.cache
-def register_plugins() -> tuple:
-    """Register every plugin with TensorRT (once per process); returns their plugin ids."""
+def register_plugins(arch: int | None = None) -> tuple:
+    """Register every plugin with TensorRT (once per process); returns their plugin ids.
+    ``arch``: the compute capability to compile for (default: the current GPU's)."""
     try:
         import tensorrt as trt
         import tensorrt.plugin as trtp
     except ImportError:
         raise user_error("registering the onerec plugins needs TensorRT's Python package",
-                         "TensorRT >= 10.9 (tensorrt.plugin.aot_impl) on a machine with a "
-                         "GPU; see docs/plugins.md") from None
+                         f"TensorRT >= {version_text(MIN_TENSORRT)} (tensorrt.plugin.aot_impl) "
+                         "on a machine with a GPU; see docs/plugins.md") from None
     if not hasattr(trtp, "aot_impl"):
         raise user_error(f"TensorRT {trt.__version__} has no tensorrt.plugin.aot_impl",
-                         "AOT Python plugins need TensorRT >= 10.9")
-    _define_expand(trt, trtp)
-    _define_select(trt, trtp)
-    _define_codes_to_item(trt, trtp)
+                         f"AOT Python plugins need TensorRT >= {version_text(MIN_TENSORRT)}")
+    import triton
+
+    from onerec_trt.plugins.aot import check_triton_version
+
+    check_triton_version(triton.__version__)  # before any aot_impl is defined
+    arch = device_arch() if arch is None else int(arch)
+    _define_expand(trt, trtp, arch)
+    _define_select(trt, trtp, arch)
+    _define_codes_to_item(trt, trtp, arch)
+    _REGISTERED["arch"] = arch
     return tuple(spec.plugin_id for spec in PLUGINS.values())
 
 
@@ -66,8 +98,8 @@ def _launch(trtp, kernel, grid: tuple, extra: list):
     return kernel.name, kernel.ptx, params, args
 
 
-def _define_expand(trt, trtp) -> None:
-    from onerec_trt.plugins.aot import compile_kernel
+def _define_expand(trt, trtp, arch: int) -> None:
+    from onerec_trt.plugins.aot import compile_kernel, expand_launch
 
     @trtp.register(TRIE_BEAM_EXPAND.plugin_id)
     def trie_beam_expand(logits: trtp.TensorDesc, scores: trtp.TensorDesc,
@@ -85,13 +117,14 @@ def _define_expand(trt, trtp) -> None:
         step: int, beam_out: int, vocab: int, outputs: tuple[trtp.TensorDesc], tactic: int,
     ) -> tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymExprs]:
         kernel = compile_kernel(TRIE_BEAM_EXPAND.name, logits_dtype=_dtype_name(trt, logits.dtype),
-                                beam_out=beam_out, vocab=vocab)
-        n, beams = logits.shape_expr[0], logits.shape_expr[1]
-        return _launch(trtp, kernel, (n, beams), [beams, vocab, step, offsets.shape_expr[1]])
+                                beam_out=beam_out, vocab=vocab, arch=arch)
+        grid, extra = expand_launch(logits.shape_expr[0], logits.shape_expr[1], vocab, step,
+                                    offsets.shape_expr[1])
+        return _launch(trtp, kernel, grid, extra)
 
 
-def _define_select(trt, trtp) -> None:
-    from onerec_trt.plugins.aot import compile_kernel
+def _define_select(trt, trtp, arch: int) -> None:
+    from onerec_trt.plugins.aot import compile_kernel, select_launch
 
     @trtp.register(TRIE_BEAM_SELECT.plugin_id)
     def trie_beam_select(cand: trtp.TensorDesc, node: trtp.TensorDesc,
@@ -115,13 +148,14 @@ def _define_select(trt, trtp) -> None:
         if beams < 1:
             raise ValueError("TrieBeamSelect needs a static beam axis (dimension 1 of cand)")
         kernel = compile_kernel(TRIE_BEAM_SELECT.name, beam_out=beam_out, vocab=vocab,
-                                beams=beams)
-        return _launch(trtp, kernel, (cand.shape_expr[0],),
-                       [cand.shape_expr[1], vocab, step, offsets.shape_expr[1], beam_out])
+                                beams=beams, arch=arch)
+        grid, extra = select_launch(cand.shape_expr[0], cand.shape_expr[1], vocab, step,
+                                    offsets.shape_expr[1], beam_out)
+        return _launch(trtp, kernel, grid, extra)
 
 
-def _define_codes_to_item(trt, trtp) -> None:
-    from onerec_trt.plugins.aot import CODES_BLOCK, compile_kernel
+def _define_codes_to_item(trt, trtp, arch: int) -> None:
+    from onerec_trt.plugins.aot import codes_launch, compile_kernel
 
     @trtp.register(CODES_TO_ITEM.plugin_id)
     def codes_to_item(codes: trtp.TensorDesc, indptr: trtp.TensorDesc,
@@ -135,7 +169,7 @@ def _define_codes_to_item(trt, trtp) -> None:
         offsets: trtp.TensorDesc, leaf_item: trtp.TensorDesc, outputs: tuple[trtp.TensorDesc],
         tactic: int,
     ) -> tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymExprs]:
-        kernel = compile_kernel(CODES_TO_ITEM.name)
-        rows = codes.shape_expr[0] * codes.shape_expr[1]
-        return _launch(trtp, kernel, (trtp.cdiv(rows, CODES_BLOCK),),
-                       [rows, codes.shape_expr[2]])
+        kernel = compile_kernel(CODES_TO_ITEM.name, arch=arch)
+        grid, extra = codes_launch(codes.shape_expr[0] * codes.shape_expr[1],
+                                   codes.shape_expr[2], trtp.cdiv)
+        return _launch(trtp, kernel, grid, extra)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import asdict
@@ -11,7 +12,13 @@ import torch
 from tqdm import tqdm
 
 from onerec_trt.analysis.fp8 import E4M3_MAX
-from onerec_trt.artifacts import read_json, staged_folder, write_json, write_manifest
+from onerec_trt.artifacts import (
+    json_object,
+    read_json,
+    staged_folder,
+    write_json,
+    write_manifest,
+)
 from onerec_trt.errors import user_error
 from onerec_trt.export import ExportReport
 from onerec_trt.export.passes import render_bf16_on_cpu
@@ -21,6 +28,7 @@ from onerec_trt.layout import (
     EXPORT_JSON,
     FP8_CPU_GRAPH,
     FP8_GRAPH,
+    MANIFEST,
     QUANTIZE_REPORT,
 )
 from onerec_trt.model.checkpoint import load_model, model_hash
@@ -54,8 +62,7 @@ def _validate(opts: QuantizeOptions) -> tuple[ExportReport, list[str]]:
             raise user_error(f"--exclude {pattern!r} is not a valid regex: {exc}") from None
     if Path(opts.out).exists() and not opts.force:
         raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
-    export_meta = ExportReport.load(Path(opts.onnx) / EXPORT_JSON,
-                                    "export metadata (run export first)")
+    export_meta = export_report(Path(opts.onnx))
     names: list[str] = []
     if opts.exclusions:
         data = read_json(opts.exclusions, "exclusions file")
@@ -63,6 +70,39 @@ def _validate(opts: QuantizeOptions) -> tuple[ExportReport, list[str]]:
         if not isinstance(names, list):
             raise user_error(f"{opts.exclusions}: expected {{\"exclude\": [layer names]}}")
     return export_meta, names
+
+
+def export_report(folder: Path) -> ExportReport:
+    """The ``export.json`` of an ``--onnx`` folder, with the options quantize reads; a user
+    error naming what the folder is otherwise (a graph file, a model or another stage's)."""
+    fix = "pass the folder 'onerec-trt export' wrote (its --out)"
+    if folder.is_file():
+        raise user_error(f"--onnx takes the export stage's folder, not a file: {folder}",
+                         f"pass {folder.parent}")
+    if not folder.is_dir():
+        raise user_error(f"--onnx folder not found: {folder}", "run 'onerec-trt export' first")
+    if not (folder / EXPORT_JSON).is_file():
+        stage = json_object(folder / MANIFEST).get("stage")
+        what = f"written by 'onerec-trt {stage}'" if isinstance(stage, str) else "no export.json"
+        raise user_error(f"--onnx {folder} is not an export folder ({what})", fix)
+    return ExportReport.load(folder / EXPORT_JSON, f"export metadata {folder / EXPORT_JSON}")
+
+
+FIX_FILE = "recalibrate (omit --calibration) or correct the file"
+
+
+def checked_amax(amax: object, where: str, fix: str = FIX_FILE) -> dict[str, float]:
+    """Quantizer name -> amax, each a finite positive number: a NaN, negative, zero or text
+    amax would give the graph a NaN, negative or infinite scale."""
+    if not isinstance(amax, dict):
+        raise user_error(f"{where} has no 'amax' object (quantizer name -> amax)",
+                         "pass a calibration.json written by 'onerec-trt quantize'")
+    for name, value in amax.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value <= 0:
+            raise user_error(f"{where}: the amax of {name} is {value!r}; every amax must be a "
+                             "finite positive number (scale = amax / 448)", fix)
+    return {name: float(value) for name, value in amax.items()}
 
 
 def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
@@ -93,10 +133,13 @@ def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
                     graph(batch)
 
         calibrate(model, run, excluded, opts.calib_method)
-        amax = quantizer_amax(model)
+        amax = checked_amax(quantizer_amax(model), f"calibration on {source}",
+                            "the model's weights or the histories give that layer no finite, "
+                            "non-zero input: check the model folder, or --exclude the layer")
     else:
         saved = read_json(opts.calibration, "calibration file")
-        amax = saved.get("amax", {}) if isinstance(saved, dict) else {}
+        amax = checked_amax(saved.get("amax") if isinstance(saved, dict) else None,
+                            f"calibration file {opts.calibration}")
         example = torch.ones(2, bundle.config.max_history, dtype=torch.long)
         calibrate(model, lambda: graph(example), excluded, opts.calib_method)
         missing = load_amax(model, amax)

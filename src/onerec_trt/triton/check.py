@@ -3,8 +3,11 @@
 Every ``config.pbtxt`` is parsed with Triton's ``ModelConfig`` protobuf schema (tritonclient's
 ``model_config_pb2``), then cross-checked: names match folders, files exist, ensemble steps wire
 declared tensors of matching dtype and dims, batch limits nest, the public models keep the
-contract in ``repository.json``, and each TensorRT model agrees with its engine metadata
-(``1/model.json``: I/O names, dtypes, dims, dynamic batch axis, profile max >= max_batch_size).
+contract in ``repository.json``, each TensorRT model agrees with its engine metadata
+(``1/model.json``: I/O names, dtypes, dims, dynamic batch axis, profile max >= max_batch_size),
+each ONNX graph's declared inputs and outputs agree with the contract, and every file a model
+runs (``1/*``: model.py, model.onnx and its data, model.plan, model.json) still has the sha256
+that ``manifest.json`` recorded when the repository was written.
 """
 
 from __future__ import annotations
@@ -12,11 +15,77 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from onerec_trt.artifacts import MANIFEST, sha256_file
 from onerec_trt.errors import UserError
 from onerec_trt.triton import config as cfg
-from onerec_trt.triton.contract import TRITON_DTYPES, Contract
+from onerec_trt.triton.contract import TRITON_DTYPES, Contract, TensorSpec
 
 REPOSITORY_JSON = "repository.json"
+
+
+def _declared(value) -> tuple[str, list]:
+    """An ONNX graph input/output's dtype name and dims (ints, or names for symbolic dims)."""
+    from onnx import helper
+
+    tensor = value.type.tensor_type
+    dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else "?"
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in tensor.shape.dim]
+    return dtype, dims
+
+
+def _io_problems(role: str, found: dict, wanted: tuple[TensorSpec, ...]) -> list[str]:
+    want = {t.name: t for t in wanted}
+    if set(found) != set(want):
+        return [f"graph {role} {sorted(found)} differ from the contract's {sorted(want)}"]
+    problems = []
+    for name, (dtype, dims) in found.items():
+        spec = want[name]
+        # fixed dims must be the contract's; symbolic ones (the outputs' K, L) cannot be checked
+        if dtype != spec.dtype or len(dims) != len(spec.dims) + 1 or any(
+                isinstance(d, int) and d != w
+                for d, w in zip(dims[1:], spec.dims, strict=True)):
+            problems.append(f"graph {role[:-1]} {name} is {dtype} {dims}, the contract says "
+                            f"{spec.dtype} [N, {', '.join(map(str, spec.dims))}]")
+    return problems
+
+
+def graph_problems(path: Path, contract: Contract) -> list[str]:
+    """What in the ONNX graph's declared inputs and outputs breaks the contract (names, dtypes,
+    ranks, fixed dims: a graph exported for another history length or another model)."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # onnx raises DecodeError and friends
+        return [f"{path}: not an ONNX model ({str(exc).splitlines()[0] if str(exc) else exc!r})"]
+    init = {i.name for i in graph.initializer}
+    inputs = {v.name: _declared(v) for v in graph.input if v.name not in init}
+    outputs = {v.name: _declared(v) for v in graph.output}
+    return [f"{path}: {p}" for p in (_io_problems("inputs", inputs, contract.inputs)
+                                     + _io_problems("outputs", outputs, contract.outputs))]
+
+
+def hash_problems(repo: Path) -> list[str]:
+    """Files of the models' version folders whose sha256 differs from ``manifest.json``'s."""
+    try:
+        recorded = json.loads((repo / MANIFEST).read_text())["files"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        return [f"{repo / MANIFEST}: cannot read the recorded file hashes ({exc})"]
+    problems = []
+    for name, digest in sorted(recorded.items()):
+        if name.count("/") < 2 or name.split("/")[1] != "1":
+            continue  # config.pbtxt files may be tuned by hand; check parses them instead
+        path = repo / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{name}: sha256 differs from the one manifest.json recorded "
+                            "(edited after export; export the repository again)")
+    present = {p.relative_to(repo).as_posix() for p in repo.glob("*/1/*") if p.is_file()}
+    problems += [f"{name}: not written by export (not in manifest.json)"
+                 for name in sorted(present - set(recorded))]
+    return problems
 
 
 def load_configs(repo: Path) -> dict:
@@ -51,6 +120,23 @@ def check_repository(repo: str | Path) -> list[str]:
     for folder, config in configs.items():
         problems += _check_model(repo / folder, config, configs)
     problems += _check_public(info, configs)
+    problems += _check_graphs(repo, info, configs)
+    return problems + hash_problems(repo)
+
+
+def _check_graphs(repo: Path, info: dict, configs: dict) -> list[str]:
+    """Each python-backend model's ONNX graph against the contract."""
+    try:
+        contract = Contract.from_json(info["contract"])
+    except (KeyError, TypeError):
+        return []  # _check_public said so
+    problems = []
+    for folder, config in configs.items():
+        onnx_file = config.parameters["onnx_file"].string_value \
+            if "onnx_file" in config.parameters else None
+        if config.backend == "python" and onnx_file and (repo / folder / "1" / onnx_file).is_file():
+            problems += [p.replace(str(repo / folder), folder) for p in
+                         graph_problems(repo / folder / "1" / onnx_file, contract)]
     return problems
 
 
@@ -67,6 +153,7 @@ def _check_model(folder: Path, config, configs: dict) -> list[str]:
     if config.backend == "python":
         params = {k: v.string_value for k, v in config.parameters.items()}
         needed = ["model.py"] + ([params["onnx_file"]] if "onnx_file" in params else [])
+        needed += ["guard.py"] if "onnx_file" in params and "num_items" in params else []
         problems += [f"{folder.name}/1/{n}: missing" for n in needed
                      if not (folder / "1" / n).is_file()]
         return problems

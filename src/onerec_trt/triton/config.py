@@ -17,17 +17,65 @@ class Ident(str):
 
 @dataclass
 class Batching:
-    """Triton's dynamic batcher for one model."""
+    """Triton's dynamic batcher for one model.
+
+    ``buckets`` (GPU repository only; empty: off): the only batch sizes the TensorRT engine is
+    run at. Each bucket is a CUDA graph (``optimization.cuda.graph_spec``) whose
+    ``graph_lower_bound`` is one above the previous bucket, so Triton's TensorRT backend pads
+    any batch up to the next bucket, and the bucket sizes become the preferred batch sizes.
+    Why: TensorRT 11.1/11.2.1 leak CUDA modules of AOT plugins on every input-shape change of
+    an execution context, returning to an earlier shape included (NVIDIA/TensorRT#4849), and
+    the dynamic batcher changes the batch size per request. One bucket (``[max_batch_size]``:
+    every batch padded to the max) means no shape change at all; several buckets
+    (``bucket_sizes`` makes powers of two) bound the set of shapes, not how often they change.
+    """
 
     max_batch_size: int = 64
     preferred_batch_sizes: list[int] = field(default_factory=list)  # empty: largest batch
     queue_delay_us: int = 100  # how long a request may wait for others to join its batch
+    buckets: list[int] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.buckets:
+            check_buckets(self.buckets, self.max_batch_size)
+            self.buckets = sorted(set(self.buckets))
 
     def to_config(self) -> dict:
         dyn: dict = {"max_queue_delay_microseconds": self.queue_delay_us}
         if self.preferred_batch_sizes:
             dyn = {"preferred_batch_size": list(self.preferred_batch_sizes), **dyn}
         return dyn
+
+
+def bucket_sizes(max_batch: int) -> list[int]:
+    """Powers of two up to ``max_batch``, and ``max_batch`` itself: 1, 2, 4, ..., max."""
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    sizes, size = [], 1
+    while size < max_batch:
+        sizes.append(size)
+        size *= 2
+    return [*sizes, max_batch]
+
+
+def check_buckets(buckets: list[int], max_batch: int) -> None:
+    """Every batch 1..max_batch must fall in a bucket: the largest bucket is max_batch."""
+    if any(int(b) < 1 for b in buckets) or max(buckets) != max_batch:
+        raise ValueError(f"batch buckets {sorted(set(buckets))} must be >= 1 and end at "
+                         f"max_batch_size {max_batch}, so every batch has a bucket")
+
+
+def graph_specs(buckets: list[int], inputs: tuple[TensorSpec, ...]) -> list[dict]:
+    """One ``graph_spec`` per bucket, serving batches (previous bucket, bucket]."""
+    shapes = [{"key": t.name, "value": {"dim": list(t.dims)}} for t in inputs]
+    specs, low = [], 1
+    for size in sorted(set(buckets)):
+        spec: dict = {"batch_size": size, "input": shapes}
+        if low < size:
+            spec["graph_lower_bound"] = {"batch_size": low, "input": shapes}
+        specs.append(spec)
+        low = size + 1
+    return specs
 
 
 def render(config: dict, indent: int = 0) -> str:
@@ -81,14 +129,21 @@ def python_model(name: str, contract: Contract, batching: Batching, instances: i
 
 
 def tensorrt_model(name: str, contract: Contract, batching: Batching, instances: int) -> dict:
-    """A TensorRT engine (``1/model.plan``) on GPU instances."""
-    return {
+    """A TensorRT engine (``1/model.plan``) on GPU instances; with ``batching.buckets``, run
+    only at those batch sizes (see ``Batching``)."""
+    config = {
         "name": name, "platform": "tensorrt_plan", "max_batch_size": batching.max_batch_size,
         "input": tensors(contract.inputs), "output": tensors(contract.outputs),
         "dynamic_batching": batching.to_config(),
         "instance_group": [{"kind": Ident("KIND_GPU"), "count": instances}],
         "default_model_filename": "model.plan",
     }
+    if batching.buckets:
+        config["dynamic_batching"] = {"preferred_batch_size": list(batching.buckets),
+                                      "max_queue_delay_microseconds": batching.queue_delay_us}
+        config["optimization"] = {"cuda": {"graphs": True, "graph_spec": graph_specs(
+            batching.buckets, contract.inputs)}}
+    return config
 
 
 def ensemble(name: str, contract: Contract, max_batch_size: int,

@@ -113,11 +113,21 @@ def _run_client(index: int, opts: LoadTestOptions, urls: dict[str, str], model: 
             log.wrong += not same_result(got, {k: v[rows] for k, v in expected.items()})
 
 
+def check_options(opts: LoadTestOptions) -> None:
+    """Counts that must be positive, refused before anything starts."""
+    if opts.clients <= 0 or opts.requests <= 0:
+        raise user_error(f"--clients and --requests must be positive, got {opts.clients} and "
+                         f"{opts.requests}")
+    if not opts.batch_sizes or any(b <= 0 for b in opts.batch_sizes):
+        raise user_error(f"--batch-sizes must be positive integers, got {opts.batch_sizes}")
+    if opts.protocol not in (*PROTOCOLS, "mixed"):
+        raise user_error(f"unknown --protocol {opts.protocol!r}", "expected http, grpc or mixed")
+
+
 def load_test(urls: dict[str, str], model: str, pool: np.ndarray,
               expected: dict[str, np.ndarray], opts: LoadTestOptions) -> dict:
     """Stats of one load test; ``urls`` maps protocol -> '127.0.0.1:PORT'."""
-    if opts.clients <= 0 or opts.requests <= 0 or not opts.batch_sizes:
-        raise user_error("--clients, --requests and --batch-sizes must be positive")
+    check_options(opts)
     protocols = PROTOCOLS if opts.protocol == "mixed" else (opts.protocol,)
     logs = [_ClientLog(protocols[i % len(protocols)]) for i in range(opts.clients)]
     deadline = time.monotonic() + opts.time_limit_s
@@ -200,12 +210,17 @@ def load_repository(opts: LoadTestOptions, log=print) -> dict:
 
     from onerec_trt.triton.server import ServerOptions, TritonServer, read_repository
 
+    check_options(opts)
     repo = opts.repo
     info = read_repository(repo)
     public = opts.public or next(iter(info.public))
     if public not in info.public:
         raise user_error(f"{repo} has no public model {public!r}",
                          f"it serves: {', '.join(info.public)}")
+    max_batch = int(info.batching["max_batch_size"])
+    if max(opts.batch_sizes) > max_batch:
+        raise user_error(f"--batch-sizes {max(opts.batch_sizes)} is above the repository's "
+                         f"max_batch_size {max_batch}")
     runner = info.runner_of(public)
     outputs = [t["name"] for t in info.contract["outputs"]]
     pool = held_out_histories(opts.model or info.model, opts.users)

@@ -27,7 +27,7 @@ from onerec_trt.graphs import copy_graph
 from onerec_trt.layout import DEFAULT_RUN, EXPORT_JSON
 from onerec_trt.provenance import check_same_model, recorded_model
 from onerec_trt.triton import config as cfg
-from onerec_trt.triton.check import REPOSITORY_JSON, check_repository
+from onerec_trt.triton.check import REPOSITORY_JSON, check_repository, graph_problems
 from onerec_trt.triton.contract import Contract, RepositoryReport, TensorSpec
 
 BACKEND = Path(__file__).resolve().parent / "backend"
@@ -49,6 +49,7 @@ class RepositoryOptions:
     max_batch_size: int | None = None  # CPU: 64; GPU: the engine profile's max batch
     preferred_batch_sizes: list[int] = field(default_factory=list)  # GPU default: profile opt
     queue_delay_us: int = 100
+    batch_buckets: str | None = None  # GPU: "max", "pow2" or "B,B,..." (docs/triton.md, #4849)
     instances: int = 1  # runner instances (CPU: processes; GPU: engine contexts)
     threads: int = 1  # CPU: ONNX Runtime intra-op threads per instance (0: all cores)
     force: bool = False
@@ -80,12 +81,14 @@ def _validate(opts: RepositoryOptions) -> None:
 
 def _load_sources(opts: RepositoryOptions) -> tuple[ExportReport, Contract, str | None]:
     """export.json, its contract and the model hash; every folder must come from --model."""
-    from onerec_trt.model.checkpoint import model_hash, resolve_model_path
+    from onerec_trt.model.checkpoint import model_hash, read_config, resolve_model_path
 
     if not resolve_model_path(opts.model).is_dir():
         raise user_error(f"model folder not found: {resolve_model_path(opts.model)}")
     meta = ExportReport.load(Path(opts.onnx) / EXPORT_JSON, "export metadata (run export first)")
     contract = Contract.from_export(meta.to_json())
+    _check_contract_against_model(contract, read_config(resolve_model_path(opts.model)),
+                                  Path(opts.onnx) / EXPORT_JSON)
     wanted = model_hash(opts.model)
     folders = [Path(opts.onnx)]
     if "fp8" in opts.precisions and opts.engine is None:
@@ -93,6 +96,15 @@ def _load_sources(opts: RepositoryOptions) -> tuple[ExportReport, Contract, str 
     for folder in folders:
         check_same_model(recorded_model(folder), wanted, str(folder))
     return meta, contract, wanted
+
+
+def _check_contract_against_model(contract: Contract, config, where: Path) -> None:
+    """export.json must describe --model: its history length and its catalogue."""
+    for what, got, want in (("history length", contract.max_history, config.max_history),
+                            ("catalogue size", contract.num_items, config.num_items)):
+        if got != want:
+            raise user_error(f"{where}: {what} {got}, the model's is {want}",
+                             "the graphs come from another model: export this one again")
 
 
 def fp8_folder(opts: RepositoryOptions) -> str:
@@ -109,21 +121,37 @@ def cpu_graph(opts: RepositoryOptions, precision: str) -> Path:
 
 
 def check_graph_io(path: Path, contract: Contract) -> None:
-    """The ONNX graph's inputs and outputs must be the contract's (names and dtypes)."""
-    import onnx
-    from onnx import helper
+    """The ONNX graph must serve the contract: its declared inputs and outputs (names, dtypes,
+    ranks, the history length) and one request of the catalogue's ids run through it with
+    outputs of the contract's shapes. A graph of another model fails here, not on every
+    request of the server."""
+    problems = graph_problems(path, contract)
+    if not problems:
+        problems = _dry_run_problems(path, contract)
+    if problems:
+        raise user_error(problems[0], "export and quantize this model again, or pass the "
+                                      "folders of the model given as --model")
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    init = {i.name for i in graph.initializer}
-    for role, found, wanted in (
-            ("inputs", [i for i in graph.input if i.name not in init], contract.inputs),
-            ("outputs", list(graph.output), contract.outputs)):
-        got = {v.name: helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
-               for v in found}
-        want = {t.name: t.dtype for t in wanted}
-        if got != want:
-            raise user_error(f"{path}: graph {role} {got} differ from export.json's {want}",
-                             "export and quantize again with this version")
+
+def _dry_run_problems(path: Path, contract: Contract) -> list[str]:
+    """Run one row holding the last catalogue ids (the highest id last) through the graph."""
+    import numpy as np
+
+    from onerec_trt.graphs import make_session
+
+    ids = np.arange(contract.num_items - contract.max_history + 1, contract.num_items + 1)
+    history = np.maximum(ids, 0)[None, :].astype(np.int64)  # left-padded if the catalogue is small
+    try:
+        session = make_session(path, threads=1)
+        results = session.run([t.name for t in contract.outputs],
+                              {contract.inputs[0].name: history})
+    except Exception as exc:  # ORT's own exception types
+        return [f"{path}: a request of this model's item ids fails in the graph "
+                f"({str(exc).splitlines()[0]})"]
+    return [f"{path}: output {t.name} has shape {list(r.shape)} for one request, the contract "
+            f"says [1, {', '.join(map(str, t.dims))}]"
+            for t, r in zip(contract.outputs, results, strict=True)
+            if list(r.shape) != [1, *t.dims]]
 
 
 ENGINE_NAMES = {"fp8": ("fp8.plan",), "bf16": ("reference.bf16.plan", "bf16.plan")}
@@ -171,7 +199,30 @@ def _batching(opts: RepositoryOptions, engines: list[EngineMetadata]) -> cfg.Bat
         preferred = [engines[0].opt_batch]  # the batch TensorRT tuned its kernels for
     if any(b > size for b in preferred):
         raise user_error(f"--preferred-batch-sizes {preferred} exceed max_batch_size {size}")
-    return cfg.Batching(size, sorted(set(preferred)), opts.queue_delay_us)
+    buckets = _buckets(opts.batch_buckets, size, gpu=bool(engines))
+    try:
+        return cfg.Batching(size, sorted(set(preferred)), opts.queue_delay_us, buckets)
+    except ValueError as exc:
+        raise user_error(f"--batch-buckets: {exc}") from None
+
+
+def _buckets(spec: str | None, max_batch: int, gpu: bool) -> list[int]:
+    """``--batch-buckets``: "max" (pad every batch to max_batch_size: no shape change at all),
+    "pow2" (1, 2, 4, ..., max), or explicit sizes ending at max_batch_size."""
+    if spec is None:
+        return []
+    if not gpu:
+        raise user_error("--batch-buckets is for GPU repositories (--engine)",
+                         "a CPU repository runs ONNX Runtime, which has no CUDA graphs")
+    if spec == "max":
+        return [max_batch]
+    if spec == "pow2":
+        return cfg.bucket_sizes(max_batch)
+    try:
+        return [int(b) for b in spec.split(",") if b.strip()]
+    except ValueError:
+        raise user_error(f"--batch-buckets {spec!r}", "expected max, pow2 or sizes like "
+                         f"1,8,{max_batch}") from None
 
 
 def _write_config(folder: Path, config: dict) -> None:
@@ -190,10 +241,13 @@ def _write_runner(tmp: Path, opts, precision: str, contract: Contract, batching:
                 **engine.summary()}
     graph = cpu_graph(opts, precision)
     check_graph_io(graph, contract)
-    params = {"onnx_file": "model.onnx", "intra_op_threads": opts.threads}
+    # num_items: the runner applies the guard's rules itself, for clients that call it directly
+    params = {"onnx_file": "model.onnx", "intra_op_threads": opts.threads,
+              "num_items": contract.num_items}
     _write_config(tmp / name, cfg.python_model(name, contract, batching, opts.instances, params))
     copy_graph(graph, tmp / name / "1" / "model.onnx")  # with its .data file, if it has one
     shutil.copyfile(BACKEND / "onnx_runner.py", tmp / name / "1" / "model.py")
+    shutil.copyfile(BACKEND / "guard.py", tmp / name / "1" / "guard.py")
     return {"model": name, "graph": str(graph), "sha256": sha256_file(graph)}
 
 
@@ -247,6 +301,8 @@ def export_repository(opts: RepositoryOptions, log=print) -> RepositoryReport:
             model=str(resolve_model_path(opts.model).resolve()), model_sha256=model_sha,
             export=meta.options)
         info.save(tmp / REPOSITORY_JSON)
+        write_manifest(tmp, "triton", asdict(opts), inputs={
+            "model": model_sha or "", **{p: r["sha256"] for p, r in runners.items()}})
         try:
             problems = check_repository(tmp)
         except ImportError:
@@ -254,8 +310,6 @@ def export_repository(opts: RepositoryOptions, log=print) -> RepositoryReport:
                              "pip install 'tritonclient[grpc]'") from None
         if problems:
             raise RuntimeError("the repository failed its own check:\n" + "\n".join(problems))
-        write_manifest(tmp, "triton", asdict(opts), inputs={
-            "model": model_sha or "", **{p: r["sha256"] for p, r in runners.items()}})
     log(f"wrote {info.variant.upper()} repository {opts.out}: "
         + ", ".join(f"{n} ({p})" for n, p in public.items())
         + f", max_batch_size {batching.max_batch_size}")

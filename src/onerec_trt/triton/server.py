@@ -7,6 +7,16 @@ interpreter's version; this interpreter's ``bin/`` first on PATH (the stub finds
 through the ``python3`` on PATH); explicit model control; ``--exit-on-error`` (a model that fails
 to load stops the server, and the error names it); a per-server shared-memory prefix so several
 servers can run on one machine.
+
+The public HTTP port is ``gateway.Gateway``, a validating proxy; tritonserver's own HTTP
+endpoint listens on another loopback port that only the proxy uses (see gateway.py for why).
+Model loading, shared memory, tracing and logging need a header with a key made per start, over
+gRPC and tritonserver's own HTTP port alike (the key is on tritonserver's command line: it
+guards the ports, not the machine's process table).
+
+tritonserver is given the repository through a link with a plain name in a temporary folder:
+the python backend starts its stub through a shell command line that splits a model path at
+spaces (the stub then dies with ``std::invalid_argument: stol`` and the server waits forever).
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -31,8 +43,13 @@ from onerec_trt.errors import user_error
 from onerec_trt.layout import DEFAULT_RUN
 from onerec_trt.triton.check import REPOSITORY_JSON
 from onerec_trt.triton.contract import RepositoryReport
+from onerec_trt.triton.gateway import Gateway, Limits
 
 HOST = "127.0.0.1"  # never anything else: the server is for this machine only
+PORTS = ("http", "grpc", "metrics")
+# what clients never need: behind a header with a key made per start
+RESTRICTED = "model-repository,shared-memory,trace,logging"
+PLAIN_PATH = re.compile(r"[A-Za-z0-9_./+-]+")  # what the python stub's command line survives
 
 
 @dataclass
@@ -45,6 +62,22 @@ class ServerOptions:
     exit_timeout_s: int = 10  # how long in-flight requests may finish after SIGTERM
     log: str | None = None  # tritonserver's log file (default: a temporary one)
     verbose: bool = False
+
+
+def check_port(port: int, what: str) -> int:
+    """A TCP port number (0: pick a free one)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise user_error(f"--{what}-port {port} is not a port number",
+                         "use 1..65535, or 0 to pick a free port")
+    return port
+
+
+def repo_tag(repo: str | Path) -> str:
+    """A plain name for a repository path: in the server's temporary folder name, hence in the
+    command lines of tritonserver and its python stubs."""
+    import hashlib
+
+    return hashlib.sha256(str(Path(repo).resolve()).encode()).hexdigest()[:12]
 
 
 def free_port() -> int:
@@ -123,15 +156,26 @@ class TritonServer:
     def __init__(self, opts: ServerOptions, cancelled: Callable[[], bool] = lambda: False):
         self.opts = opts
         self.cancelled = cancelled  # checked while waiting for the server to be ready
+        for kind in PORTS:
+            check_port(getattr(opts, f"{kind}_port"), kind)
         self.info = read_repository(opts.repo)
         self.proc: subprocess.Popen | None = None
+        self.gateway: Gateway | None = None
         self._tmp: Path | None = None
-        self.ports = {k: getattr(opts, f"{k}_port") or free_port()
-                      for k in ("http", "grpc", "metrics")}
+        self._admin_key = secrets.token_hex(16)
+        self.ports = {k: getattr(opts, f"{k}_port") or free_port() for k in ("grpc", "metrics")}
+        self.ports["http"] = opts.http_port  # the gateway binds it (0: a free one)
+        self.ports["triton_http"] = free_port()  # tritonserver's own, used by the gateway only
 
     @property
     def http_url(self) -> str:
+        """The public HTTP endpoint (the validating gateway)."""
         return f"{HOST}:{self.ports['http']}"
+
+    @property
+    def triton_http_url(self) -> str:
+        """tritonserver's own HTTP endpoint: unprotected, for this process only."""
+        return f"{HOST}:{self.ports['triton_http']}"
 
     @property
     def grpc_url(self) -> str:
@@ -140,18 +184,20 @@ class TritonServer:
     @property
     def shm_prefix(self) -> str:
         """The python backend's shared-memory names (/dev/shm) for this server only."""
-        return f"onerec{os.getpid()}p{self.ports['http']}_"
+        return f"onerec{os.getpid()}p{self.ports['triton_http']}_"
 
     @property
     def log_path(self) -> Path:
         return Path(self.opts.log) if self.opts.log else self._tmp / "tritonserver.log"
 
-    def command(self, backends: Path) -> list[str]:
-        repo = Path(self.opts.repo).resolve()
+    def command(self, backends: Path, repo: Path) -> list[str]:
         shm_prefix = self.shm_prefix
+        restricted = f"{RESTRICTED}:onerec-admin-key={self._admin_key}"
         return [str(tritonserver_root() / "bin" / "tritonserver"),
                 f"--model-repository={repo}", f"--backend-directory={backends}",
-                f"--http-address={HOST}", f"--http-port={self.ports['http']}",
+                f"--http-address={HOST}", f"--http-port={self.ports['triton_http']}",
+                f"--http-restricted-api={restricted}",
+                f"--grpc-restricted-protocol={restricted}",
                 f"--grpc-address={HOST}", f"--grpc-port={self.ports['grpc']}",
                 f"--metrics-address={HOST}", f"--metrics-port={self.ports['metrics']}",
                 "--model-control-mode=explicit",
@@ -161,29 +207,55 @@ class TritonServer:
                 f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
                 f"--log-verbose={int(self.opts.verbose)}"]
 
+    def _make_gateway(self) -> Gateway:
+        """Bound before tritonserver starts: a busy port fails at once, port 0 gets its port."""
+        limits = Limits.for_contract(self.info.loaded, self.info.contract,
+                                     int(self.info.batching["max_batch_size"]))
+        try:
+            gateway = Gateway(HOST, self.ports["http"], limits)
+        except OSError as exc:
+            raise user_error(f"cannot listen on {HOST}: {exc}",
+                             "pick another --http-port (0: a free one)") from None
+        self.ports["http"] = gateway.port
+        return gateway
+
+    def _plain_tmp(self) -> Path:
+        """A temporary folder whose path the python stub's command line keeps whole; its name
+        carries ``repo_tag`` so the server's processes can be told by their repository."""
+        prefix = f"onerec-triton-{repo_tag(self.opts.repo)}-"
+        tmp = Path(tempfile.mkdtemp(prefix=prefix))
+        if not PLAIN_PATH.fullmatch(str(tmp)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+        return tmp
+
     def start(self) -> TritonServer:
         root = tritonserver_root()
-        self._tmp = Path(tempfile.mkdtemp(prefix="onerec-triton-"))
+        self._tmp = self._plain_tmp()
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",  # keep the repository as written
                "PATH": os.pathsep.join([str(Path(sys.executable).parent),
                                         os.environ.get("PATH", "/usr/bin:/bin")])}
         try:
-            cmd = self.command(make_backend_folder(root, self._tmp / "backends"))
+            self.gateway = self._make_gateway()
+            repo = self._tmp / "repo"  # a plain name for any path (spaces, non-ASCII)
+            repo.symlink_to(Path(self.opts.repo).resolve(), target_is_directory=True)
+            cmd = self.command(make_backend_folder(root, self._tmp / "backends"), repo)
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "wb") as log:
                 self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                              stdin=subprocess.DEVNULL, start_new_session=True,
                                              preexec_fn=_die_with_parent)
             self._wait_ready()
+            self.gateway.start(self.ports["triton_http"])
         except BaseException:
             self.stop()
             raise
         return self
 
     def _get(self, path: str, timeout: float) -> bytes:
-        """GET on the server's HTTP endpoint, never through a proxy."""
+        """GET on tritonserver's own HTTP endpoint, never through a proxy."""
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://{self.http_url}{path}", timeout=timeout) as response:
+        with opener.open(f"http://{self.triton_http_url}{path}", timeout=timeout) as response:
             return response.read()
 
     def is_ready(self) -> bool:
@@ -221,6 +293,9 @@ class TritonServer:
 
     def stop(self) -> int | None:
         """Stop the server and return its exit code (None if it never started)."""
+        if self.gateway is not None:  # first: its connections to tritonserver delay the exit
+            self.gateway.close()
+            self.gateway = None
         if self.proc is None:
             self._cleanup()
             return None

@@ -21,6 +21,7 @@ def format_markdown(report: VerifyReport, short: bool = False) -> str:
         format_table(["gate", "value", "threshold", "result"],
                      [[name, g["value"], g["threshold"], "pass" if g["pass"] else "FAIL"]
                       for name, g in report.gates.items()]),
+        *(f"{name}: {g['reason']}" for name, g in report.gates.items() if g.get("reason")),
         "",
     ]
     rows = []

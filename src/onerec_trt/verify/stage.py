@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from onerec_trt.artifacts import staged_folder, write_manifest, write_text
-from onerec_trt.data.histories import load_histories
 from onerec_trt.data.samplers import held_out
 from onerec_trt.engines.runners import make_runner
 from onerec_trt.errors import user_error
@@ -28,8 +27,7 @@ def _histories(opts: VerifyOptions, bundle) -> tuple[np.ndarray, np.ndarray | No
         if opts.dataset or opts.data:
             raise user_error("--histories and --dataset/--data contradict each other",
                              "requests come from one of them")
-        histories = load_histories(opts.histories, bundle.config.max_history,
-                                   bundle.config.num_items)
+        histories = bundle.histories_file(opts.histories)
         return histories[:opts.users], None, {"dataset": f"--histories {opts.histories}",
                                               "split": "-"}
     data = bundle.load_data(opts.dataset, opts.data, opts.columns)
@@ -51,6 +49,12 @@ def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
     sha = model_hash(opts.model)
     reference = make_runner(opts.reference, "reference", opts.model, sha)
     candidate = make_runner(opts.candidate, "candidate", opts.model, sha, like=reference)
+    for role, backend in (("reference", reference), ("candidate", candidate)):
+        _check_history_length(backend, role, bundle.config.max_history)
+    if reference.export and candidate.export and reference.export.topk != candidate.export.topk:
+        raise user_error(f"the candidate returns {candidate.export.topk} items per user, the "
+                         f"reference {reference.export.topk}",
+                         "compare graphs exported with the same --topk")
     histories, targets, where = _histories(opts, bundle)
     batch = users_per_call(reference.export.beam if reference.export else 1,
                            bundle.config.codebook_sizes, opts.batch)
@@ -66,17 +70,18 @@ def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
         check_error_stat={"scores": "quantile"}, error_quantile={"scores": opts.scores_quantile},
         infinities_compare_equal=True, find_output_func=only_scores)))
     (_, ref_iters), (_, cand_iters) = results
-    ref_items = np.concatenate([np.asarray(it["items"]) for it in ref_iters])
-    cand_items = np.concatenate([np.asarray(it["items"]) for it in cand_iters])
-    ref_scores = np.concatenate([np.asarray(it["scores"]) for it in ref_iters])
-    cand_scores = np.concatenate([np.asarray(it["scores"]) for it in cand_iters])
+    ref_items, ref_scores = _outputs(ref_iters)
+    cand_items, cand_scores = _outputs(cand_iters)
+    _check_same_shapes(ref_items, cand_items, ref_scores, cand_scores, len(histories))
     finite = np.isfinite(ref_scores) & np.isfinite(cand_scores)
     abs_err = np.abs(ref_scores - cand_scores)[finite]
     metrics = {**agreement(ref_items, cand_items, 10), **agreement(ref_items, cand_items, 5),
                "scores_abs_error": {"median": float(np.median(abs_err)) if abs_err.size else 0.0,
                                     "p99": float(np.percentile(abs_err, 99))
                                     if abs_err.size else 0.0,
-                                    "max": float(abs_err.max()) if abs_err.size else 0.0}}
+                                    "max": float(abs_err.max()) if abs_err.size else 0.0},
+               "nan_score_users": {"reference": _nan_users(ref_scores),
+                                   "candidate": _nan_users(cand_scores)}}
     if targets is not None:
         for k in (10, 5):
             metrics |= metric_deltas(ref_items, cand_items, targets, k, opts.bootstrap, opts.seed)
@@ -97,6 +102,46 @@ def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
     return report
 
 
+def _check_history_length(backend, role: str, length: int) -> None:
+    """A graph or engine made for another history length than the model's is refused before
+    it runs (ONNX Runtime would read the model's [N, S] histories as other shapes)."""
+    from onerec_trt.graphs import input_dims
+
+    declared = input_dims(backend.spec, "history") if backend.kind == "ort" else None
+    taken = declared[1] if declared and len(declared) == 2 else None
+    if taken is None and backend.export is not None:
+        taken = backend.export.history_length
+    if taken is not None and taken != length:
+        raise user_error(f"--{role} {backend.spec} takes histories of {taken} items, the model "
+                         f"{length}", "compare graphs exported from this model "
+                                      "(onerec-trt export --model ...)")
+
+
+def _outputs(iterations) -> tuple[np.ndarray, np.ndarray]:
+    """One runner's ``items`` and ``scores`` over every batch."""
+    return (np.concatenate([np.asarray(it["items"]) for it in iterations]),
+            np.concatenate([np.asarray(it["scores"]) for it in iterations]))
+
+
+def _check_same_shapes(ref_items: np.ndarray, cand_items: np.ndarray, ref_scores: np.ndarray,
+                       cand_scores: np.ndarray, users: int) -> None:
+    shapes = {"reference": (ref_items.shape, ref_scores.shape),
+              "candidate": (cand_items.shape, cand_scores.shape)}
+    for role, (items, scores) in shapes.items():
+        if items != scores or len(items) != 2 or items[0] != users:
+            raise user_error(f"the {role} returned items {list(items)} and scores "
+                             f"{list(scores)} for {users} users",
+                             "expected [users, K] each: a graph exported by 'onerec-trt export'")
+    if shapes["reference"] != shapes["candidate"]:
+        raise user_error(f"the candidate returns {shapes['candidate'][0][1]} items per user, "
+                         f"the reference {shapes['reference'][0][1]}",
+                         "compare graphs exported with the same --topk")
+
+
+def _nan_users(scores: np.ndarray) -> int:
+    return int(np.isnan(scores).any(axis=1).sum())
+
+
 def _gates(g: Gates, m: dict, scores_ok: bool, opts: VerifyOptions) -> dict:
     gates = {"overlap@10": {"value": m["overlap@10"], "threshold": f">= {g.min_overlap_at_10}",
                             "pass": m["overlap@10"] >= g.min_overlap_at_10}}
@@ -107,6 +152,14 @@ def _gates(g: Gates, m: dict, scores_ok: bool, opts: VerifyOptions) -> dict:
                                               "pass": recall >= -g.max_recall_drop}
         gates["ndcg@10_relative_change"] = {"value": ndcg, "threshold": f">= -{g.max_ndcg_drop}",
                                             "pass": ndcg >= -g.max_ndcg_drop}
+    nan = m["nan_score_users"]
+    gates["finite_scores"] = {
+        "value": nan["reference"] + nan["candidate"], "threshold": "0 users with NaN scores",
+        "pass": not (nan["reference"] or nan["candidate"])}
+    if not gates["finite_scores"]["pass"]:
+        gates["finite_scores"]["reason"] = (
+            f"NaN scores for {nan['candidate']} candidate and {nan['reference']} reference "
+            "users: the graph computes NaN (damaged weights or scales)")
     return gates | {
         "scores_tensor": {"value": m["scores_abs_error"]["p99"],
                           "threshold": f"p{opts.scores_quantile * 100:g} |diff| <= "
