@@ -55,3 +55,13 @@ def write_sequences(path: Path, users: int = 60, items: int = 30, seed: int = 0,
         lines.append(f"user{u} " + " ".join(seq))
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def write(folder: Path, name: str, text: str | bytes) -> Path:
+    """A file ``folder/name`` holding ``text`` (bytes as given, str as UTF-8)."""
+    path = folder / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path

@@ -8,20 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import write
 from onerec_trt.data import PAD, ItemVocab, LeaveOneOut, load_dataset, pad_histories
 from onerec_trt.errors import UserError
 
 BEAUTY = (Path(__file__).resolve().parents[1].parent
           / "shared" / "data" / "amazon-beauty" / "Beauty.txt")
-
-
-def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
-    path = tmp_path / name
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 def table(tmp_path: Path, text: str, columns: str | None = None, name: str = "t.csv", **kw):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import write
 from onerec_trt.cli import main
 from onerec_trt.data import load_dataset
 from onerec_trt.data.histories import load_histories
@@ -18,15 +19,6 @@ from onerec_trt.data.readers import MAX_ID_CHARS
 from onerec_trt.errors import UserError
 
 NOBODY = 65534
-
-
-def write(folder: Path, name: str, text: str | bytes) -> Path:
-    path = folder / name
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 def error(name: str, path: Path, columns: str | None = None) -> str:
