@@ -401,3 +401,28 @@ def test_batch_buckets_pad_gpu_batches_and_are_refused_on_cpu(tiny_pipeline, tmp
         assert message in bad.stderr and not (tmp_path / "bad").exists()
     cpu = _cli("export", *common, "--out", tmp_path / "cpu", "--batch-buckets", "max", code=2)
     assert "for GPU repositories" in cpu.stderr
+
+
+def test_large_graphs_are_checked_by_their_item_table_not_a_session(tiny_pipeline, tmp_path,
+                                                                    monkeypatch):
+    """Past graphs.LARGE_BYTES of weights an ONNX Runtime session costs too much memory (23 GiB
+    for the paper-scale FP8 CPU graph), so export compares the item embedding's rows with the
+    catalogue instead of running a request."""
+    import onnx
+    from onnx import numpy_helper
+
+    import onerec_trt.graphs
+
+    monkeypatch.setattr(onerec_trt.graphs, "LARGE_BYTES", -1)  # every graph counts as large
+    export_repository(_opts(tiny_pipeline, tmp_path / "ok"), log=lambda *_: None)
+    fp8 = tmp_path / "fp8"
+    fp8.mkdir()
+    graph = onnx.load(str(tiny_pipeline / "fp8" / "fp8.cpu.onnx"))
+    table = next(t for t in graph.graph.initializer if t.name.endswith("item_emb.weight"))
+    table.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(table)[:-3], table.name))
+    onnx.save(graph, str(fp8 / "fp8.cpu.onnx"))  # another model's: 3 items fewer, no manifest
+    with pytest.raises(UserError, match=f"its item embedding has {ITEMS - 3} items, the model "
+                                        f"{ITEMS}"):
+        export_repository(_opts(tiny_pipeline, tmp_path / "bad", fp8=str(fp8)),
+                          log=lambda *_: None)
+    assert not (tmp_path / "bad").exists()

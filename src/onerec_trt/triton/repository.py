@@ -125,12 +125,35 @@ def check_graph_io(path: Path, contract: Contract) -> None:
     ranks, the history length) and one request of the catalogue's ids run through it with
     outputs of the contract's shapes. A graph of another model fails here, not on every
     request of the server."""
-    problems = graph_problems(path, contract)
-    if not problems:
-        problems = _dry_run_problems(path, contract)
+    problems = graph_problems(path, contract) or _catalogue_problems(path, contract)
     if problems:
         raise user_error(problems[0], "export and quantize this model again, or pass the "
                                       "folders of the model given as --model")
+
+
+def _catalogue_problems(path: Path, contract: Contract) -> list[str]:
+    """Is the graph this catalogue's? Small graphs run one request; past ``LARGE_BYTES`` of
+    weights, an ONNX Runtime session alone costs more than this check is worth (a paper-scale
+    FP8 CPU graph took 23 GiB: ORT folds every DequantizeLinear weight to fp32), so the item
+    embedding table's rows are compared with the catalogue instead."""
+    from onerec_trt.graphs import LARGE_BYTES, check_data_files
+
+    if sum(f.stat().st_size for f in check_data_files(path)) <= LARGE_BYTES:
+        return _dry_run_problems(path, contract)
+    return _table_problems(path, contract)
+
+
+def _table_problems(path: Path, contract: Contract) -> list[str]:
+    """The exported item embedding (``...item_emb.weight``, [num_items + 1, d]) against the
+    catalogue, read from the graph without its weights."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    rows = [int(t.dims[0]) for t in graph.initializer if t.name.endswith("item_emb.weight")]
+    if rows and rows[0] != contract.num_items + 1:
+        return [f"{path}: its item embedding has {rows[0] - 1} items, the model "
+                f"{contract.num_items}"]
+    return []
 
 
 def _dry_run_problems(path: Path, contract: Contract) -> list[str]:
