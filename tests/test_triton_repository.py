@@ -405,9 +405,9 @@ def test_batch_buckets_pad_gpu_batches_and_are_refused_on_cpu(tiny_pipeline, tmp
 
 def test_large_graphs_are_checked_by_their_item_table_not_a_session(tiny_pipeline, tmp_path,
                                                                     monkeypatch):
-    """Past graphs.LARGE_BYTES of weights an ONNX Runtime session costs too much memory (23 GiB
-    for the paper-scale FP8 CPU graph), so export compares the item embedding's rows with the
-    catalogue instead of running a request."""
+    """Past graphs.LARGE_BYTES of weights an ONNX Runtime session costs too much memory (killed
+    at 23 GiB for the paper-scale FP8 CPU graph), so export compares the item embedding's rows
+    with the catalogue instead of running a request."""
     import onnx
     from onnx import numpy_helper
 

@@ -133,9 +133,9 @@ def check_graph_io(path: Path, contract: Contract) -> None:
 
 def _catalogue_problems(path: Path, contract: Contract) -> list[str]:
     """Is the graph this catalogue's? Small graphs run one request; past ``LARGE_BYTES`` of
-    weights, an ONNX Runtime session alone costs more than this check is worth (a paper-scale
-    FP8 CPU graph took 23 GiB: ORT folds every DequantizeLinear weight to fp32), so the item
-    embedding table's rows are compared with the catalogue instead."""
+    weights, an ONNX Runtime session costs more than this check is worth (the paper-scale FP8
+    CPU graph, 7 GB of weights: killed at 23 GiB on a 24 GiB machine), so the item embedding
+    table's rows are compared with the catalogue instead."""
     from onerec_trt.graphs import LARGE_BYTES, check_data_files
 
     if sum(f.stat().st_size for f in check_data_files(path)) <= LARGE_BYTES:
