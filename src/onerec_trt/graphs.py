@@ -155,6 +155,20 @@ def _check_producers(g) -> None:
                                            "any node in graph.")
 
 
+def is_large(path: str | Path) -> bool:
+    """Whether a graph's external weights pass ``LARGE_BYTES`` (a missing data file: a user
+    error). Large graphs get an ONNX Runtime session that reads weights in place, and no
+    session where a cheaper check will do."""
+    return sum(f.stat().st_size for f in check_data_files(path)) > LARGE_BYTES
+
+
+def declared_dims(value) -> list[int | str]:
+    """A graph input's or output's declared dims (an onnx ValueInfoProto): ints, the symbolic
+    dim's name, or "?" where the graph says nothing."""
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in value.type.tensor_type.shape.dim]
+
+
 def input_dims(path: str | Path, name: str) -> list[int | None] | None:
     """The declared dims of a graph input (None for a symbolic or unknown dim); None where the
     graph has no such input (weights are not read)."""
@@ -162,8 +176,7 @@ def input_dims(path: str | Path, name: str) -> list[int | None] | None:
 
     for value in onnx.load(str(path), load_external_data=False).graph.input:
         if value.name == name:
-            dims = value.type.tensor_type.shape.dim
-            return [d.dim_value if d.HasField("dim_value") else None for d in dims]
+            return [d if isinstance(d, int) else None for d in declared_dims(value)]
     return None
 
 
@@ -196,7 +209,7 @@ def make_session(path: str | Path, threads: int | None = None, providers=None):
     if not path.is_file():
         raise user_error(f"ONNX graph not found: {path}")
     opts = session_options(threads)
-    if sum(f.stat().st_size for f in check_data_files(path)) > LARGE_BYTES:
+    if is_large(path):
         # prepacking copies every GEMM weight onto the heap, memory-mapped weights included;
         # the arena keeps the largest beam-step tensors allocated between calls
         opts.add_session_config_entry("session.disable_prepacking", "1")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 
 from onerec_trt.analysis import PAPER_BEAM, REFERENCES, AnalysisReport, AnalyzeOptions
 from onerec_trt.analysis.compare import compare_models, exclusions
 from onerec_trt.analysis.roofline import dcn_ops, load_gpus, onerec_ops, roofline_section
-from onerec_trt.artifacts import staged_folder, write_json, write_manifest, write_text
+from onerec_trt.artifacts import check_out, staged_folder, write_json, write_manifest, write_text
 from onerec_trt.errors import user_error
 
 
@@ -37,8 +36,7 @@ def _validate(opts: AnalyzeOptions) -> dict:
     gpus = load_gpus(opts.gpus)
     for preset in opts.presets:
         ModelConfig.from_preset(preset)
-    if Path(opts.out).exists() and not opts.force:
-        raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
+    check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
     return gpus
 
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from onerec_trt.artifacts import staged_folder, write_json, write_manifest, write_text
+from onerec_trt.artifacts import check_out, staged_folder, write_json, write_manifest, write_text
 from onerec_trt.bench import BenchOptions, BenchReport
 from onerec_trt.bench.backends import BackendSpec, Sources, discover, parse_names
 from onerec_trt.bench.machine import describe_machine, one_line
@@ -39,8 +39,7 @@ def _validate(opts: BenchOptions) -> None:
 
         if not torch.cuda.is_available():
             raise user_error("--device cuda: no CUDA device here", "use --device cpu")
-    if Path(opts.out).exists() and not opts.force:
-        raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
+    check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
 
 
 def _request(opts: BenchOptions) -> tuple[dict, Sources]:

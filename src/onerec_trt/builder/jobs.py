@@ -13,7 +13,7 @@ import onnx
 from onerec_trt.artifacts import sha256_file
 from onerec_trt.errors import user_error
 from onerec_trt.export import find_report
-from onerec_trt.graphs import check_data_files
+from onerec_trt.graphs import check_data_files, declared_dims
 from onerec_trt.layout import CALIBRATION_JSON, MANIFEST
 from onerec_trt.lint import load_graph
 from onerec_trt.lint.graph_index import type_name
@@ -56,10 +56,7 @@ def _io(values, initializers: set[str]) -> dict[str, tuple[list, str]]:
     for vi in values:
         if vi.name in initializers:
             continue
-        tt = vi.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-                for d in tt.shape.dim]
-        out[vi.name] = (dims, type_name(tt.elem_type) or "UNDEFINED")
+        out[vi.name] = (declared_dims(vi), type_name(vi.type.tensor_type.elem_type) or "UNDEFINED")
     return out
 
 

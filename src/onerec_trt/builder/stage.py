@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from onerec_trt.artifacts import staged_folder, write_atomic, write_manifest
+from onerec_trt.artifacts import check_out, staged_folder, write_atomic, write_manifest
 from onerec_trt.builder import BuildOptions, BuildReport
 from onerec_trt.builder.jobs import Batches, EngineJob, engine_job
 from onerec_trt.engines.metadata import (
@@ -48,8 +48,8 @@ def run_build(opts: BuildOptions, log=print) -> BuildReport:
     jobs = _validate(opts)
     out = Path(opts.out)
     cache_path = Path(opts.timing_cache) if opts.timing_cache else None
-    if not opts.print_commands and out.exists() and not opts.force:
-        raise user_error(f"output folder already exists: {out}", "pass --force to replace it")
+    if not opts.print_commands:  # which writes nothing
+        check_out(out, force=opts.force)
     # the lint comes first for --print-commands too: no commands for a graph TensorRT rejects
     reports = [lint(job.onnx) for job in jobs]
     ok = all(r.ok for r in reports)

@@ -62,6 +62,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+def int_list(text: str) -> list[int]:
+    """argparse ``type`` of "B,B,..." options (batch sizes)."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 4,8,16, got {text!r}") from None
+
+
+def positive_int_list(text: str) -> list[int]:
+    """``int_list`` of at least one value, each positive."""
+    values = int_list(text)
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers like 1,2,4, got {text!r}")
+    return values
+
+
 # Every option, in any command, that names a file or folder the command reads: with --force an
 # --out must not be, contain or lie inside one (replacing --out would delete it).
 INPUT_OPTIONS = ("model", "data", "histories", "calib_data", "onnx", "fp8", "plugins", "engines",

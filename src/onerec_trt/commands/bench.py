@@ -1,22 +1,18 @@
 import shlex
 
 from onerec_trt.bench import BenchOptions
-from onerec_trt.commands import add_model_argument, option, options_from, positive_int
+from onerec_trt.commands import (
+    add_model_argument,
+    int_list,
+    option,
+    options_from,
+    positive_int,
+)
 
 HELP = "latency, throughput and peak memory of every backend that runs here, side by side"
 DESCRIPTION = (HELP + ". Each backend runs in its own process, in alternating order; FP8/BF16 "
                "ratios are paired per repetition. A CPU simulation's ratio says nothing about "
                "GPU speed (GPU evidence: scripts/device_bench.py).")
-
-
-def _ints(text: str) -> list[int]:
-    import argparse
-
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}") from None
 
 
 def _names(text: str) -> list[str]:
@@ -34,7 +30,7 @@ def add_arguments(p):
     option(p, "--out", BenchOptions, help="report folder")
     option(p, "--backends", BenchOptions, type=_names,
            help=f"comma-separated subset of: {', '.join(NAMES)} (default: all that can run)")
-    option(p, "--batch", BenchOptions, field="batches", type=_ints,
+    option(p, "--batch", BenchOptions, field="batches", type=int_list,
            help="users per request, comma-separated (e.g. 1,8,64)")
     option(p, "--histories", BenchOptions, metavar="FILE.npy",
            help="int64 [N, S] requests to time (rows taken in turn); default: synthetic "

@@ -1,6 +1,12 @@
 import argparse
 
-from onerec_trt.commands import add_model_argument, option, options_from
+from onerec_trt.commands import (
+    add_model_argument,
+    int_list,
+    option,
+    options_from,
+    positive_int_list,
+)
 from onerec_trt.triton.loadtest import LoadTestOptions
 from onerec_trt.triton.repository import RepositoryOptions
 from onerec_trt.triton.server import ServerOptions
@@ -8,20 +14,6 @@ from onerec_trt.triton.server import ServerOptions
 HELP = "Triton Inference Server: model repository (export), local server (serve), load test"
 DESCRIPTION = (HELP + ". Subcommands: export, serve, check, load; "
                "'onerec-trt triton COMMAND --help' explains each.")
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers like 4,8,16, got {text!r}") from None
-
-
-def _positive_ints(text: str) -> list[int]:
-    values = _ints(text)
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers like 1,2,4, got {text!r}")
-    return values
 
 
 def _port(text: str) -> int:
@@ -52,7 +44,7 @@ def _add_export(p) -> None:
            help="also serve the other precision as NAME_<precision> (A/B routing)")
     option(p, "--max-batch-size", RepositoryOptions, type=int,
            help="default: the engine profile's max batch (GPU), 64 (CPU)")
-    option(p, "--preferred-batch-sizes", RepositoryOptions, type=_ints, metavar="B,B,...",
+    option(p, "--preferred-batch-sizes", RepositoryOptions, type=int_list, metavar="B,B,...",
            help="dynamic batching (default: the engine profile's opt batch on GPU)")
     option(p, "--queue-delay-us", RepositoryOptions,
            help="dynamic batching: max queue delay in microseconds")
@@ -84,7 +76,7 @@ def _add_load(p) -> None:
     option(p, "--users", LoadTestOptions, help="held-out users in the request pool")
     option(p, "--clients", LoadTestOptions, help="concurrent clients")
     option(p, "--requests", LoadTestOptions, help="requests per client")
-    option(p, "--batch-sizes", LoadTestOptions, type=_positive_ints, metavar="B,B,...",
+    option(p, "--batch-sizes", LoadTestOptions, type=positive_int_list, metavar="B,B,...",
            help="users per request, in turn")
     option(p, "--protocol", LoadTestOptions, choices=("http", "grpc", "mixed"))
     option(p, "--time-limit", LoadTestOptions, field="time_limit_s",

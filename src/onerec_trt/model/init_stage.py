@@ -13,8 +13,8 @@ This module imports nothing heavy at load time.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
+from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
 
 TOPK_LIMIT = 3840  # TensorRT's TopK: the largest beam
@@ -53,8 +53,7 @@ def _validate(opts: InitOptions) -> None:
         raise user_error(f"--items {opts.items:,} is above the code space: {opts.levels} levels "
                          f"of {opts.codebook} codes hold {space:,} distinct semantic IDs",
                          "raise --codebook or --levels")
-    if Path(opts.out).exists() and not opts.force:
-        raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
+    check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
 
 
 def synthetic_histories(users: int, length: int, num_items: int, seed: int = 0):

@@ -17,7 +17,7 @@ import onnx
 from onnx import numpy_helper
 from tqdm import tqdm
 
-from onerec_trt.artifacts import staged_folder, write_manifest
+from onerec_trt.artifacts import check_out, staged_folder, write_manifest
 from onerec_trt.errors import user_error
 from onerec_trt.graphs import check_data_files
 from onerec_trt.layout import PLUGIN_GRAPHS, PLUGINS_JSON
@@ -45,8 +45,7 @@ def _sources(opts: PluginsOptions) -> list[Path]:
     if len(models) > 1:
         raise user_error(f"{', '.join(map(str, folders))} were made from different models",
                          "swap the export and quantize folders of one model")
-    if Path(opts.out).exists() and not opts.force:
-        raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
+    check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
     return sources
 
 

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from onerec_trt.analysis.fp8 import E4M3_MAX
 from onerec_trt.artifacts import (
+    check_out,
     json_object,
     read_json,
     staged_folder,
@@ -60,8 +61,7 @@ def _validate(opts: QuantizeOptions) -> tuple[ExportReport, list[str]]:
             re.compile(pattern)
         except re.error as exc:
             raise user_error(f"--exclude {pattern!r} is not a valid regex: {exc}") from None
-    if Path(opts.out).exists() and not opts.force:
-        raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
+    check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
     export_meta = export_report(Path(opts.onnx))
     names: list[str] = []
     if opts.exclusions:

@@ -27,11 +27,11 @@ def _declared(value) -> tuple[str, list]:
     """An ONNX graph input/output's dtype name and dims (ints, or names for symbolic dims)."""
     from onnx import helper
 
-    tensor = value.type.tensor_type
-    dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else "?"
-    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-            for d in tensor.shape.dim]
-    return dtype, dims
+    from onerec_trt.graphs import declared_dims
+
+    elem_type = value.type.tensor_type.elem_type
+    dtype = helper.tensor_dtype_to_np_dtype(elem_type).name if elem_type else "?"
+    return dtype, declared_dims(value)
 
 
 def _io_problems(role: str, found: dict, wanted: tuple[TensorSpec, ...]) -> list[str]:

@@ -19,7 +19,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from onerec_trt.artifacts import sha256_file, staged_folder, write_json, write_manifest
+from onerec_trt.artifacts import check_out, sha256_file, staged_folder, write_json, write_manifest
 from onerec_trt.engines.metadata import PLAN_SUFFIX, EngineMetadata
 from onerec_trt.errors import UserError, user_error
 from onerec_trt.export import ExportReport
@@ -75,8 +75,7 @@ def _validate(opts: RepositoryOptions) -> None:
         raise user_error(f"--max-batch-size must be positive, got {opts.max_batch_size}")
     if any(b <= 0 for b in opts.preferred_batch_sizes):
         raise user_error("--preferred-batch-sizes must be positive")
-    if Path(opts.out).exists() and not opts.force:
-        raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
+    check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
 
 
 def _load_sources(opts: RepositoryOptions) -> tuple[ExportReport, Contract, str | None]:
@@ -136,11 +135,9 @@ def _catalogue_problems(path: Path, contract: Contract) -> list[str]:
     weights, an ONNX Runtime session costs more than this check is worth (the paper-scale FP8
     CPU graph, 7 GB of weights: killed at 23 GiB on a 24 GiB machine), so the item embedding
     table's rows are compared with the catalogue instead."""
-    from onerec_trt.graphs import LARGE_BYTES, check_data_files
+    from onerec_trt.graphs import is_large
 
-    if sum(f.stat().st_size for f in check_data_files(path)) <= LARGE_BYTES:
-        return _dry_run_problems(path, contract)
-    return _table_problems(path, contract)
+    return _table_problems(path, contract) if is_large(path) else _dry_run_problems(path, contract)
 
 
 def _table_problems(path: Path, contract: Contract) -> list[str]:

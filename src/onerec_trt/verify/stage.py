@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
-from onerec_trt.artifacts import staged_folder, write_manifest, write_text
+from onerec_trt.artifacts import check_out, staged_folder, write_manifest, write_text
 from onerec_trt.data.samplers import held_out
 from onerec_trt.engines.runners import make_runner
 from onerec_trt.errors import user_error
@@ -43,8 +42,7 @@ def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
 
     G_LOGGER.module_severity = G_LOGGER.WARNING
     t0 = time.perf_counter()
-    if Path(opts.out).exists() and not opts.force:
-        raise user_error(f"output folder already exists: {opts.out}", "pass --force to replace it")
+    check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
     bundle = load_model(opts.model)
     sha = model_hash(opts.model)
     reference = make_runner(opts.reference, "reference", opts.model, sha)
