@@ -171,6 +171,31 @@ def test_counts_must_be_positive(args, value, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("args", [
+    ["verify", "--out", "x", "--users"],
+    ["verify", "--out", "x", "--batch"],
+    ["run", "--out", "x", "--verify-users"],
+])
+def test_verify_counts_must_be_positive(args, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*args, "0"])  # verify --batch 0 used to run at one user a call
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "must be a positive integer, got 0" in err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("command", ["init", "train", "evaluate", "analyze", "quantize",
+                                     "verify", "bench"])
+def test_seeds_must_not_be_negative(command, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # numpy's ValueError traceback before
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--seed", "-1"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "argument --seed: must be an integer >= 0, got -1" in err
+    assert "Traceback" not in err and not list(tmp_path.iterdir())
+
+
 def _dead_pid() -> int:
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)

@@ -3,6 +3,7 @@ from onerec_trt.commands import (
     add_data_arguments,
     add_histories_argument,
     add_model_argument,
+    non_negative_int,
     option,
     options_from,
     positive_int,
@@ -50,7 +51,7 @@ def add_arguments(p):
            help="B for the roofline (default: --beam; 512 for the paper preset)")
     option(f, "--candidates", AnalyzeOptions, field="roofline_candidates",
            help="candidates per user of the DCN's ranking request")
-    option(p, "--seed", AnalyzeOptions)
+    option(p, "--seed", AnalyzeOptions, type=non_negative_int)
     p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads: the work is many small ops, and on a busy 2-core "
                         "machine two threads made it 2x slower")

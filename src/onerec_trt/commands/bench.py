@@ -4,6 +4,7 @@ from onerec_trt.bench import BenchOptions
 from onerec_trt.commands import (
     add_model_argument,
     int_list,
+    non_negative_int,
     option,
     options_from,
     positive_int,
@@ -52,7 +53,7 @@ def add_arguments(p):
            help="comma-separated subset of history,beam,catalogue,levels")
     option(p, "--scaling-users", BenchOptions, help="users per scaling request")
     option(p, "--scaling-reps", BenchOptions, help="timed requests per point")
-    option(p, "--seed", BenchOptions, help="synthetic histories' seed")
+    option(p, "--seed", BenchOptions, type=non_negative_int, help="synthetic histories' seed")
     option(p, "--force", BenchOptions, help="replace an existing --out")
 
 

@@ -1,4 +1,10 @@
-from onerec_trt.commands import add_data_arguments, add_model_argument, option, options_from
+from onerec_trt.commands import (
+    add_data_arguments,
+    add_model_argument,
+    non_negative_int,
+    option,
+    options_from,
+)
 from onerec_trt.evaluate import EvalOptions
 
 HELP = "Recall/NDCG@5/10 of a model's beam search beside popularity, Markov and item-kNN"
@@ -13,7 +19,7 @@ def add_arguments(p):
     option(p, "--beam", EvalOptions, help="beam width B (results: top 10)")
     option(p, "--baselines", EvalOptions,
            help="also score popularity, Markov and item-kNN on the same split")
-    option(p, "--seed", EvalOptions, help="the user sample's seed")
+    option(p, "--seed", EvalOptions, type=non_negative_int, help="the user sample's seed")
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -1,4 +1,4 @@
-from onerec_trt.commands import option, options_from, positive_int
+from onerec_trt.commands import non_negative_int, option, options_from, positive_int
 from onerec_trt.model.init_stage import InitOptions
 
 HELP = "an untrained model of any size: random weights and a synthetic catalogue, no data"
@@ -12,7 +12,7 @@ def add_arguments(p):
     option(p, "--codebook", InitOptions, type=positive_int, help="codes per semantic-ID level")
     option(p, "--levels", InitOptions, type=positive_int, help="semantic-ID levels")
     option(p, "--histories", InitOptions, help="synthetic requests written to histories.npy")
-    option(p, "--seed", InitOptions, help="weights, catalogue and requests")
+    option(p, "--seed", InitOptions, type=non_negative_int, help="weights, catalogue and requests")
     p.add_argument("--out", required=True, help="model folder to write")
     option(p, "--force", InitOptions, help="replace an existing --out")
 

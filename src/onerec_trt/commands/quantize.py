@@ -2,6 +2,7 @@ from onerec_trt.commands import (
     add_data_arguments,
     add_histories_argument,
     add_model_argument,
+    non_negative_int,
     option,
     options_from,
 )
@@ -28,7 +29,8 @@ def add_arguments(p):
     option(p, "--exclusions", QuantizeOptions, help="exclusions.json from 'onerec-trt analyze'")
     option(p, "--calibration", QuantizeOptions,
            help="calibration.json of an earlier run: reuse its scales, skip calibration")
-    option(p, "--seed", QuantizeOptions, help="the calibration users' sample")
+    option(p, "--seed", QuantizeOptions, type=non_negative_int,
+           help="the calibration users' sample")
     option(p, "--force", QuantizeOptions, help="replace an existing --out")
 
 

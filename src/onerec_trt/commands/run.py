@@ -1,4 +1,4 @@
-from onerec_trt.commands import add_model_argument, input_values, option, options_from
+from onerec_trt.commands import add_model_argument, input_values, option, options_from, positive_int
 from onerec_trt.run import RunOptions
 
 HELP = "the main job: every stage on one model (default: the shipped model, MovieLens-1M)"
@@ -9,7 +9,7 @@ def add_arguments(p):
     option(p, "--out", RunOptions, help="run folder (rewritten)")
     option(p, "--users", RunOptions, type=int,
            help="evaluate a seeded sample of test users (default: all)")
-    option(p, "--verify-users", RunOptions, help="users for the FP8 gate")
+    option(p, "--verify-users", RunOptions, type=positive_int, help="users for the FP8 gate")
     option(p, "--histories", RunOptions, metavar="FILE.npy",
            help="requests instead of the model's dataset (default for an untrained model "
                 "from 'onerec-trt init': its histories.npy); evaluation is skipped then")

@@ -1,6 +1,7 @@
 from onerec_trt.commands import (
     add_data_arguments,
     add_filter_arguments,
+    non_negative_int,
     option,
     options_from,
     positive_int,
@@ -45,7 +46,7 @@ def add_arguments(p):
                 "stop early: run the whole cosine schedule (validation on a sample moves by "
                 "about +-0.005 between epochs, so a short patience can stop a run before its "
                 "learning rate has decayed)")
-    option(p, "--seed", TrainConfig)
+    option(p, "--seed", TrainConfig, type=non_negative_int)
     option(p, "--threads", TrainOptions, type=positive_int, help="torch threads (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

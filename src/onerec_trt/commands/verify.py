@@ -1,4 +1,11 @@
-from onerec_trt.commands import add_data_arguments, add_model_argument, option, options_from
+from onerec_trt.commands import (
+    add_data_arguments,
+    add_model_argument,
+    non_negative_int,
+    option,
+    options_from,
+    positive_int,
+)
 from onerec_trt.verify import Gates, VerifyOptions
 
 HELP = "the accuracy gate: Polygraphy compares a candidate (FP8) with the bf16 reference"
@@ -17,8 +24,8 @@ def add_arguments(p):
                 "dataset's held-out users: agreement only, no Recall/NDCG (e.g. the "
                 "histories.npy 'onerec-trt init' writes)")
     option(p, "--split", VerifyOptions, choices=("test", "valid"))
-    option(p, "--users", VerifyOptions, help="held-out users (seeded sample)")
-    option(p, "--batch", VerifyOptions, help="users per inference call")
+    option(p, "--users", VerifyOptions, type=positive_int, help="held-out users (seeded sample)")
+    option(p, "--batch", VerifyOptions, type=positive_int, help="users per inference call")
     option(p, "--out", VerifyOptions, help="report folder")
     option(p, "--min-overlap", Gates, field="min_overlap_at_10", help="gate: mean overlap@10")
     option(p, "--max-recall-drop", Gates, help="gate: largest relative Recall@10 loss")
@@ -27,7 +34,7 @@ def add_arguments(p):
     option(p, "--scores-rtol", VerifyOptions, help="scores tensor tolerance")
     option(p, "--scores-quantile", VerifyOptions,
            help="the |difference| quantile checked against the scores tolerances")
-    option(p, "--seed", VerifyOptions, help="the user sample's seed")
+    option(p, "--seed", VerifyOptions, type=non_negative_int, help="the user sample's seed")
     option(p, "--force", VerifyOptions, help="replace an existing --out")
 
 
