@@ -45,16 +45,18 @@ def stage_commands(a, work: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
-def run_stage(name: str, args: list[str], log: Path) -> dict:
-    """Run ``onerec-trt ARGS`` as a child; its wall time, peak RSS and exit code."""
-    cli = [sys.executable, "-m", "onerec_trt.cli", *args]
+def run_stage(name: str, args: list[str], log: Path, raw: bool = False) -> dict:
+    """Run ``onerec-trt ARGS`` (``raw``: the command ARGS) as a child; its wall time, peak RSS
+    and exit code."""
+    cli = args if raw else [sys.executable, "-m", "onerec_trt.cli", *args]
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cli, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
-    return {"stage": name, "command": "onerec-trt " + shlex.join(args), "exit": code,
+    shown = shlex.join(args) if raw else "onerec-trt " + shlex.join(args)
+    return {"stage": name, "command": shown, "exit": code,
             "seconds": seconds, "peak_rss_gib": usage.ru_maxrss / 2**20,
             "log_tail": log.read_text()[-1500:] if code else ""}
 
@@ -73,19 +75,57 @@ def folder_bytes(folder: Path, seen: set[int]) -> dict[str, int]:
     return out
 
 
+def stage_table(stages: list[dict]) -> list[str]:
+    """The markdown table of the stages' time, memory and disk."""
+    lines = ["| stage | wall time | peak RSS | new on disk | result |", "|---|---:|---:|---:|---|"]
+    for r in stages:
+        written = sum(r.get("bytes", {}).values()) / 2**30
+        lines.append(f"| {r['stage']} | {r['seconds'] / 60:.1f} min | {r['peak_rss_gib']:.1f} "
+                     f"GiB | {written:.2f} GiB | {'ok' if r['exit'] == 0 else 'FAILED'} |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     a = result["options"]
     lines = [f"Scale run: `{a['preset']}` preset, {a['items']:,} items in {a['levels']} x "
              f"{a['codebook']} codes, beam {a['beam']}; {result['parameters']} on "
              f"{result['machine']} (CPU only; backend of every stage: torch / ONNX Runtime "
-             "CPU).", "",
-             "| stage | wall time | peak RSS | new on disk | result |",
-             "|---|---:|---:|---:|---|"]
-    for r in result["stages"]:
-        written = sum(r.get("bytes", {}).values()) / 2**30
-        lines.append(f"| {r['stage']} | {r['seconds'] / 60:.1f} min | {r['peak_rss_gib']:.1f} "
-                     f"GiB | {written:.2f} GiB | {'ok' if r['exit'] == 0 else 'FAILED'} |")
+             "CPU).", "", *stage_table(result["stages"])]
     return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} cores, "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+
+
+def finish(result: dict, table: str, work: Path, out: Path, keep: bool) -> int:
+    """Write scale.json and scale.md, print the table, remove ``work`` unless ``keep``; the
+    exit code (0: every stage ran)."""
+    (out / "scale.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "scale.md").write_text(table)
+    print(table)
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if all(r["exit"] == 0 for r in result["stages"]) else 1
+
+
+def run_stages(stages: list[tuple[str, list[str]]], folders: dict[str, str], work: Path,
+               out: Path, result: dict, raw: tuple[str, ...] = ()) -> None:
+    """Run each stage in turn into ``result["stages"]`` (``scale.json`` after each); stop at
+    the first failure. ``raw``: stages whose arguments are a whole command."""
+    seen: set[int] = set()
+    for name, args in stages:
+        print(f"== {name}: {shlex.join(args)}", flush=True)
+        r = run_stage(name, args, out / f"{name.replace(' ', '_')}.log", raw=name in raw)
+        r["bytes"] = folder_bytes(work / folders[name], seen) if name in folders else {}
+        result["stages"].append(r)
+        print(f"   {r['seconds'] / 60:.1f} min, peak RSS {r['peak_rss_gib']:.1f} GiB, exit "
+              f"{r['exit']}", flush=True)
+        (out / "scale.json").write_text(json.dumps(result, indent=2) + "\n")
+        if r["exit"]:
+            print(r["log_tail"], flush=True)
+            break
 
 
 def main() -> int:
@@ -107,31 +147,13 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     folders = {"init": "model", "export": "onnx", "quantize": "fp8", "plugins": "plugins",
                "verify": "verify", "triton export": "triton"}
-    result = {"options": vars(a), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-              f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
-              "stages": []}
-    seen: set[int] = set()
-    for name, args in stage_commands(a, work):
-        print(f"== {name}: onerec-trt {shlex.join(args)}", flush=True)
-        r = run_stage(name, args, out / f"{name.replace(' ', '_')}.log")
-        r["bytes"] = folder_bytes(work / folders[name], seen) if name in folders else {}
-        result["stages"].append(r)
-        print(f"   {r['seconds'] / 60:.1f} min, peak RSS {r['peak_rss_gib']:.1f} GiB, exit "
-              f"{r['exit']}", flush=True)
-        (out / "scale.json").write_text(json.dumps(result, indent=2) + "\n")
-        if r["exit"]:
-            print(r["log_tail"], flush=True)
-            break
+    result = {"options": vars(a), "machine": machine(), "stages": []}
+    run_stages(stage_commands(a, work), folders, work, out, result)
     manifest = json.loads((work / "model" / "manifest.json").read_text())
     result["parameters"] = f"{manifest['model']['parameters'] / 1e6:,.0f}M parameters"
     if (work / "verify" / "verify.json").is_file():
         result["verify"] = json.loads((work / "verify" / "verify.json").read_text())["metrics"]
-    (out / "scale.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "scale.md").write_text(markdown(result))
-    print(markdown(result))
-    if not a.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0 if all(r["exit"] == 0 for r in result["stages"]) else 1
+    return finish(result, markdown(result), work, out, a.keep)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,21 @@ import pytest  # noqa: E402
 from helpers import write_sequences  # noqa: E402
 
 
+@pytest.fixture
+def cli(capsys):
+    """The CLI in this process: (exit code, stderr) of one command."""
+    from types import SimpleNamespace
+
+    from onerec_trt.cli import main
+
+    def run(*args):
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        return SimpleNamespace(returncode=code, stderr=capsys.readouterr().err)
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory):
     """A tiny model trained on a learnable sequence file, exported and quantized (~20 s)."""

@@ -2,7 +2,6 @@
 requests from ``--histories``, and the clear line for each bad input."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,17 +11,6 @@ from onerec_trt.cli import main as cli_main
 from onerec_trt.model.checkpoint import load_model
 from onerec_trt.model.generate import beam_search
 from onerec_trt.verify import VerifyReport
-
-
-@pytest.fixture
-def cli(capsys):
-    """The CLI in this process: (exit code, stderr) of one command."""
-    def run(*args):
-        capsys.readouterr()
-        code = cli_main([str(a) for a in args])
-        return SimpleNamespace(returncode=code, stderr=capsys.readouterr().err)
-
-    return run
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,16 @@ import sys
 from onerec_trt.commands import check_outputs
 from onerec_trt.errors import UserError
 
-# Stages in pipeline order; each name is a module in onerec_trt.commands.
-COMMANDS = ("run", "init", "train", "evaluate", "analyze", "export", "quantize", "plugins", "lint",
-            "build", "verify", "bench", "triton")
+# Stages in pipeline order; each name is a module in onerec_trt.commands (or in MODULES).
+COMMANDS = ("run", "init", "train", "import", "evaluate", "analyze", "export", "quantize",
+            "plugins", "lint", "build", "verify", "bench", "triton")
+
+
+MODULES = {"import": "import_model"}  # a stage whose name is not a module name
 
 
 def _module(name: str):
-    return importlib.import_module(f"onerec_trt.commands.{name.replace('-', '_')}")
+    return importlib.import_module(f"onerec_trt.commands.{MODULES.get(name, name)}")
 
 
 def get_parser() -> argparse.ArgumentParser:

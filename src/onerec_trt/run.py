@@ -26,16 +26,18 @@ class RunOptions:
     verify_users: int = 1000  # test users the FP8 gate compares on
     analyze: bool = True
     bench: bool = True
-    histories: str | None = None  # requests instead of the dataset (default for an untrained
-    # model from 'init': its histories.npy; evaluation is skipped: it has no users)
+    histories: str | None = None  # requests instead of the dataset (default for a model with
+    # no dataset, from 'init' or 'import': its histories.npy; evaluation is skipped: no users)
 
     def requests(self) -> str | None:
         """The requests file the stages use, or None for the model's dataset."""
         from onerec_trt.model.checkpoint import read_training, resolve_model_path
         from onerec_trt.model.init_stage import HISTORIES
 
-        if self.histories or not read_training(self.model).get("untrained"):
-            return self.histories
+        training = read_training(self.model)
+        if self.histories or (training.get("dataset") and not training.get("untrained")):
+            return self.histories  # None: the model's dataset
+        # no dataset: an untrained model from 'init', or an imported one without --dataset
         return str(resolve_model_path(self.model) / HISTORIES)
 
 
@@ -45,8 +47,8 @@ Stage = Callable[[RunLayout, RunOptions, dict], tuple[object, Row]]
 
 def _evaluate(run: RunLayout, opts: RunOptions, done: dict):
     if opts.requests():
-        return None, ("skipped: requests from a file have no held-out targets (an untrained "
-                      "model from 'init' has no users)", "-")
+        return None, ("skipped: requests from a file have no held-out targets (a model without "
+                      "a dataset, from 'init' or 'import', has no users)", "-")
     from onerec_trt.evaluate import EvalOptions, evaluate, format_report
 
     report = evaluate(EvalOptions(model=opts.model, users=opts.users, baselines=True),

@@ -18,6 +18,18 @@ def _is_context_layer(name: str) -> bool:
     return name.startswith("context.")
 
 
+def describe(cfg, params: int) -> str:
+    """One line on the analyzed model: the project's OneRec-V2 style model, or an imported
+    one (an LLM backbone: the fourth model of the paper's comparison)."""
+    if hasattr(cfg, "family"):  # model.hf.loader.ImportedConfig
+        return (f"imported {cfg.family} generative recommender ({cfg.model_type}, "
+                f"{params:,} parameters, codebooks {cfg.codebook_sizes} with the rest of the "
+                "vocabulary as one more logit)")
+    return (f"OneRec-V2-style generative recommender ({params:,} parameters, "
+            f"d={cfg.d_model}, {cfg.context_layers} context + "
+            f"{cfg.decoder_layers} decoder layers, codebooks {cfg.codebook_sizes})")
+
+
 def profile_onerec(bundle, histories: np.ndarray, source: str, beam: int, batch: int,
                    max_rows: int, progress: bool = True, seed: int = 0) -> ModelProfile:
     model = bundle.model.float().eval()
@@ -28,11 +40,8 @@ def profile_onerec(bundle, histories: np.ndarray, source: str, beam: int, batch:
                          disable=not progress):
             cap.mask = hist != 0
             graph(hist)
-    cfg = bundle.config
     params = sum(p.numel() for p in model.parameters())
-    description = (f"OneRec-V2-style generative recommender ({params:,} parameters, "
-                   f"d={cfg.d_model}, {cfg.context_layers} context + "
-                   f"{cfg.decoder_layers} decoder layers, codebooks {cfg.codebook_sizes})")
+    description = describe(bundle.config, params)
     profile = profile_model("onerec", description, model, cap.inputs(), cap.rows_seen,
                             progress, seed)
     real = int((histories != 0).sum())

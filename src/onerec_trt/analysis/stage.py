@@ -103,7 +103,7 @@ def _roofline_entries(opts: AnalyzeOptions, bundle, excl: dict) -> dict:
 
     excluded = frozenset(excl["exclude"])
     cfg = bundle.config
-    entries = {"onerec": {
+    entries = {} if hasattr(cfg, "family") else {"onerec": {  # imported: no analytic model
         "make_ops": lambda n, b: onerec_ops(cfg, n, b, excluded=excluded),
         "users": opts.roofline_users, "beam": opts.roofline_beam or opts.beam,
         "shape": {"history": cfg.max_history, "levels": cfg.levels},

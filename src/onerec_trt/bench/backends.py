@@ -41,7 +41,7 @@ DESCRIPTIONS = {
 @dataclass
 class BackendSpec:
     name: str
-    kind: str  # torch | ort | trt (engines.runners.KINDS)
+    kind: str  # torch | ort | trt | hf (engines.runners.KINDS)
     precision: str  # fp32 | bf16 | fp8
     path: str | None = None  # the graph or engine (None: the model folder itself)
     max_batch: int | None = None  # an engine's optimization-profile limit

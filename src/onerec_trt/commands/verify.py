@@ -16,7 +16,8 @@ def add_arguments(p):
     option(p, "--reference", VerifyOptions, help="reference graph (ONNX Runtime)")
     option(p, "--candidate", VerifyOptions,
            help="FILE.onnx (ONNX Runtime; plugin graphs too), FILE.plan (TensorRT), torch, "
-                "torch:bf16")
+                "torch:bf16, or hf: transformers' own generate with the catalogue trie as "
+                "prefix_allowed_tokens_fn (models made by 'onerec-trt import'; the oracle)")
     add_model_argument(p)
     add_data_arguments(p)
     option(p, "--histories", VerifyOptions, metavar="FILE.npy",

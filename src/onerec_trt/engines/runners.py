@@ -7,7 +7,9 @@ The backends, by kind (the names verify and bench share; docs/architecture.md's 
   ``torch:fp32``, ``torch:bf16``);
 - ``ort``: ONNX Runtime's CPU provider on a graph (``FILE.onnx``; plugin-bearing graphs get
   their custom ops registered);
-- ``trt``: a TensorRT plan (``FILE.plan``; TensorRT and a GPU needed).
+- ``trt``: a TensorRT plan (``FILE.plan``; TensorRT and a GPU needed);
+- ``hf``: transformers' own ``generate`` with the catalogue trie as ``prefix_allowed_tokens_fn``
+  (``hf``; imported models only): the oracle written outside this project.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from onerec_trt.export import ExportReport, find_report
 from onerec_trt.provenance import check_same_model, recorded_model
 
 TORCH_SPECS = {"torch": "fp32", "torch:fp32": "fp32", "torch:bf16": "bf16"}
-KINDS = ("torch", "ort", "trt")
+KINDS = ("torch", "ort", "trt", "hf")
 
 
 @dataclass
@@ -39,9 +41,19 @@ class Backend:
         versions = package_versions()
         backend = {"ort": f"onnxruntime {versions.get('onnxruntime')} CPUExecutionProvider",
                    "torch": f"torch {versions.get('torch')} (the generation loop)",
-                   "trt": "tensorrt"}[self.kind]
+                   "trt": "tensorrt",
+                   "hf": f"transformers {_version('transformers')} generate (fp32, CPU)"}[self.kind]
         return {"spec": self.spec, "kind": self.kind, "runner": self.runner.name,
                 "backend": backend, "polygraphy": versions.get("polygraphy")}
+
+
+def _version(name: str) -> str | None:
+    import importlib.metadata as md
+
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
 
 
 def _onnx_backend(spec: str, role: str, model_sha: str | None, threads: int | None) -> Backend:
@@ -75,18 +87,26 @@ def _torch_backend(spec: str, role: str, model: str, beam: int, topk: int,
     return Backend(runner, "torch", spec, ["history"], ["items", "scores", "codes"])
 
 
+def _hf_backend(role: str, model: str, beam: int, topk: int) -> Backend:
+    from onerec_trt.engines.hf_runner import TransformersGenerateRunner
+
+    runner = TransformersGenerateRunner(model, beam, topk, name=f"{role}:hf")
+    return Backend(runner, "hf", "hf", ["history"], ["items", "scores", "codes"])
+
+
 def make_runner(spec: str, role: str, model: str = "default", model_sha: str | None = None,
                 like: Backend | None = None, beam: int | None = None, topk: int | None = None,
                 device: str = "cpu", threads: int | None = None) -> Backend:
     """The backend ``spec`` names. A torch backend runs the request the graphs were exported
     for (``like``'s export: beam and top-K) unless ``beam``/``topk`` are given."""
-    if spec in TORCH_SPECS:
+    if spec in TORCH_SPECS or spec == "hf":
         export = like.export if like is not None else None
         beam = beam or (export.beam if export else None)
         topk = topk or (export.topk if export else None)
         if not beam or not topk:
             raise user_error(f"--{role} {spec} needs an exported reference graph (for beam/topk)")
-        made = _torch_backend(spec, role, model, beam, topk, device)
+        made = _hf_backend(role, model, beam, topk) if spec == "hf" else \
+            _torch_backend(spec, role, model, beam, topk, device)
     elif spec.endswith(".plan"):
         from onerec_trt.engines.tensorrt import engine_backend
 
@@ -95,7 +115,7 @@ def make_runner(spec: str, role: str, model: str = "default", model_sha: str | N
         made = _onnx_backend(spec, role, model_sha, threads)
     else:
         raise user_error(f"--{role} {spec!r} is not a graph, an engine or a torch runner",
-                         "expected FILE.onnx, FILE.plan, torch, torch:fp32 or torch:bf16")
+                         "expected FILE.onnx, FILE.plan, torch, torch:fp32, torch:bf16 or hf")
     if like is not None and (made.inputs != like.inputs or
                              sorted(made.outputs) != sorted(like.outputs)):
         raise user_error(f"the candidate's inputs/outputs {made.inputs}/{made.outputs} differ "

@@ -17,7 +17,10 @@ from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.onerec import OneRecModel
 from onerec_trt.model.tokenizer import SemanticIds
 
-SHIPPED = Path(__file__).resolve().parent.parent / "shipped" / "ml-1m-small"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "shipped"
+SHIPPED = SHIPPED_DIR / "ml-1m-small"
+# --model names of the shipped models: the default (OneRec-V2 style) and a Qwen3 LM
+SHIPPED_MODELS = {"default": SHIPPED, "qwen3-ml1m": SHIPPED_DIR / "qwen3-ml1m"}
 WEIGHTS, CONFIG, VOCAB, TRAINING = "model.safetensors", "config.json", "items.json", "training.json"
 
 
@@ -25,8 +28,8 @@ WEIGHTS, CONFIG, VOCAB, TRAINING = "model.safetensors", "config.json", "items.js
 class ModelBundle:
     """Everything a stage needs to run a trained model."""
 
-    model: OneRecModel
-    config: ModelConfig
+    model: OneRecModel  # or an imported model's adapter (model/hf): the protocol either way
+    config: ModelConfig  # or model.hf.loader.ImportedConfig (num_items, codebook_sizes, ...)
     semantic_ids: SemanticIds
     vocab: ItemVocab
     path: Path | None = None
@@ -86,8 +89,8 @@ class ModelBundle:
 
 
 def resolve_model_path(path: str | Path) -> Path:
-    """``default`` names the shipped model; anything else is a folder."""
-    return SHIPPED if str(path) == "default" else Path(path)
+    """``default`` and ``qwen3-ml1m`` name the shipped models; anything else is a folder."""
+    return SHIPPED_MODELS.get(str(path), Path(path))
 
 
 def save_model(folder: str | Path, bundle: ModelBundle) -> None:
@@ -186,6 +189,10 @@ def load_model(path: str | Path, dtype: torch.dtype | None = None) -> ModelBundl
     if not folder.is_dir():
         raise user_error(f"model folder not found: {folder}",
                          "pass a folder written by 'onerec-trt train', or 'default'")
+    from onerec_trt.model.hf.loader import is_imported, load_imported
+
+    if is_imported(folder):
+        return load_imported(folder, dtype)
     missing = [n for n in (WEIGHTS, CONFIG, VOCAB) if not (folder / n).is_file()]
     if missing:
         stage = json_object(folder / MANIFEST).get("stage")
@@ -211,7 +218,12 @@ def load_model(path: str | Path, dtype: torch.dtype | None = None) -> ModelBundl
 
 def read_config(folder: Path) -> ModelConfig:
     """A model folder's ``config.json``: a user error for anything but a valid config of a
-    trained model (num_items at least 1)."""
+    trained model (num_items at least 1). An imported folder's config comes from its import
+    record (``model.hf.loader.ImportedConfig``: num_items, codebook_sizes, max_history)."""
+    from onerec_trt.model.hf.loader import is_imported, read_imported_config
+
+    if is_imported(folder):
+        return read_imported_config(folder)
     config = ModelConfig.from_dict(read_json(folder / CONFIG, "model config"),
                                    f"model config {folder / CONFIG}")
     if config.num_items < 1:
@@ -267,8 +279,10 @@ def read_training(path: str | Path) -> dict:
 
 
 def model_hash(path: str | Path) -> str | None:
-    """The weights' hash from the folder's manifest (None if there is no manifest)."""
+    """The weights' hash from the folder's manifest (None if there is no manifest); an
+    imported model's manifest records its own (weights, import record, semantic IDs)."""
     manifest = resolve_model_path(path) / MANIFEST
     if not manifest.is_file():
         return None
-    return json.loads(manifest.read_text()).get("files", {}).get(WEIGHTS)
+    data = json.loads(manifest.read_text())
+    return data.get("model_sha256") or data.get("files", {}).get(WEIGHTS)

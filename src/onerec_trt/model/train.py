@@ -54,11 +54,12 @@ def evaluate_model(model: OneRecModel, histories: list[np.ndarray], targets: np.
     """Recall/NDCG@5/10 of beam search -> (metrics, ranked items [U, topk])."""
     model.eval()
     generator = generator or Generator(model, beam, topk)
+    # an imported model (adapter, factory) has max_history; the project's own, cfg
+    length = getattr(model, "max_history", None) or model.cfg.max_history
     ranked = []
     steps = range(0, len(histories), batch)
     for start in tqdm(steps, desc="generate", unit="batch", disable=not progress, leave=False):
-        hist = torch.from_numpy(pad_histories(histories[start:start + batch],
-                                              model.cfg.max_history))
+        hist = torch.from_numpy(pad_histories(histories[start:start + batch], length))
         ranked.append(beam_search(model, hist, beam, topk, generator=generator).items)
     ranked = np.concatenate(ranked) if ranked else np.zeros((0, topk), np.int64)
     return recall_ndcg(ranked, targets), ranked

@@ -102,6 +102,25 @@ def load_for_swap(path) -> onnx.ModelProto:
     return model
 
 
+def drop_identity_casts(graph) -> int:
+    """Bypass every fp32 -> fp32 Cast (what the bf16 CPU rendering leaves of bf16 -> fp32
+    casts): ONNX Runtime 1.24's CastElimination breaks some swapped graphs that keep them (a
+    T5 graph: "Node input '/layer_norm/Cast_1_output_0' is not ... output of a previous
+    node" at session creation). Returns how many were bypassed."""
+    dropped = 0
+    for node in graph.nodes:
+        source, target = (node.inputs[0], node.outputs[0]) if node.op == "Cast" else (None, None)
+        if source is None or source.dtype != np.float32 or node.attrs.get("to") != \
+                onnx.TensorProto.FLOAT or target in graph.outputs:
+            continue
+        for consumer in list(target.outputs):
+            for i, tensor in enumerate(list(consumer.inputs)):
+                if tensor is target:
+                    consumer.inputs[i] = source
+        dropped += 1
+    return dropped
+
+
 def swap_graph(model: onnx.ModelProto, keep_bf16_logits: bool = True) -> SwapResult:
     """Replace the beam subgraph of an exported generation graph by plugin nodes (the result
     keeps the source's external weights: write it beside their data files, then check it).
@@ -128,6 +147,7 @@ def swap_graph(model: onnx.ModelProto, keep_bf16_logits: bool = True) -> SwapRes
     graph.nodes.append(gs.Node(CODES_TO_ITEM.name, f"{NAMESPACE}_codes_to_item",
                                {"plugin_namespace": NAMESPACE}, [codes, *trie_inputs],
                                [leaf_out], domain=NAMESPACE))
+    drop_identity_casts(graph)
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
     out = gs.export_onnx(graph)
     if not any(o.domain == NAMESPACE for o in out.opset_import):

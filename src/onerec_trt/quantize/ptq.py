@@ -27,6 +27,11 @@ CALIB_METHODS = ("max",)  # ModelOpt's FP8 (per-tensor) calibration algorithm
 DEFAULT_EXCLUDE = {
     r"^heads\.": "default policy: output heads stay bf16 (like ModelOpt's lm_head)",
     r"kv_proj": "default policy: context K/V projections stay bf16 (shared by all beams)",
+    # the same policy on imported transformers models (model/hf): the LM head, and T5's
+    # cross-attention K/V (computed once per request from the encoder, read by every beam)
+    r"(^|\.)lm_head$": "default policy: the LM head stays bf16 (ModelOpt's LLM default)",
+    r"EncDecAttention\.[kv]$": "default policy: cross-attention K/V projections stay bf16 "
+                               "(shared by all beams)",
 }
 
 

@@ -1,0 +1,70 @@
+"""What the adapters share: a compact token embedding, the level logits with the rest of the
+vocabulary as one more logit, and attention written with plain matmuls (no cache objects, no
+mask helpers: the exported graph traces them as they read)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+DEAD = float("-inf")
+
+
+class CompactEmbedding(nn.Module):
+    """The rows of a token embedding that a prompt or a decode step can read (template tokens
+    and code tokens), so a 150k-token table never reaches the graph; ``index[token id]`` is the
+    row of a token in ``weight``. Not an ``nn.Embedding``: the exporter's ``small_tables``
+    shortens item tables, which are indexed by item id; this one is indexed by token row."""
+
+    def __init__(self, embedding: nn.Embedding, used: list[int]):
+        super().__init__()
+        used = sorted(set(used))
+        self.weight = nn.Parameter(embedding.weight.detach()[used].clone(), requires_grad=False)
+        index = torch.zeros(embedding.num_embeddings, dtype=torch.long)
+        index[torch.as_tensor(used)] = torch.arange(len(used))
+        self.register_buffer("index", index, persistent=False)
+
+    def rows(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Token ids -> compact rows (done once on the constant tables, not per request)."""
+        return self.index[token_ids]
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return nn.functional.embedding(rows, self.weight)
+
+
+class LevelLogits(nn.Module):
+    """Full-vocabulary logits -> [..., V_t + 1]: the level's code tokens, then the logsumexp of
+    every other token. Its log-softmax is the full vocabulary's log-probability of each code,
+    what transformers' beam search scores with, while the beam sees V_t + 1 values only; the
+    last code is never a child in the trie."""
+
+    def __init__(self, vocab_size: int, level_ids: list[list[int]]):
+        super().__init__()
+        self.levels = len(level_ids)
+        for t, ids in enumerate(level_ids):
+            other = torch.ones(vocab_size, dtype=torch.bool)
+            other[torch.as_tensor(ids)] = False
+            self.register_buffer(f"ids{t}", torch.as_tensor(ids, dtype=torch.long))
+            self.register_buffer(f"other{t}", other)
+
+    def forward(self, logits: torch.Tensor, t: int) -> torch.Tensor:
+        logits = logits.float()
+        codes = logits.index_select(-1, getattr(self, f"ids{t}"))
+        other = torch.where(getattr(self, f"other{t}"), logits, DEAD)
+        return torch.cat([codes, other.logsumexp(-1, keepdim=True)], dim=-1)
+
+
+def softmax_attention(scores: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """Softmax in fp32 over the last axis; disallowed keys get the dtype's lowest value (as
+    transformers' masks do), so a query with no allowed key gets a uniform row, not NaN."""
+    scores = scores.float()
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, torch.finfo(torch.float32).min)
+    return torch.softmax(scores, dim=-1)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding (the half-split layout of Llama and Qwen)."""
+    half = x.shape[-1] // 2
+    turned = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + turned * sin

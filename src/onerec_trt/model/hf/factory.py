@@ -1,0 +1,134 @@
+"""The second way in: a user's own torch code. ``--factory module:function`` names a function
+in the user's environment (never in a checkpoint) that returns a ``torch.nn.Module``
+implementing the protocol (``model/protocol.py``) with a ``max_history`` attribute, and
+optionally ``item_ids`` (the data's item ids of model items 1..N; "1".."N" otherwise).
+
+The folder records the name (``factory.json``) and the catalogue the object had; loading calls
+the function again and refuses an object whose catalogue changed since the import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from onerec_trt.artifacts import check_out, read_json, staged_folder, write_json, write_manifest
+from onerec_trt.errors import user_error
+from onerec_trt.model.protocol import GenerativeRecommender
+
+FACTORY_JSON = "factory.json"
+NEEDS = ("a torch.nn.Module with semantic_ids (codes, trie, codebook_sizes), max_history, "
+         "encode_context, decode_step and reorder_cache: see model/protocol.py")
+
+
+def call_factory(name: str) -> torch.nn.Module:
+    """Import ``module:function`` from the user's environment and call it; check the result."""
+    module_name, _, function = name.partition(":")
+    if not module_name or not function:
+        raise user_error(f"--factory {name!r} is not module:function", "e.g. mypkg.models:make")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise user_error(f"--factory: cannot import {module_name!r} ({exc})",
+                         "the module must be importable in this environment (PYTHONPATH)") \
+            from None
+    make = getattr(module, function, None)
+    if not callable(make):
+        raise user_error(f"--factory: {module_name} has no function {function!r}")
+    model = make()
+    _check_protocol(name, model)
+    return model.eval()
+
+
+def _check_protocol(name: str, model: object) -> None:
+    ids = getattr(model, "semantic_ids", None)
+    missing = [] if isinstance(model, torch.nn.Module) else ["not a torch.nn.Module"]
+    if not isinstance(model, GenerativeRecommender):
+        missing.append("not the protocol (encode_context, decode_step, reorder_cache, "
+                       "semantic_ids)")
+    for attr in ("codes", "trie", "codebook_sizes"):
+        if ids is not None and not hasattr(ids, attr):
+            missing.append(f"semantic_ids has no {attr}")
+    history = getattr(model, "max_history", None)
+    if not isinstance(history, int) or isinstance(history, bool) or history < 1:
+        missing.append("no positive integer max_history")
+    if missing:
+        raise user_error(f"--factory {name} returned a {type(model).__name__} that does not "
+                         f"implement the protocol: {'; '.join(missing)}", NEEDS)
+
+
+def _catalogue_hash(codes: np.ndarray, sizes: list[int]) -> str:
+    data = np.ascontiguousarray(np.asarray(codes, dtype=np.int64)).tobytes()
+    return hashlib.sha256(data + repr(list(sizes)).encode()).hexdigest()
+
+
+def _state_hash(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def import_factory(opts, log=print):
+    """``onerec-trt import --factory``: a model folder that names the user's factory."""
+    from onerec_trt.data.vocab import ItemVocab
+    from onerec_trt.model.hf.importer import HISTORIES
+    from onerec_trt.model.init_stage import synthetic_histories
+    from onerec_trt.model.tokenizer import SemanticIds
+
+    if opts.hf or opts.catalogue:
+        raise user_error("--factory takes no --hf or --catalogue (the object carries its "
+                         "catalogue)")
+    t0 = time.perf_counter()
+    check_out(opts.out, force=opts.force)
+    model = call_factory(opts.factory)
+    ids = model.semantic_ids
+    codes, sizes = np.asarray(ids.codes, dtype=np.int64), list(ids.codebook_sizes)
+    vocab = ItemVocab([str(i) for i in getattr(model, "item_ids", range(1, len(codes)))])
+    if len(vocab) != len(codes) - 1:
+        raise user_error(f"--factory: item_ids lists {len(vocab)} items, the semantic IDs "
+                         f"{len(codes) - 1}")
+    record = {"factory": opts.factory, "max_history": model.max_history,
+              "num_items": len(codes) - 1, "codebook_sizes": sizes,
+              "catalogue_sha256": _catalogue_hash(codes, sizes)}
+    with staged_folder(opts.out, force=opts.force) as tmp:
+        write_json(tmp / FACTORY_JSON, record)
+        SemanticIds(codes, sizes).save(tmp)
+        vocab.save(tmp / "items.json")
+        write_json(tmp / "training.json", {"imported": True, "dataset": opts.dataset,
+                                           "factory": opts.factory})
+        np.save(tmp / HISTORIES, synthetic_histories(opts.histories, model.max_history,
+                                                     len(codes) - 1, opts.seed))
+        write_manifest(tmp, "import", {k: v for k, v in asdict(opts).items() if k != "training"},
+                       model_sha256=_state_hash(model))
+    log(f"imported factory {opts.factory} -> {opts.out}: {len(codes) - 1:,} items, "
+        f"{time.perf_counter() - t0:.1f}s")
+
+
+def load_factory_model(folder: Path, dtype: torch.dtype | None = None):
+    from onerec_trt.artifacts import json_object
+    from onerec_trt.data.vocab import ItemVocab
+    from onerec_trt.model.checkpoint import ModelBundle
+    from onerec_trt.model.hf.loader import ImportedConfig
+
+    record = read_json(folder / FACTORY_JSON, "factory record")
+    model = call_factory(record["factory"])
+    ids = model.semantic_ids
+    if _catalogue_hash(np.asarray(ids.codes), list(ids.codebook_sizes)) != \
+            record["catalogue_sha256"]:
+        raise user_error(f"{record['factory']} now returns another catalogue than when "
+                         f"{folder} was imported", "import it again (onerec-trt import "
+                                                   "--factory ... --force)")
+    if dtype is not None:
+        model = model.to(dtype)
+    config = ImportedConfig(record["num_items"], record["codebook_sizes"], model.max_history,
+                            "factory", record["factory"])
+    return ModelBundle(model, config, ids, ItemVocab.load(folder / "items.json"), folder,
+                       json_object(folder / "training.json"))
