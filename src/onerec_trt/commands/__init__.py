@@ -169,5 +169,6 @@ def add_histories_argument(p, options: type, field: str = "histories",
 
 def add_model_argument(p: argparse.ArgumentParser, default: str = "default") -> None:
     p.add_argument("--model", default=default,
-                   help="model folder written by 'onerec-trt train', or 'default' (the shipped "
-                        "model: small preset trained on MovieLens-1M)")
+                   help="model folder written by 'onerec-trt train', 'init' or 'import', or a "
+                        "shipped model: 'default' (small preset trained on MovieLens-1M) or "
+                        "'qwen3-ml1m' (a transformers Qwen3 trained on it)")

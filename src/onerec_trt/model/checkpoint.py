@@ -21,6 +21,8 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "shipped"
 SHIPPED = SHIPPED_DIR / "ml-1m-small"
 # --model names of the shipped models: the default (OneRec-V2 style) and a Qwen3 LM
 SHIPPED_MODELS = {"default": SHIPPED, "qwen3-ml1m": SHIPPED_DIR / "qwen3-ml1m"}
+MODEL_FOLDER = ("pass a folder written by 'onerec-trt train', 'init' or 'import', or a shipped "
+                "model: 'default', 'qwen3-ml1m'")
 WEIGHTS, CONFIG, VOCAB, TRAINING = "model.safetensors", "config.json", "items.json", "training.json"
 
 
@@ -188,7 +190,7 @@ def load_model(path: str | Path, dtype: torch.dtype | None = None) -> ModelBundl
     folder = resolve_model_path(path)
     if not folder.is_dir():
         raise user_error(f"model folder not found: {folder}",
-                         "pass a folder written by 'onerec-trt train', or 'default'")
+                         MODEL_FOLDER)
     from onerec_trt.model.hf.loader import is_imported, load_imported
 
     if is_imported(folder):
@@ -199,7 +201,7 @@ def load_model(path: str | Path, dtype: torch.dtype | None = None) -> ModelBundl
         what = f"written by 'onerec-trt {stage}'" if isinstance(stage, str) else \
             f"missing {', '.join(missing)}"
         raise user_error(f"{folder} is not a model folder ({what})",
-                         "pass a folder written by 'onerec-trt train', or 'default'")
+                         MODEL_FOLDER)
     config = read_config(folder)
     vocab = ItemVocab.load(folder / VOCAB)
     if len(vocab) != config.num_items:
