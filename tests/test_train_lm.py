@@ -16,7 +16,6 @@ from onerec_trt.model.hf.itemic import UNK
 from onerec_trt.model.hf.lm_data import (
     CATALOGUE_HEADER,
     IGNORE,
-    ItemBeam,
     item_windows,
     itemic_layout,
     prompt_ids,
@@ -86,8 +85,7 @@ def test_beam_search_matches_exhaustive_item_scores(trained):
     model, layout = fitted.model, fitted.layout
     hist = [s[:-2] for s in data.sequences[:6]]
     lengths = {len(s[-8:]) for s in hist}
-    ranked = rank_users(model, hist, 8, layout, ItemBeam(
-        fitted.semantic_ids.trie, layout, beam=10_000), batch=4)
+    ranked = rank_users(model, hist, 8, layout, fitted.semantic_ids, beam=10_000, batch=4)
     items = np.arange(1, data.num_items + 1)
     with torch.no_grad():
         for row, h in enumerate(hist):

@@ -3,14 +3,12 @@
 An item is ``<|sid_begin|><s_a_X><s_b_Y><s_c_Z><|sid_end|>``; a prompt is the last S items,
 oldest first, then ``<|sid_begin|>``, and the model writes the next item's code tokens. Training
 renders windows of a user's items and scores the code tokens of every item but the first, so one
-forward pass teaches every position (teacher forcing). Validation ranks items with a
-trie-constrained beam over the model's forward (torch is imported there, when called).
+forward pass teaches every position (teacher forcing). Validation ranks items with the
+one generation loop on the Qwen3 adapter (torch is imported there, when called).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,15 +125,6 @@ def prompt_ids(history: np.ndarray, max_history: int, layout: ItemicLayout) -> n
     return np.append(layout.item_tokens[items].reshape(-1), layout.begin_id)
 
 
-def equal_length_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    """Indices grouped by equal length, at most ``batch_size`` a group: prompts of one length
-    need neither padding nor an attention mask."""
-    for length in np.unique(lengths):
-        same = np.flatnonzero(lengths == length)
-        for start in range(0, len(same), batch_size):
-            yield same[start:start + batch_size]
-
-
 def catalogue_codes(codes: np.ndarray) -> list[str]:
     """Each model item's code tokens, ``<s_a_5><s_b_17><s_c_200>``, for items 1..N."""
     return ["".join(code_token(level, int(c)) for level, c in enumerate(row))
@@ -156,54 +145,33 @@ def write_catalogue(path: str | Path, item_ids: list[str], codes: np.ndarray) ->
     return write_text(path, "\n".join([CATALOGUE_HEADER, *rows]) + "\n")
 
 
-class ItemBeam:
-    """Trie-constrained beam search over the items' code tokens, on the HF model's forward and
-    its KV cache; for validation (prompts of one length a batch, so no padding)."""
-
-    def __init__(self, trie, layout, beam: int, topk: int = 10):
-        import torch
-
-        self.tables = [torch.from_numpy(trie.dense_next(t)) for t in range(trie.levels)]
-        self.leaf_item = torch.from_numpy(trie.leaf_item)
-        self.offsets, self.sizes = layout.offsets, layout.codebook_sizes
-        self.beam, self.topk = beam, topk
-
-    def __call__(self, model, ids):
-        """Prompt ids [U, T] -> the top ``topk`` model item ids [U, topk] (-1: no item)."""
-        import torch
-
-        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
-        cache, logp = out.cache, out.logits[:, -1].float().log_softmax(-1)
-        users = ids.shape[0]
-        node = torch.zeros(users, 1, dtype=torch.long)
-        score = torch.zeros(users, 1)
-        for t, (offset, size) in enumerate(zip(self.offsets, self.sizes, strict=True)):
-            width = node.shape[1]
-            child = self.tables[t][node]  # [U, width, size]: child node, -1 where no item
-            cand = score[..., None] + logp[:, offset:offset + size].view(users, width, size)
-            cand = cand.masked_fill(child < 0, -math.inf).view(users, -1)
-            last = t == len(self.sizes) - 1
-            score, idx = cand.topk(min(self.topk if last else self.beam, cand.shape[1]), dim=1)
-            node = child.view(users, -1).gather(1, idx).clamp(min=0)
-            if last:
-                break
-            cache.reorder_cache((torch.arange(users)[:, None] * width + idx // size).view(-1))
-            step = model(input_ids=(offset + idx % size).view(-1, 1), cache=cache, use_cache=True)
-            logp = step.logits[:, -1].float().log_softmax(-1)
-        items = self.leaf_item[node]
-        return torch.where(torch.isfinite(score), items, -1).numpy()
-
-
-def rank_users(model, histories, max_history: int, layout, search: ItemBeam,
-               batch: int = 32):
-    """Ranked model item ids [U, topk] for each history (prompts grouped by length)."""
+def rank_users(model, histories, max_history: int, layout: ItemicLayout, semantic_ids,
+               beam: int, topk: int = 10, batch: int = 64) -> np.ndarray:
+    """Ranked model item ids [U, topk] for each history: the HF model behind the Qwen3 adapter
+    in the one generation loop, so validation measures what the imported model's graphs
+    compute (scores over the full vocabulary, the catalogue trie)."""
     import torch
 
-    prompts = [prompt_ids(h, max_history, layout) for h in histories]
-    ranked = np.full((len(prompts), search.topk), -1, dtype=np.int64)
-    model.eval()
+    from onerec_trt.data import pad_histories
+    from onerec_trt.model.generate import Generator, beam_search
+    from onerec_trt.model.hf.decoder_only import DecoderOnlyRecommender
+    from onerec_trt.model.hf.prompt import CODES, Prompt
+    from onerec_trt.model.tokenizer import SemanticIds
+
+    prompt = Prompt([], [layout.begin_id, CODES, layout.end_id], [layout.begin_id],
+                    PROMPT_TEMPLATE, ITEM_TEMPLATE)
+    level_ids = [list(range(o, o + n)) for o, n in zip(layout.offsets, layout.codebook_sizes,
+                                                       strict=True)]
+    # the adapter's codebooks hold one more code: the rest of the vocabulary
+    ids = SemanticIds(semantic_ids.codes, [n + 1 for n in semantic_ids.codebook_sizes])
+    adapter = DecoderOnlyRecommender(model, ids, prompt, level_ids, max_history,
+                                     layout.pad_id).eval()
+    generator = Generator(adapter, beam, min(topk, beam))
+    ranked = np.full((len(histories), topk), -1, dtype=np.int64)
     with torch.inference_mode():
-        for rows in equal_length_batches(np.array([len(p) for p in prompts]), batch):
-            found = search(model, torch.from_numpy(np.stack([prompts[r] for r in rows])))
-            ranked[rows, :found.shape[1]] = found
+        for start in range(0, len(histories), batch):
+            hist = pad_histories(histories[start:start + batch], max_history)
+            found = beam_search(adapter, torch.from_numpy(hist), beam, min(topk, beam),
+                                generator=generator).items
+            ranked[start:start + len(found), :found.shape[1]] = found
     return ranked

@@ -143,7 +143,6 @@ def fit(data, opts: LMOptions, log=print) -> Fitted:
 
     from onerec_trt.metrics import recall_ndcg
     from onerec_trt.model.hf.lm_data import (
-        ItemBeam,
         item_windows,
         itemic_layout,
         length_batches,
@@ -174,7 +173,6 @@ def fit(data, opts: LMOptions, log=print) -> Fitted:
     eval_idx = np.sort(rng.choice(split.num_users, min(cfg.eval_users, split.num_users),
                                   replace=False))
     eval_hist = [split.train[i] for i in eval_idx]
-    search = ItemBeam(ids.trie, layout, cfg.eval_beam)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"training Qwen3 ({n_params:,} parameters, {m.layers} layers x {m.hidden}) on "
         f"{len(windows):,} windows ({int(lengths.sum()) * layout.width:,} tokens), "
@@ -207,7 +205,7 @@ def fit(data, opts: LMOptions, log=print) -> Fitted:
             if stop:
                 break
         start = time.time()
-        ranked = rank_users(model, eval_hist, m.max_history, layout, search)
+        ranked = rank_users(model, eval_hist, m.max_history, layout, ids, cfg.eval_beam)
         metrics = recall_ndcg(ranked, split.valid_targets[eval_idx])
         eval_s = time.time() - start
         minutes = (time.time() - t0) / 60
