@@ -4,6 +4,7 @@ mask helpers: the exported graph traces them as they read)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,6 +31,43 @@ class CompactEmbedding(nn.Module):
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         return nn.functional.embedding(rows, self.weight)
+
+
+class PromptTokens(nn.Module):
+    """The template and the catalogue as compact embedding rows (``embed``'s): each item's
+    rendering, the template's literal prefix and suffix, each level's code tokens (plus a pad
+    row for the rest-of-vocabulary code, which only dead beams feed back) and ``extra`` tokens
+    (T5's decoder start); ``forward`` renders left-padded histories into the prompt."""
+
+    def __init__(self, embedding: nn.Embedding, prompt, codes: np.ndarray,
+                 level_ids: list[list[int]], pad_id: int, extra: tuple[int, ...] = ()):
+        super().__init__()
+        table = prompt.item_table(codes, level_ids, pad_id)
+        used = np.unique(np.concatenate([[pad_id, *extra], prompt.prefix, prompt.suffix,
+                                         table.ravel(), *level_ids]).astype(np.int64))
+        self.embed = CompactEmbedding(embedding, used.tolist())
+        rows = self.embed.rows
+        self.register_buffer("item_rows", rows(torch.as_tensor(table)))
+        self.register_buffer("prefix_rows", rows(torch.as_tensor(prompt.prefix, dtype=torch.long)))
+        self.register_buffer("suffix_rows", rows(torch.as_tensor(prompt.suffix, dtype=torch.long)))
+        self.register_buffer("extra_rows", rows(torch.as_tensor(extra, dtype=torch.long)))
+        for t, ids in enumerate(level_ids):
+            self.register_buffer(f"code_rows{t}", rows(torch.as_tensor([*ids, pad_id])))
+
+    def forward(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """history [N, S] -> (prompt rows [N, P], real tokens [N, P])."""
+        n, s = history.shape
+        width = self.item_rows.shape[1]
+        items = self.item_rows[history].reshape(n, -1)  # [N, S * T]
+        real = (history > 0).unsqueeze(-1).expand(n, s, width).reshape(n, -1)
+        prefix, suffix = self.prefix_rows.expand(n, -1), self.suffix_rows.expand(n, -1)
+        mask = torch.cat([torch.ones_like(prefix, dtype=torch.bool), real,
+                          torch.ones_like(suffix, dtype=torch.bool)], dim=1)
+        return torch.cat([prefix, items, suffix], dim=1), mask
+
+    def code_rows(self, level: int, codes: torch.Tensor) -> torch.Tensor:
+        """Level-``level`` codes -> their rows."""
+        return getattr(self, f"code_rows{level}")[codes]
 
 
 class LevelLogits(nn.Module):

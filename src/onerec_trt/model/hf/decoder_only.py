@@ -16,11 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from onerec_trt.model.hf.attention import CompactEmbedding, LevelLogits, rotate, softmax_attention
+from onerec_trt.model.hf.attention import (
+    LevelLogits,
+    PromptTokens,
+    rotate,
+    softmax_attention,
+)
 from onerec_trt.model.hf.prompt import Prompt
 
 
@@ -48,20 +52,11 @@ class DecoderOnlyRecommender(nn.Module):
         self.backbone, self.semantic_ids, self.max_history = backbone, semantic_ids, max_history
         self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = backbone.model.layers[0].self_attn.head_dim
-        table = prompt.item_table(semantic_ids.codes, level_ids, pad_id)
-        used = np.unique(np.concatenate([[pad_id], prompt.prefix, prompt.suffix, table.ravel(),
-                                         *level_ids]).astype(np.int64)).tolist()
-        self.embed = CompactEmbedding(backbone.model.embed_tokens, used)
-        rows = self.embed.rows
-        self.register_buffer("item_rows", rows(torch.as_tensor(table)))
-        self.register_buffer("prefix_rows", rows(torch.as_tensor(prompt.prefix, dtype=torch.long)))
-        self.register_buffer("suffix_rows", rows(torch.as_tensor(prompt.suffix, dtype=torch.long)))
-        for t, ids in enumerate(level_ids):
-            # the last code, the rest of the vocabulary, is fed only by dead beams: pad
-            self.register_buffer(f"code_rows{t}", rows(torch.as_tensor([*ids, pad_id])))
+        self.prompt = PromptTokens(backbone.model.embed_tokens, prompt, semantic_ids.codes,
+                                   level_ids, pad_id)
+        width = self.prompt.item_rows.shape[1]
         self.logits = LevelLogits(cfg.vocab_size, level_ids)
-        longest = len(prompt.prefix) + max_history * table.shape[1] + len(prompt.suffix) + \
-            len(level_ids)
+        longest = len(prompt.prefix) + max_history * width + len(prompt.suffix) + len(level_ids)
         with torch.no_grad():
             cos, sin = backbone.model.rotary_emb(torch.zeros(1), torch.arange(longest)[None])
         self.register_buffer("cos", cos[0].clone())  # [positions, d]
@@ -82,19 +77,13 @@ class DecoderOnlyRecommender(nn.Module):
         return rotate(q, cos, sin), rotate(k, cos, sin), v
 
     def encode_context(self, history: torch.Tensor) -> PromptContext:
-        n, s = history.shape
-        items = self.item_rows[history].reshape(n, -1)  # [N, S * T]
-        width = self.item_rows.shape[1]
-        real = (history > 0).unsqueeze(-1).expand(n, s, width).reshape(n, -1)
-        prefix, suffix = self.prefix_rows.expand(n, -1), self.suffix_rows.expand(n, -1)
-        rows = torch.cat([prefix, items, suffix], dim=1)
-        mask = torch.cat([torch.ones_like(prefix, dtype=torch.bool), real,
-                          torch.ones_like(suffix, dtype=torch.bool)], dim=1)
+        n = history.shape[0]
+        rows, mask = self.prompt(history)
         pos = (mask.float().cumsum(1).long() - 1).clamp(min=0)  # TensorRT: CumSum on floats
         length = rows.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=rows.device).tril()
         allowed = (causal & mask[:, None, :]).unsqueeze(1).unsqueeze(1)  # [N, 1, 1, P, P]
-        h = self.embed(rows)
+        h = self.prompt.embed(rows)
         keys, values = [], []
         for layer in self.layers:
             attn = layer.self_attn
@@ -117,7 +106,7 @@ class DecoderOnlyRecommender(nn.Module):
         if step == 0:
             logits = self.logits(self.backbone.lm_head(ctx.last), 0)
             return logits.unsqueeze(1).expand(-1, beams, -1), [None] * len(self.layers)
-        h = self.embed(getattr(self, f"code_rows{step - 1}")[prev_codes])  # [N, B, D]
+        h = self.prompt.embed(self.prompt.code_rows(step - 1, prev_codes))  # [N, B, D]
         pos = (ctx.length + (step - 1)).unsqueeze(1)  # [N, 1]
         new_cache = []
         for i, layer in enumerate(self.layers):

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from onerec_trt.model.hf.attention import CompactEmbedding, LevelLogits, softmax_attention
+from onerec_trt.model.hf.attention import LevelLogits, PromptTokens, softmax_attention
 from onerec_trt.model.hf.decoder_only import take_beams
 from onerec_trt.model.hf.prompt import Prompt
 
@@ -40,18 +39,8 @@ class EncoderDecoderRecommender(nn.Module):
         self.heads, self.head_dim = cfg.num_heads, cfg.d_kv
         self.scale_output = cfg.d_model ** -0.5 if getattr(cfg, "scale_decoder_outputs",
                                                            cfg.tie_word_embeddings) else None
-        table = prompt.item_table(semantic_ids.codes, level_ids, pad_id)
-        used = np.unique(np.concatenate([[pad_id, decoder_start], prompt.prefix, prompt.suffix,
-                                         table.ravel(), *level_ids]).astype(np.int64)).tolist()
-        self.embed = CompactEmbedding(backbone.shared, used)
-        rows = self.embed.rows
-        self.register_buffer("item_rows", rows(torch.as_tensor(table)))
-        self.register_buffer("prefix_rows", rows(torch.as_tensor(prompt.prefix, dtype=torch.long)))
-        self.register_buffer("suffix_rows", rows(torch.as_tensor(prompt.suffix, dtype=torch.long)))
-        self.register_buffer("start_row", rows(torch.tensor([decoder_start])))
-        for t, ids in enumerate(level_ids):
-            # the last code, the rest of the vocabulary, is fed only by dead beams: pad
-            self.register_buffer(f"code_rows{t}", rows(torch.as_tensor([*ids, pad_id])))
+        self.prompt = PromptTokens(backbone.shared, prompt, semantic_ids.codes, level_ids,
+                                   pad_id, extra=(decoder_start,))
         self.logits = LevelLogits(cfg.vocab_size, level_ids)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,14 +48,8 @@ class EncoderDecoderRecommender(nn.Module):
         return x.reshape(*x.shape[:-1], self.heads, self.head_dim).transpose(-2, -3)
 
     def encode_context(self, history: torch.Tensor) -> EncodedPrompt:
-        n, s = history.shape
-        width = self.item_rows.shape[1]
-        items = self.item_rows[history].reshape(n, -1)
-        real = (history > 0).unsqueeze(-1).expand(n, s, width).reshape(n, -1)
-        prefix, suffix = self.prefix_rows.expand(n, -1), self.suffix_rows.expand(n, -1)
-        rows = torch.cat([prefix, items, suffix], dim=1)
-        mask = torch.cat([torch.ones_like(prefix, dtype=torch.bool), real,
-                          torch.ones_like(suffix, dtype=torch.bool)], dim=1)
+        n = history.shape[0]
+        rows, mask = self.prompt(history)
         pos = mask.float().cumsum(1).long() - 1  # TensorRT: CumSum on floats only
         encoder = self.backbone.encoder
         first = encoder.block[0].layer[0].SelfAttention
@@ -76,7 +59,7 @@ class EncoderDecoderRecommender(nn.Module):
             max_distance=first.relative_attention_max_distance)
         bias = first.relative_attention_bias(bucket).permute(0, 3, 1, 2)  # [N, H, P, P]
         allowed = mask[:, None, None, :]
-        h = self.embed(rows)
+        h = self.prompt.embed(rows)
         for block in encoder.block:
             layer = block.layer[0]
             attn, x = layer.SelfAttention, layer.layer_norm(h)
@@ -95,11 +78,11 @@ class EncoderDecoderRecommender(nn.Module):
     def decode_step(self, ctx: EncodedPrompt, prev_codes, step: int, cache, beams: int):
         n = ctx.mask.shape[0]
         if step == 0:
-            rows = self.start_row.expand(n, beams)
+            rows = self.prompt.extra_rows.expand(n, beams)  # the decoder start token
             cache = [None] * len(self.backbone.decoder.block)
         else:
-            rows = getattr(self, f"code_rows{step - 1}")[prev_codes]
-        h = self.embed(rows)  # [N, B, D]
+            rows = self.prompt.code_rows(step - 1, prev_codes)
+        h = self.prompt.embed(rows)  # [N, B, D]
         first = self.backbone.decoder.block[0].layer[0].SelfAttention
         bias = first.compute_bias(step + 1, step + 1)[:, :, -1:, :]  # [1, H, 1, t + 1]
         new_cache = []
