@@ -158,6 +158,34 @@ BAD = {
 }
 
 
+BAD_OPTIONS = {
+    "no history slot": (["--template", "<|sid_begin|>"], "must hold {history} exactly once"),
+    "unknown template token": (["--template", "{history}<|nope|>"], "<|nope|> is not a token"),
+    "no codes slot": (["--item-template", "<|sid_begin|>"], "must hold {codes} exactly once"),
+    "bad token pattern": (["--token-pattern", "<s_{lvl}>"], "is not a valid pattern"),
+    "missing catalogue": (["--catalogue", "nowhere.tsv"], "catalogue not found"),
+    "factory and checkpoint": (["--factory", "hf_checkpoints:onerec_factory"],
+                               "--factory takes no --hf or --catalogue"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_OPTIONS))
+def test_bad_import_options_are_one_line_and_write_nothing(case, tmp_path, cli):
+    checkpoint, catalogue = tiny_qwen3(tmp_path / "ck", items=10)
+    extra, message = BAD_OPTIONS[case]
+    if "--catalogue" in extra:
+        extra = ["--catalogue", tmp_path / extra[1]]
+    args = ["import", "--hf", checkpoint, *(() if "--catalogue" in extra else
+                                            ("--catalogue", catalogue)), *extra]
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "keep.txt").write_text("earlier output")
+    result = cli(*args, "--out", tmp_path / "m", "--force")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1
+    assert (tmp_path / "m" / "keep.txt").read_text() == "earlier output"  # intact
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, cli):
     checkpoint, catalogue = tiny_qwen3(tmp_path / "ck", items=10)
