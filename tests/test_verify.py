@@ -43,12 +43,76 @@ def test_fp8_against_bf16_writes_a_full_report(tiny_pipeline, tmp_path):
         assert report.metrics[name]["candidate"] == pytest.approx(c)
     gates = Gates()
     assert report.gates["overlap@10"]["pass"] == (report.overlap_at_10 >= gates.min_overlap_at_10)
-    assert report.gates["recall@10_relative_change"]["pass"] == (
-        report.relative_change("recall@10") >= -gates.max_recall_drop)
-    assert report.passed == all(g["pass"] for g in report.gates.values())
+    for name, margin in (("recall@10", gates.max_recall_drop), ("ndcg@10", gates.max_ndcg_drop)):
+        gate, measured = report.gates[f"{name}_relative_change"], report.metrics[name]
+        low, high = measured["relative_diff_ci"]
+        assert gate["ci"] == [low, high] and gate["value"] == report.relative_change(name)
+        assert gate["decision"] == ("pass" if low >= -margin else
+                                    "fail" if high < -margin else "inconclusive")
+        assert gate["pass"] == (gate["decision"] != "fail")
+        assert ("users_needed" in gate) == (gate["decision"] == "inconclusive")
+    assert all(g["decision"] in ("pass", "fail", "inconclusive") and g["reason"]
+               for g in report.gates.values())
+    assert report.passed == all(g["decision"] != "fail" for g in report.gates.values())
     assert "onnxruntime" in report.backends["reference"]["backend"]
-    verdict = "PASS" if report.passed else "FAIL"
-    assert (tmp_path / "v" / "verify.md").read_text().startswith(f"# verify: {verdict}")
+    md = (tmp_path / "v" / "verify.md").read_text()
+    assert md.startswith(f"# verify: {report.verdict}\n")
+    for name in report.inconclusive:
+        gate = report.gates[name]
+        assert f"inconclusive: about {gate['users_needed']:,} users needed" in md
+        assert gate["reason"] in md
+
+
+def _wrong_scales(tiny_pipeline, path):
+    """The FP8 graph with every weight's DequantizeLinear scale 100x too small (a broken
+    calibration), saved whole to ``path`` (the tiny graphs keep no external .data file)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from onerec_trt.graphs import data_files
+
+    source = tiny_pipeline / "fp8" / "fp8.cpu.onnx"
+    assert data_files(source) == []
+    model = onnx.load(str(source))
+    scales = {n.input[1] for n in model.graph.node
+              if n.op_type == "DequantizeLinear" and "weight_quantizer" in n.name}
+    for t in model.graph.initializer:
+        if t.name in scales:
+            scale = numpy_helper.to_array(t)
+            t.CopyFrom(numpy_helper.from_array((scale / 100).astype(scale.dtype), t.name))
+    assert scales
+    onnx.save(model, str(path))
+    return path
+
+
+def test_identical_graphs_pass_every_gate(tiny_pipeline, tmp_path, cli):
+    """Reference == candidate: every CI is exactly [0, 0], a pass (not inconclusive)."""
+    reference = tiny_pipeline / "onnx" / "reference.cpu.onnx"
+    opts = _opts(tiny_pipeline, tmp_path / "v")
+    opts.candidate = str(reference)
+    report = verify(opts, log=lambda *_: None)
+    assert report.passed and report.verdict == "PASS" and not report.inconclusive
+    assert all(g["decision"] == "pass" for g in report.gates.values())
+    for name in ("recall@10", "ndcg@10", "recall@5", "ndcg@5"):
+        assert report.metrics[name]["relative_diff_ci"] == [0.0, 0.0]
+        assert report.metrics[name]["users_changed"] == 0
+    assert cli("verify", "--model", tiny_pipeline / "model", "--reference", reference,
+               "--candidate", reference, "--users", 40, "--out", tmp_path / "c").returncode == 0
+
+
+def test_wrong_fp8_scales_fail_the_recall_and_ndcg_gates(tiny_pipeline, tmp_path):
+    opts = _opts(tiny_pipeline, tmp_path / "v")
+    opts.candidate = str(_wrong_scales(tiny_pipeline, tmp_path / "wrong.onnx"))
+    report = verify(opts, log=lambda *_: None)
+    assert not report.passed and report.verdict == "FAIL"
+    overlap = report.gates["overlap@10"]  # the raised default gate fails it too
+    assert overlap["decision"] == "fail" and report.overlap_at_10 < Gates().min_overlap_at_10
+    assert "quantize --search" in overlap["reason"]
+    for name in ("recall@10", "ndcg@10"):
+        gate = report.gates[f"{name}_relative_change"]
+        assert gate["decision"] == "fail" and not gate["pass"]
+        assert gate["ci"][1] < -Gates().max_recall_drop
+        assert gate["reason"] in (tmp_path / "v" / "verify.md").read_text()
 
 
 def test_torch_reference_agrees_exactly_with_the_bf16_graph(tiny_pipeline, tmp_path):
@@ -62,14 +126,25 @@ def test_cli_exit_codes(tiny_pipeline, tmp_path):
     base = [sys.executable, "-m", "onerec_trt.cli", "verify", "--model",
             str(tiny_pipeline / "model"), "--reference",
             str(tiny_pipeline / "onnx" / "reference.cpu.onnx"), "--users", "40"]
-    failing = subprocess.run(base + ["--candidate", str(tiny_pipeline / "fp8" / "fp8.cpu.onnx"),
-                                     "--out", str(tmp_path / "f"), "--min-overlap", "1.01"],
+    wrong = _wrong_scales(tiny_pipeline, tmp_path / "wrong.onnx")
+    failing = subprocess.run(base + ["--candidate", str(wrong), "--out", str(tmp_path / "f")],
                              capture_output=True, text=True)
     assert failing.returncode == 1, failing.stderr
-    assert "FAIL" in failing.stdout
+    assert failing.stdout.startswith("# verify: FAIL")
+    assert "| recall@10_relative_change |" in failing.stdout
     usage = subprocess.run(base + ["--candidate", "model.bin", "--out", str(tmp_path / "u")],
                            capture_output=True, text=True)
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_confidence_outside_0_1_is_a_usage_error(tiny_pipeline, capsys):
+    from onerec_trt.cli import main
+
+    for level in ("1.5", "0", "x"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["verify", "--model", str(tiny_pipeline / "model"), "--confidence", level])
+        assert exit_.value.code == 2
+    assert "--confidence" in capsys.readouterr().err
 
 
 def test_graph_from_another_model_is_refused(tiny_pipeline, tmp_path):

@@ -34,6 +34,7 @@ FP8_GRAPH = "fp8.onnx"
 FP8_CPU_GRAPH = "fp8.cpu.onnx"
 CALIBRATION_JSON = "calibration.json"
 QUANTIZE_REPORT = "quantize_report.json"
+SEARCH_MD = "search.md"  # quantize --search: the candidates tried
 # plugins: source graph -> plugin-bearing graph
 PLUGIN_GRAPHS = {
     BF16_GRAPH: "reference.plugins.onnx",

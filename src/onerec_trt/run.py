@@ -93,8 +93,9 @@ def _quantize(run: RunLayout, opts: RunOptions, done: dict):
                                       force=True, calib_data=opts.requests(),
                                       exclusions=str(exclusions)
                                       if exclusions.is_file() else None))
-    return report, (f"{len(report.quantized_gemms)} GEMMs FP8, "
-                    f"{len(report.excluded_gemms)} excluded, "
+    return report, (f"{len(report.quantized_gemms)} GEMMs FP8 "
+                    f"({report.fp8_flop_share:.0%} of the FLOPs), "
+                    f"{len(report.excluded_gemms)} bf16, "
                     f"{report.calibration['users']} calibration users",
                     "nvidia-modelopt (torch PTQ)")
 
@@ -148,7 +149,7 @@ def _verify(run: RunLayout, opts: RunOptions, done: dict):
                                   candidate=str(run.fp8 / FP8_CPU_GRAPH), model=opts.model,
                                   histories=opts.requests(), users=opts.verify_users,
                                   out=str(run.verify), force=True))
-    verdict = "PASS" if report.passed else "FAIL"
+    verdict = report.verdict  # PASS or FAIL, naming any inconclusive gate
     changes = (f", Recall@10 {report.relative_change('recall@10'):+.2%}, NDCG@10 "
                f"{report.relative_change('ndcg@10'):+.2%}" if report.measured_metrics else "")
     return report, (f"{verdict}: overlap@10 {report.overlap_at_10:.3f}{changes} "

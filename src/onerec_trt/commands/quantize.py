@@ -5,6 +5,7 @@ from onerec_trt.commands import (
     non_negative_int,
     option,
     options_from,
+    positive_int,
 )
 from onerec_trt.quantize import QuantizeOptions
 
@@ -18,7 +19,9 @@ def add_arguments(p):
     add_data_arguments(p)
     option(p, "--calib-users", QuantizeOptions, help="training-split users to calibrate on")
     option(p, "--calib-batch", QuantizeOptions, help="users per calibration batch")
-    option(p, "--calib-method", QuantizeOptions, help="ModelOpt calibration algorithm")
+    option(p, "--calib-method", QuantizeOptions, choices=("max", "mse"),
+           help="ModelOpt's FP8 calibration algorithm (default: the policy's, else max; "
+                "--search tries both)")
     add_histories_argument(p, QuantizeOptions, "calib_data", ("--calib-data",),
                            "the dataset's training histories")
     option(p, "--exclude", QuantizeOptions, action="append", metavar="REGEX",
@@ -29,6 +32,19 @@ def add_arguments(p):
     option(p, "--exclusions", QuantizeOptions, help="exclusions.json from 'onerec-trt analyze'")
     option(p, "--calibration", QuantizeOptions,
            help="calibration.json of an earlier run: reuse its scales, skip calibration")
+    option(p, "--policy", QuantizeOptions, metavar="FILE",
+           help="apply an FP8 policy: the fp8_policy.json or quantize_report.json of a "
+                "--search run (reproduces its choice). Default: the model folder's own "
+                "fp8_policy.json (the shipped model has one), else the default exclusions")
+    option(p, "--search", QuantizeOptions,
+           help="choose the policy on validation users (never test): the largest FP8 share "
+                "of a request's FLOPs whose overlap@10 with bf16 reaches --target-overlap; "
+                "writes search.md (every candidate tried) and records the choice in "
+                "quantize_report.json and fp8_policy.json")
+    option(p, "--target-overlap", QuantizeOptions, type=float,
+           help="the search's overlap@10 target against bf16")
+    option(p, "--search-users", QuantizeOptions, type=positive_int,
+           help="validation users the search measures on (seeded sample)")
     option(p, "--seed", QuantizeOptions, type=non_negative_int,
            help="the calibration users' sample")
     option(p, "--force", QuantizeOptions, help="replace an existing --out")

@@ -1,3 +1,5 @@
+import argparse
+
 from onerec_trt.commands import (
     add_data_arguments,
     add_model_argument,
@@ -29,14 +31,30 @@ def add_arguments(p):
     option(p, "--batch", VerifyOptions, type=positive_int, help="users per inference call")
     option(p, "--out", VerifyOptions, help="report folder")
     option(p, "--min-overlap", Gates, field="min_overlap_at_10", help="gate: mean overlap@10")
-    option(p, "--max-recall-drop", Gates, help="gate: largest relative Recall@10 loss")
-    option(p, "--max-ndcg-drop", Gates, help="gate: largest relative NDCG@10 loss")
+    option(p, "--max-recall-drop", Gates,
+           help="gate: the non-inferiority margin of the relative Recall@10 loss")
+    option(p, "--max-ndcg-drop", Gates,
+           help="gate: the non-inferiority margin of the relative NDCG@10 loss")
+    option(p, "--confidence", Gates, type=_level,
+           help="two-sided CI level of the Recall/NDCG gates (each one-sided decision at half "
+                "of 1 - level)")
     option(p, "--scores-atol", VerifyOptions, help="scores tensor tolerance")
     option(p, "--scores-rtol", VerifyOptions, help="scores tensor tolerance")
     option(p, "--scores-quantile", VerifyOptions,
            help="the |difference| quantile checked against the scores tolerances")
     option(p, "--seed", VerifyOptions, type=non_negative_int, help="the user sample's seed")
     option(p, "--force", VerifyOptions, help="replace an existing --out")
+
+
+def _level(text: str) -> float:
+    """argparse ``type`` of --confidence: a level strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number like 0.95, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie between 0 and 1, got {value}")
+    return value
 
 
 def run(args) -> int:

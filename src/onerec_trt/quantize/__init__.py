@@ -4,7 +4,9 @@ path), calibrated on real users' training histories.
 Writes ``fp8.onnx`` (standard FP8 Q/DQ on the GEMMs, bf16 elsewhere, fp32 beam logic: for
 TensorRT), ``fp8.cpu.onnx`` (the same numerics for ONNX Runtime's CPU provider),
 ``calibration.json`` (amax and scale per quantizer; pass it back with ``--calibration`` to skip
-calibration) and ``quantize_report.json`` (``QuantizeReport``).
+calibration), ``fp8_policy.json`` (which GEMMs stay bf16: ``quantize/policy.py``) and
+``quantize_report.json`` (``QuantizeReport``); with ``--search`` also ``search.md`` (the
+candidates tried on validation users: ``quantize/search.py``).
 
 This module imports nothing heavy: the implementation is ``quantize/stage.py``.
 """
@@ -26,12 +28,16 @@ class QuantizeOptions:
     out: str = str(DEFAULT_RUN.fp8)
     calib_users: int = 512  # training histories calibrated on (seeded sample)
     calib_batch: int = 64  # users per calibration batch (x beam rows in the decoder)
-    calib_method: str = "max"
+    calib_method: str | None = None  # max | mse; None: the policy's (max without one)
     calib_data: str | None = None  # .npy [N, S] int histories instead of the dataset sample
     exclude: list[str] = field(default_factory=list)  # regexes over layer names
     default_exclusions: bool = True  # keep the output heads and context K/V projections bf16
     exclusions: str | None = None  # exclusions.json from the analysis stage
     calibration: str | None = None  # calibration.json to reuse (skips calibration)
+    policy: str | None = None  # fp8_policy.json or quantize_report.json (quantize/policy.py)
+    search: bool = False  # choose the policy on validation users (quantize/search.py)
+    target_overlap: float = 0.95  # the search's overlap@10 target against bf16
+    search_users: int = 1000  # validation users the search measures on (seeded sample)
     dataset: str | None = None
     data: str | None = None
     columns: str | None = None
@@ -54,6 +60,10 @@ class QuantizeReport(Report):
     seconds_calibration: float
     seconds_total: float
     bytes: dict = field(default_factory=dict)  # graph file -> bytes with its weights
+    policy: dict = field(default_factory=dict)  # the FP8 policy applied (Policy.to_json)
+    fp8_flop_share: float | None = None  # FP8 share of a request's FLOPs under the policy
+    flop_basis: str = ""  # what the share's denominator counts
+    search: dict = field(default_factory=dict)  # quantize --search: trials and sensitivity
 
 
 def quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:

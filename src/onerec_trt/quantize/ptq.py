@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-CALIB_METHODS = ("max",)  # ModelOpt's FP8 (per-tensor) calibration algorithm
-
 # The default exclusion policy (measured on the shipped model, docs/export-quantize.md): the
 # output heads (the lm_head of this model; ModelOpt's own LLM default keeps lm_head in high
 # precision) and the context K/V projections (computed once per request, read by every beam
@@ -71,15 +69,20 @@ def excluded_layers(model: nn.Module, patterns: Iterable[str], names: Iterable[s
 
 
 def fp8_config(excluded: Iterable[str], method: str) -> dict:
-    """ModelOpt's FP8 default (per-tensor E4M3 weights and inputs) with our layers disabled."""
+    """ModelOpt's FP8 default (per-tensor E4M3 weights and inputs) on every ``nn.Linear``, our
+    excluded layers off. ModelOpt's own name rules for LLMs (``*lm_head*``, ``*router*``, ...)
+    are dropped: which layers stay bf16 is this project's policy (``policy.py``), and a search
+    must be able to calibrate and try every GEMM."""
     cfg = copy.deepcopy(_mtq().FP8_DEFAULT_CFG)
     rules = cfg["quant_cfg"]
-    for layer in excluded:
-        pattern = f"{layer}.*_quantizer"
-        if isinstance(rules, list):  # ModelOpt >= 0.4x: a list of rules, later ones win
-            rules.append({"quantizer_name": pattern, "enable": False})
-        else:
-            rules[pattern] = {"enable": False}
+    if isinstance(rules, list):  # ModelOpt >= 0.4x: a list of rules, later ones win
+        rules[:] = [r for r in rules if r.get("enable", True) or r.get("quantizer_name") == "*"
+                    or "parent_class" in r]
+        rules += [{"quantizer_name": f"{layer}.*_quantizer", "enable": False}
+                  for layer in excluded]
+    else:
+        for layer in excluded:
+            rules[f"{layer}.*_quantizer"] = {"enable": False}
     cfg["algorithm"] = method
     return cfg
 
@@ -89,6 +92,16 @@ def calibrate(model: nn.Module, run: Callable[[], None], excluded: Iterable[str]
     """Insert FP8 quantizers and calibrate them by calling ``run()`` (the real generation)."""
     mtq = _mtq()
     return mtq.quantize(model, fp8_config(excluded, method), lambda _model: run())
+
+
+def set_bf16_layers(model: nn.Module, bf16_layers: Iterable[str]) -> None:
+    """Turn the FP8 quantizers of the named ``nn.Linear`` layers off and every other layer's
+    on: calibration covers every GEMM once, a policy then picks which run in FP8."""
+    kept = set(bf16_layers)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            for quantizer in (module.input_quantizer, module.weight_quantizer):
+                quantizer.disable() if name in kept else quantizer.enable()
 
 
 def quantizer_amax(model: nn.Module) -> dict[str, float]:

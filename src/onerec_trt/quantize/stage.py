@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,6 +21,7 @@ from onerec_trt.artifacts import (
     staged_folder,
     write_json,
     write_manifest,
+    write_text,
 )
 from onerec_trt.errors import user_error
 from onerec_trt.export import ExportReport
@@ -31,26 +34,46 @@ from onerec_trt.layout import (
     FP8_GRAPH,
     MANIFEST,
     QUANTIZE_REPORT,
+    SEARCH_MD,
 )
 from onerec_trt.model.checkpoint import load_model, model_hash
 from onerec_trt.model.generate import Generator, users_per_call
 from onerec_trt.provenance import check_same_model
 from onerec_trt.quantize import QuantizeOptions, QuantizeReport
-from onerec_trt.quantize.ptq import (
+from onerec_trt.quantize.choose import check_state, fixed_policy, run_search, user_exclusions
+from onerec_trt.quantize.flops import RequestFlops, request_flops
+from onerec_trt.quantize.policy import (
     CALIB_METHODS,
+    POLICY_JSON,
+    Policy,
+    read_policy,
+    write_policy,
+)
+from onerec_trt.quantize.ptq import (
     calibrate,
-    excluded_layers,
     linear_layers,
     load_amax,
     quantizer_amax,
+    set_bf16_layers,
 )
 from onerec_trt.quantize.qdq import standardize_trt_qdq, swap_fp8_transpose
+from onerec_trt.quantize.search import SearchResult, trials_table
 
 
 def _validate(opts: QuantizeOptions) -> tuple[ExportReport, list[str]]:
-    if opts.calib_method not in CALIB_METHODS:
+    if opts.calib_method is not None and opts.calib_method not in CALIB_METHODS:
         raise user_error(f"unknown --calib-method {opts.calib_method!r}",
                          f"ModelOpt's FP8 calibration supports: {', '.join(CALIB_METHODS)}")
+    if opts.search and (opts.policy or opts.calibration):
+        raise user_error("--search chooses the policy and calibrates; it contradicts "
+                         f"--{'policy' if opts.policy else 'calibration'}",
+                         "pass --search alone, or reproduce a search with --policy "
+                         "quantize_report.json")
+    if opts.search and not opts.default_exclusions:
+        raise user_error("--search and --quantize-all contradict each other",
+                         "the search decides which layers stay bf16")
+    if not 0.0 < opts.target_overlap <= 1.0 or opts.search_users <= 0:
+        raise user_error("--target-overlap must lie in (0, 1] and --search-users be positive")
     if opts.calibration and opts.calib_data:
         raise user_error("--calibration and --histories contradict each other",
                          "a calibration file skips calibration; pass one or the other")
@@ -61,6 +84,8 @@ def _validate(opts: QuantizeOptions) -> tuple[ExportReport, list[str]]:
             re.compile(pattern)
         except re.error as exc:
             raise user_error(f"--exclude {pattern!r} is not a valid regex: {exc}") from None
+    if opts.policy:
+        read_policy(opts.policy)  # a missing or malformed file, before any work
     check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
     export_meta = export_report(Path(opts.onnx))
     names: list[str] = []
@@ -112,42 +137,31 @@ def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
                      "export this model first (onerec-trt export --model ...)")
     bundle = load_model(opts.model, torch.bfloat16)  # converted while read: never fp32 whole
     beam, topk = export_meta.beam, export_meta.topk
-    model = bundle.model
-    graph = Generator(model, beam, topk, export_meta.step).eval()
-    excluded = excluded_layers(model, opts.exclude, exclusion_names, opts.default_exclusions)
-    unknown = sorted(set(exclusion_names) - set(linear_layers(model)))
-    histories = None
+    forced = user_exclusions(opts, bundle.model, exclusion_names)
+    unknown = sorted(set(exclusion_names) - set(linear_layers(bundle.model)))
+    histories, source = None, ""
     if opts.calibration is None:
         histories, source = bundle.calibration_histories(
             opts.calib_users, opts.seed, opts.calib_data, opts.dataset, opts.data, opts.columns)
-        size = users_per_call(beam, bundle.config.codebook_sizes, opts.calib_batch)
-        if size < opts.calib_batch:
-            log(f"note: calibrating {size} users per batch (beam x codebook tensors stay under "
-                "256 MiB)")
-        batches = [torch.from_numpy(histories[i:i + size])
-                   for i in range(0, len(histories), size)]
-
-        def run() -> None:
-            with torch.no_grad():
-                for batch in tqdm(batches, desc="calibrate", unit="batch", leave=False):
-                    graph(batch)
-
-        calibrate(model, run, excluded, opts.calib_method)
+    calibrated = partial(_calibrated, bundle, beam, topk, export_meta.step, histories,
+                         opts.calib_batch, log, opts.search)
+    reuse = partial(_reuse, bundle, beam, topk, export_meta.step)
+    flops = _flops(bundle, beam, topk, export_meta.step)
+    policy, reasons, graph, search = _choose(opts, bundle, calibrated, reuse, flops, forced,
+                                             log)
+    model = graph.model
+    if opts.calibration is None:
         amax = checked_amax(quantizer_amax(model), f"calibration on {source}",
                             "the model's weights or the histories give that layer no finite, "
                             "non-zero input: check the model folder, or --exclude the layer")
-    else:
-        saved = read_json(opts.calibration, "calibration file")
-        amax = checked_amax(saved.get("amax") if isinstance(saved, dict) else None,
-                            f"calibration file {opts.calibration}")
-        example = torch.ones(2, bundle.config.max_history, dtype=torch.long)
-        calibrate(model, lambda: graph(example), excluded, opts.calib_method)
-        missing = load_amax(model, amax)
-        if missing:
-            raise user_error(f"{opts.calibration} has no amax for {len(missing)} quantizer(s), "
-                             f"e.g. {missing[0]}", "it was made for another model or exclusions")
+    excluded = {**reasons, **forced}
+    set_bf16_layers(model, excluded)
+    if opts.calibration is not None:
+        amax = _load_calibration(opts.calibration, model)
         source = f"calibration file {opts.calibration}"
+    check_state(model)
     calib_seconds = time.perf_counter() - t0
+    policy.bf16_layers = sorted(excluded)
     with staged_folder(opts.out, force=opts.force) as tmp:
         fp8 = standardize_trt_qdq(skeleton(graph, example_history(bundle.config.max_history),
                                            tmp))
@@ -157,19 +171,92 @@ def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
         weights = graph.state_dict()
         sizes = {name: write_graph(g, weights, tmp / name, compact_fp8=True)
                  for name, g in ((FP8_GRAPH, fp8), (FP8_CPU_GRAPH, cpu))}
-        calib = {"method": opts.calib_method, "format": "fp8_e4m3", "source": source,
+        calib = {"method": policy.calibration, "format": "fp8_e4m3", "source": source,
                  "amax": amax, "scale": {k: v / E4M3_MAX for k, v in amax.items()}}
         write_json(tmp / CALIBRATION_JSON, calib)
+        write_policy(tmp / POLICY_JSON, policy)
         report = _report(opts, model, excluded, unknown, tmp / FP8_GRAPH, histories, beam,
                          swaps, source, calib_seconds, time.perf_counter() - t0)
         report.bytes = sizes
+        report.calibration["method"] = policy.calibration
+        report.policy = policy.to_json()
+        report.fp8_flop_share = flops.fp8_share(excluded)
+        report.flop_basis = flops.basis
+        if search is not None:
+            report.search = search.to_json()
+            write_text(tmp / SEARCH_MD, trials_table(search, policy.chosen))
         report.save(tmp / QUANTIZE_REPORT)
         write_manifest(tmp, "quantize", asdict(opts),
                        inputs={"model": model_hash(opts.model) or "", "onnx": opts.onnx})
     log(f"quantized {len(report.quantized_gemms)} GEMM layers to FP8 "
-        f"({len(report.excluded_gemms)} excluded) -> {opts.out} "
+        f"({len(report.excluded_gemms)} in bf16, FP8 share {report.fp8_flop_share:.1%} of "
+        f"{'GEMM' if flops.basis.startswith('nn.Linear') else 'request'} FLOPs) -> {opts.out} "
         f"in {report.seconds_total:.1f}s")
     return report
+
+
+def _choose(opts: QuantizeOptions, bundle, calibrated, reuse, flops: RequestFlops,
+            forced: dict, log) -> tuple[Policy, dict[str, str], Generator, SearchResult | None]:
+    """The policy, each bf16 layer's reason, the generation loop with its quantizers (by
+    ``calibrated(method)``, or ``reuse()`` for a calibration file) and the search's trials
+    (None without ``--search``)."""
+    if opts.search:
+        policy, search, graph = run_search(opts, bundle, calibrated, flops, forced, log)
+        return policy, policy.reasons("found by --search"), graph, search
+    policy, reasons = fixed_policy(opts, bundle, bundle.model)
+    policy.calibration = opts.calib_method or policy.calibration
+    if opts.calibration is None:
+        return policy, reasons, calibrated(policy.calibration), None
+    return policy, reasons, reuse(), None
+
+
+def _calibrated(bundle, beam: int, topk: int, step: str, histories, calib_batch: int, log,
+                fresh: bool, method: str) -> Generator:
+    """The model with every GEMM's FP8 quantizers calibrated by ``method`` on the calibration
+    histories (the real generation loop, beams included); ``fresh``: on a copy, so a search
+    can calibrate again with another method (one run calibrates the model itself: a copy of a
+    billion-parameter model would double its memory)."""
+    model = copy.deepcopy(bundle.model) if fresh else bundle.model
+    graph = Generator(model, beam, topk, step).eval()
+    size = users_per_call(beam, bundle.config.codebook_sizes, calib_batch)
+    if size < calib_batch:
+        log(f"note: calibrating {size} users per batch (beam x codebook tensors stay under "
+            "256 MiB)")
+    batches = [torch.from_numpy(histories[i:i + size]) for i in range(0, len(histories), size)]
+
+    def run() -> None:
+        with torch.no_grad():
+            for batch in tqdm(batches, desc=f"calibrate ({method})", unit="batch", leave=False):
+                graph(batch)
+
+    calibrate(model, run, (), method)
+    return graph
+
+
+def _reuse(bundle, beam: int, topk: int, step: str) -> Generator:
+    """Quantizers inserted without calibration: ``--calibration FILE`` sets their amax."""
+    graph = Generator(bundle.model, beam, topk, step).eval()
+    example = torch.ones(2, bundle.config.max_history, dtype=torch.long)
+    calibrate(bundle.model, lambda: graph(example), (), "max")
+    return graph
+
+
+def _load_calibration(path: str, model) -> dict[str, float]:
+    saved = read_json(path, "calibration file")
+    amax = checked_amax(saved.get("amax") if isinstance(saved, dict) else None,
+                        f"calibration file {path}")
+    missing = load_amax(model, amax)
+    if missing:
+        raise user_error(f"{path} has no amax for {len(missing)} quantizer(s), "
+                         f"e.g. {missing[0]}", "it was made for another model or exclusions")
+    return amax
+
+
+def _flops(bundle, beam: int, topk: int, step: str) -> RequestFlops:
+    """FLOPs per GEMM of a request (the share does not depend on its users: imported models
+    are counted on one)."""
+    history = torch.ones(1, bundle.config.max_history, dtype=torch.long)
+    return request_flops(bundle, Generator(bundle.model, beam, topk, step).eval(), history, beam)
 
 
 def _report(opts, model, excluded, unknown, fp8_path, histories, beam, swaps, source, calib_s,
@@ -183,7 +270,8 @@ def _report(opts, model, excluded, unknown, fp8_path, histories, beam, swaps, so
     dq_weights = sum(n.op_type == "DequantizeLinear" and n.input[0] in fp8_weights
                      for n in fp8.node)
     return QuantizeReport(
-        path="modelopt.torch.quantization (mtq.quantize FP8_DEFAULT_CFG) + ONNX export",
+        path="modelopt.torch.quantization (mtq.quantize, FP8_DEFAULT_CFG on every nn.Linear) "
+             "+ ONNX export",
         format="FP8 E4M3, per-tensor scales for weights and activations; GEMM weights stored in "
                "FP8 (FLOAT8E4M3FN initializers read by DequantizeLinear)",
         calibration={

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from onerec_trt.metrics import overlap, per_user_recall_ndcg
+from onerec_trt.verify.noninferiority import relative_change_ci
 
 
 def agreement(ref: np.ndarray, cand: np.ndarray, k: int) -> dict[str, float]:
@@ -32,23 +33,21 @@ def agreement(ref: np.ndarray, cand: np.ndarray, k: int) -> dict[str, float]:
 
 
 def metric_deltas(ref: np.ndarray, cand: np.ndarray, targets: np.ndarray, k: int,
-                  resamples: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Recall@k and NDCG@k of both, relative difference and a 95% paired bootstrap CI of it."""
-    rng = np.random.default_rng(seed)
-    n = len(targets)
-    idx = rng.integers(0, n, size=(resamples, n))
+                  resamples: int = 1000, seed: int = 0,
+                  confidence: float = 0.95) -> dict[str, dict]:
+    """Recall@k and NDCG@k of both, the relative difference and its paired bootstrap CI
+    (``noninferiority.relative_change_ci``), and how many users' value changed."""
     out = {}
     per_ref = per_user_recall_ndcg(ref, targets, k)
     per_cand = per_user_recall_ndcg(cand, targets, k)
     for name, r, c in zip((f"recall@{k}", f"ndcg@{k}"), per_ref, per_cand, strict=True):
-        rm, cm = r.mean(), c.mean()
-        rb, cb = r[idx].mean(1), c[idx].mean(1)
-        rel = np.where(rb > 0, (cb - rb) / np.where(rb > 0, rb, 1), 0.0)
+        ci = relative_change_ci(r, c, confidence, resamples, seed)
         out[name] = {
-            "reference": float(rm),
-            "candidate": float(cm),
-            "relative_diff": float((cm - rm) / rm) if rm > 0 else 0.0,
-            "relative_diff_ci95": [float(np.percentile(rel, 2.5)), float(np.percentile(rel, 97.5))],
+            "reference": float(r.mean()),
+            "candidate": float(c.mean()),
+            "relative_diff": ci.change,
+            "relative_diff_ci": [ci.low, ci.high],
+            "confidence": confidence,
             "users_changed": int((r != c).sum()),
         }
     return out

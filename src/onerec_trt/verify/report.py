@@ -6,22 +6,37 @@ from onerec_trt.tables import format_table
 from onerec_trt.verify import VerifyReport
 
 
+def _decision(gate: dict) -> str:
+    decision = gate.get("decision", "pass" if gate["pass"] else "fail")
+    if decision == "inconclusive" and gate.get("users_needed"):
+        return f"inconclusive: about {gate['users_needed']:,} users needed"
+    return "FAIL" if decision == "fail" else decision
+
+
+def _value(gate: dict):
+    if "ci" in gate:  # a relative change and its CI
+        lo, hi = gate["ci"]
+        return f"{gate['value']:+.2%} [{lo:+.2%}, {hi:+.2%}]"
+    return gate["value"]
+
+
 def format_markdown(report: VerifyReport, short: bool = False) -> str:
     m = report.metrics
-    verdict = "PASS" if report.passed else "FAIL"
     be = report.backends
     lines = [
-        f"# verify: {verdict}",
+        f"# verify: {report.verdict}",
         "",
         f"reference: {be['reference']['spec']} ({be['reference']['backend']})",
         f"candidate: {be['candidate']['spec']} ({be['candidate']['backend']})",
         f"{report.users:,} held-out users of {report.dataset} ({report.split} split)"
         if report.measured_metrics else f"{report.users:,} requests from {report.dataset}",
         "",
-        format_table(["gate", "value", "threshold", "result"],
-                     [[name, g["value"], g["threshold"], "pass" if g["pass"] else "FAIL"]
+        format_table(["gate", "value", "threshold", "decision"],
+                     [[name, _value(g), g["threshold"], _decision(g)]
                       for name, g in report.gates.items()]),
-        *(f"{name}: {g['reason']}" for name, g in report.gates.items() if g.get("reason")),
+        # the reasons worth reading: the statistical gates' and any gate that did not pass
+        *(f"{name}: {g['reason']}" for name, g in report.gates.items()
+          if g.get("reason") and ("ci" in g or g.get("decision", "fail") != "pass")),
         "",
     ]
     rows = []
@@ -29,17 +44,23 @@ def format_markdown(report: VerifyReport, short: bool = False) -> str:
         if name not in m:
             continue
         d = m[name]
-        lo, hi = d["relative_diff_ci95"]
+        lo, hi = d["relative_diff_ci"]
+        level = f"{d['confidence']:.0%} CI"
         rows.append([name, d["reference"], d["candidate"], f"{d['relative_diff']:+.2%}",
                      f"[{lo:+.2%}, {hi:+.2%}]", d["users_changed"]])
     if rows:
-        lines.append(format_table(["metric", "reference", "candidate", "relative", "95% CI",
+        lines.append(format_table(["metric", "reference", "candidate", "relative", level,
                                    "users changed"], rows))
     else:
         lines.append("Recall/NDCG were not measured: requests from --histories have no "
                      "held-out targets. Agreement only.")
     if short:
         return "\n".join(lines)
+    if rows:
+        lines += ["", "The Recall@10/NDCG@10 gates are non-inferiority tests (docs/verify.md): "
+                      "pass when the CI's lower bound is within the margin, fail when the whole "
+                      "CI lies below it, otherwise inconclusive (not a failure: the sample is "
+                      "too small to decide; overlap@10 is the primary gate)."]
     lines += ["", format_table(["agreement", "@5", "@10"], [
         [k, m[f"{k}@5"], m[f"{k}@10"]] for k in ("overlap", "jaccard", "exact_match",
                                                "rank_correlation")]), "",

@@ -1,0 +1,98 @@
+"""Which GEMMs run in FP8: the policy a quantize run applies, and where it came from.
+
+In order: ``--policy FILE``; ``--search`` (measured on validation users, ``search.py``);
+``--quantize-all`` (none in bf16); the model folder's own ``fp8_policy.json``; the default
+exclusions (``ptq.DEFAULT_EXCLUDE``). ``--exclude`` and ``--exclusions`` always add to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from onerec_trt.data.samplers import held_out
+from onerec_trt.errors import user_error
+from onerec_trt.model.generate import users_per_call
+from onerec_trt.quantize import QuantizeOptions
+from onerec_trt.quantize.flops import RequestFlops
+from onerec_trt.quantize.measure import OverlapMeter
+from onerec_trt.quantize.policy import CALIB_METHODS, Policy, model_policy, read_policy
+from onerec_trt.quantize.ptq import excluded_layers, linear_layers
+from onerec_trt.quantize.search import SearchResult, search_layers
+
+
+def fixed_policy(opts: QuantizeOptions, bundle, model) -> tuple[Policy, dict[str, str]]:
+    """The policy of a run without ``--search``, and each bf16 layer's reason."""
+    layers = linear_layers(model)
+    if opts.policy:
+        policy = read_policy(opts.policy)
+        policy.check_layers(layers, opts.policy)
+        return policy, policy.reasons(opts.policy)
+    if not opts.default_exclusions:
+        return Policy([], opts.calib_method or "max"), {}
+    own = model_policy(bundle.path)
+    if own is not None:
+        policy = read_policy(own)
+        policy.check_layers(layers, str(own))
+        return policy, policy.reasons("of the model folder (fp8_policy.json)")
+    reasons = excluded_layers(model, [], [], default_policy=True)
+    return Policy(sorted(reasons), opts.calib_method or "max"), reasons
+
+
+def user_exclusions(opts: QuantizeOptions, model, names: list[str]) -> dict[str, str]:
+    """--exclude REGEX and --exclusions FILE: layers the user keeps in bf16 whatever the policy."""
+    return excluded_layers(model, opts.exclude, names, default_policy=False)
+
+
+def validation_histories(opts: QuantizeOptions, bundle):
+    """The search's seeded sample of validation users (never test users)."""
+    if bundle.untrained:
+        raise user_error(f"--search measures on validation users, and {bundle.path} has no "
+                         "dataset ('onerec-trt init')",
+                         "pass --policy FILE or --exclude, or search with a trained model")
+    data = bundle.load_data(opts.dataset, opts.data, opts.columns)
+    histories, _ = held_out(data.split(), "valid", opts.search_users,
+                            bundle.config.max_history, opts.seed)
+    return histories, data.name
+
+
+def run_search(opts: QuantizeOptions, bundle, calibrated: Callable[[str], torch.nn.Module],
+               flops: RequestFlops, forced: dict[str, str], log=print
+               ) -> tuple[Policy, SearchResult, torch.nn.Module]:
+    """Calibrate with each candidate algorithm (``calibrated(method)`` returns a calibrated
+    generation loop), keep the one with the best overlap@10 with every GEMM in FP8, then search
+    its layers (search.py). Returns the policy, the trials and the chosen calibrated loop."""
+    histories, dataset = validation_histories(opts, bundle)
+    methods = [opts.calib_method] if opts.calib_method else list(CALIB_METHODS)
+    log(f"search: {len(histories):,} validation users of {dataset}, target overlap@10 >= "
+        f"{opts.target_overlap}")
+    calib_trials, best = [], None
+    for method in methods:
+        graph = calibrated(method)
+        batch = users_per_call(graph.beam, bundle.config.codebook_sizes, 250)
+        meter = OverlapMeter(graph, histories, batch)
+        value, _ = meter(set(forced))
+        log(f"  calibration  {method:48s} overlap@10 {value:.4f} (every GEMM in FP8)")
+        calib_trials.append({"calibration": method, "overlap_at_10": value})
+        if best is None or value > best[1] + 1e-9:
+            best = (method, value, meter)
+    method, _, meter = best
+    result = search_layers(meter, meter.layers, flops, opts.target_overlap, forced, log)
+    chosen = {"split": "valid", "users": int(len(histories)), "dataset": dataset,
+              "seed": opts.seed, "target_overlap": opts.target_overlap,
+              "overlap_at_10": result.overlap_at_10,
+              "overlap_lower_95": result.overlap_lower_95,
+              "fp8_flop_share": result.fp8_flop_share,
+              "flop_basis": flops.basis, "calibration": method,
+              "calibration_trials": calib_trials}
+    return Policy(result.bf16_layers, method, chosen), result, meter.generator
+
+
+def check_state(model: torch.nn.Module) -> None:
+    """Every enabled quantizer has an amax (a layer the calibration never ran is refused)."""
+    for name, module in model.named_modules():
+        if name.endswith("_quantizer") and getattr(module, "is_enabled", False) \
+                and getattr(module, "amax", None) is None:
+            raise user_error(f"{name} was never calibrated (the calibration run never called "
+                             "its layer)", "keep the layer in bf16 with --exclude")
