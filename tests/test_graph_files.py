@@ -66,7 +66,7 @@ def test_compact_fp8_weights_give_identical_numbers(tmp_path):
     model = tiny_model().to(torch.bfloat16)
     generator = Generator(model, 10, 10).eval()
     hist = random_histories(16, 20, 40, seed=1)
-    calibrate(model, lambda: generator(hist), {}, "max")
+    calibrate(model, lambda: generator(hist), "max")
     graph = render_bf16_on_cpu(standardize_trt_qdq(skeleton(generator, example_history(20),
                                                             tmp_path)))
     weights = generator.state_dict()

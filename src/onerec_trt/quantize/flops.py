@@ -59,8 +59,3 @@ def counted_flops(generator: nn.Module, history: torch.Tensor) -> RequestFlops:
                         "nn.Linear FLOPs counted on a real request (attention not counted: "
                         "no analytic model of an imported graph)")
 
-
-def request_flops(bundle, generator: nn.Module, history: torch.Tensor, beam: int) -> RequestFlops:
-    if hasattr(bundle.config, "family"):  # an imported transformers model
-        return counted_flops(generator, history)
-    return roofline_flops(bundle.config, 64, beam)

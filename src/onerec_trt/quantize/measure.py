@@ -20,12 +20,15 @@ class OverlapMeter:
     best of many candidates measured on one sample is optimistic by about its noise, and the
     bound keeps the chosen policy at the target on users it was not chosen on."""
 
-    def __init__(self, generator: torch.nn.Module, histories: np.ndarray, batch: int):
+    def __init__(self, generator: torch.nn.Module, histories: np.ndarray, batch: int,
+                 reference: np.ndarray | None = None):
+        """``reference``: the bf16 items of these histories, where another meter of the same
+        model computed them (they do not depend on the calibration)."""
         self.generator = generator
         self.batches = [torch.from_numpy(histories[i:i + batch])
                         for i in range(0, len(histories), batch)]
         self.layers = linear_layers(generator.model)
-        self.reference = self.items(set(self.layers))
+        self.reference = self.items(set(self.layers)) if reference is None else reference
 
     def items(self, bf16_layers: set[str]) -> np.ndarray:
         set_bf16_layers(self.generator.model, bf16_layers)

@@ -8,7 +8,6 @@ own ``fp8_policy.json``: quantize uses it by default (the shipped model does).
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -79,7 +78,3 @@ def model_policy(model_folder: Path) -> Path | None:
 def write_policy(path: Path, policy: Policy) -> None:
     write_json(path, policy.to_json())
 
-
-def matching(layers: list[str], patterns: list[str]) -> list[str]:
-    compiled = [re.compile(p) for p in patterns]
-    return [name for name in layers if any(rx.search(name) for rx in compiled)]

@@ -68,30 +68,24 @@ def excluded_layers(model: nn.Module, patterns: Iterable[str], names: Iterable[s
     return reasons
 
 
-def fp8_config(excluded: Iterable[str], method: str) -> dict:
-    """ModelOpt's FP8 default (per-tensor E4M3 weights and inputs) on every ``nn.Linear``, our
-    excluded layers off. ModelOpt's own name rules for LLMs (``*lm_head*``, ``*router*``, ...)
-    are dropped: which layers stay bf16 is this project's policy (``policy.py``), and a search
-    must be able to calibrate and try every GEMM."""
+def fp8_config(method: str) -> dict:
+    """ModelOpt's FP8 default (per-tensor E4M3 weights and inputs) on every ``nn.Linear``.
+    ModelOpt's own name rules for LLMs (``*lm_head*``, ``*router*``, ...) are dropped: which
+    layers stay bf16 is this project's policy (``policy.py``, applied by ``set_bf16_layers``
+    after calibration), and a search must be able to calibrate and try every GEMM."""
     cfg = copy.deepcopy(_mtq().FP8_DEFAULT_CFG)
     rules = cfg["quant_cfg"]
     if isinstance(rules, list):  # ModelOpt >= 0.4x: a list of rules, later ones win
         rules[:] = [r for r in rules if r.get("enable", True) or r.get("quantizer_name") == "*"
                     or "parent_class" in r]
-        rules += [{"quantizer_name": f"{layer}.*_quantizer", "enable": False}
-                  for layer in excluded]
-    else:
-        for layer in excluded:
-            rules[f"{layer}.*_quantizer"] = {"enable": False}
     cfg["algorithm"] = method
     return cfg
 
 
-def calibrate(model: nn.Module, run: Callable[[], None], excluded: Iterable[str],
-              method: str = "max") -> nn.Module:
+def calibrate(model: nn.Module, run: Callable[[], None], method: str = "max") -> nn.Module:
     """Insert FP8 quantizers and calibrate them by calling ``run()`` (the real generation)."""
     mtq = _mtq()
-    return mtq.quantize(model, fp8_config(excluded, method), lambda _model: run())
+    return mtq.quantize(model, fp8_config(method), lambda _model: run())
 
 
 def set_bf16_layers(model: nn.Module, bf16_layers: Iterable[str]) -> None:
@@ -113,6 +107,17 @@ def quantizer_amax(model: nn.Module) -> dict[str, float]:
             if amax is not None:
                 out[name] = float(torch.as_tensor(amax).float().max())
     return out
+
+
+def check_state(model: nn.Module) -> None:
+    """Every enabled quantizer has an amax (a layer the calibration never ran is refused)."""
+    from onerec_trt.errors import user_error
+
+    for name, module in model.named_modules():
+        if name.endswith("_quantizer") and getattr(module, "is_enabled", False) \
+                and getattr(module, "amax", None) is None:
+            raise user_error(f"{name} was never calibrated (the calibration run never called "
+                             "its layer)", "keep the layer in bf16 with --exclude")
 
 
 def load_amax(model: nn.Module, amax: dict[str, float]) -> list[str]:

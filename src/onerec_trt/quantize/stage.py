@@ -40,8 +40,8 @@ from onerec_trt.model.checkpoint import load_model, model_hash
 from onerec_trt.model.generate import Generator, users_per_call
 from onerec_trt.provenance import check_same_model
 from onerec_trt.quantize import QuantizeOptions, QuantizeReport
-from onerec_trt.quantize.choose import check_state, fixed_policy, run_search, user_exclusions
-from onerec_trt.quantize.flops import RequestFlops, request_flops
+from onerec_trt.quantize.choose import fixed_policy, run_search, user_exclusions
+from onerec_trt.quantize.flops import RequestFlops, counted_flops, roofline_flops
 from onerec_trt.quantize.policy import (
     CALIB_METHODS,
     POLICY_JSON,
@@ -51,6 +51,7 @@ from onerec_trt.quantize.policy import (
 )
 from onerec_trt.quantize.ptq import (
     calibrate,
+    check_state,
     linear_layers,
     load_amax,
     quantizer_amax,
@@ -176,9 +177,9 @@ def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
         write_json(tmp / CALIBRATION_JSON, calib)
         write_policy(tmp / POLICY_JSON, policy)
         report = _report(opts, model, excluded, unknown, tmp / FP8_GRAPH, histories, beam,
-                         swaps, source, calib_seconds, time.perf_counter() - t0)
+                         swaps, source, policy.calibration, calib_seconds,
+                         time.perf_counter() - t0)
         report.bytes = sizes
-        report.calibration["method"] = policy.calibration
         report.policy = policy.to_json()
         report.fp8_flop_share = flops.fp8_share(excluded)
         report.flop_basis = flops.basis
@@ -229,7 +230,7 @@ def _calibrated(bundle, beam: int, topk: int, step: str, histories, calib_batch:
             for batch in tqdm(batches, desc=f"calibrate ({method})", unit="batch", leave=False):
                 graph(batch)
 
-    calibrate(model, run, (), method)
+    calibrate(model, run, method)
     return graph
 
 
@@ -237,7 +238,7 @@ def _reuse(bundle, beam: int, topk: int, step: str) -> Generator:
     """Quantizers inserted without calibration: ``--calibration FILE`` sets their amax."""
     graph = Generator(bundle.model, beam, topk, step).eval()
     example = torch.ones(2, bundle.config.max_history, dtype=torch.long)
-    calibrate(bundle.model, lambda: graph(example), (), "max")
+    calibrate(bundle.model, lambda: graph(example), "max")
     return graph
 
 
@@ -253,14 +254,16 @@ def _load_calibration(path: str, model) -> dict[str, float]:
 
 
 def _flops(bundle, beam: int, topk: int, step: str) -> RequestFlops:
-    """FLOPs per GEMM of a request (the share does not depend on its users: imported models
-    are counted on one)."""
+    """FLOPs per GEMM of a request: the analysis roofline for this project's models; counted
+    on one user's request for imported ones (the share does not depend on the users)."""
+    if not hasattr(bundle.config, "family"):
+        return roofline_flops(bundle.config, 64, beam)
     history = torch.ones(1, bundle.config.max_history, dtype=torch.long)
-    return request_flops(bundle, Generator(bundle.model, beam, topk, step).eval(), history, beam)
+    return counted_flops(Generator(bundle.model, beam, topk, step).eval(), history)
 
 
-def _report(opts, model, excluded, unknown, fp8_path, histories, beam, swaps, source, calib_s,
-            total_s) -> QuantizeReport:
+def _report(opts, model, excluded, unknown, fp8_path, histories, beam, swaps, source, method,
+            calib_s, total_s) -> QuantizeReport:
     import onnx
 
     layers = linear_layers(model)
@@ -275,7 +278,7 @@ def _report(opts, model, excluded, unknown, fp8_path, histories, beam, swaps, so
         format="FP8 E4M3, per-tensor scales for weights and activations; GEMM weights stored in "
                "FP8 (FLOAT8E4M3FN initializers read by DequantizeLinear)",
         calibration={
-            "method": opts.calib_method, "source": source,
+            "method": method, "source": source,
             "users": None if histories is None else int(len(histories)),
             "batch_shape": None if histories is None else [opts.calib_batch, histories.shape[1]],
             "decoder_rows_per_batch": opts.calib_batch * beam,
