@@ -184,3 +184,38 @@ def test_the_fp8_share_is_the_analysis_rooflines():
     assert flops.fp8_share(kept) == pytest.approx(
         totals(onerec_ops(cfg, 64, 20, excluded=frozenset(kept)))["fp8_gemm_flops_share"])
     assert 0 < flops.fp8_share(kept) < flops.fp8_share(set()) < 1  # attention is never FP8
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--search", "--quantize-all"], "--search and --quantize-all contradict"),
+    (["--search", "--calibration", "x.json"], "--search chooses the policy"),
+    (["--search-users", "0"], "must be a positive integer"),
+    (["--calib-method", "entropy"], "invalid choice"),
+    (["--policy", "bad.json"], "not an FP8 policy"),
+])
+def test_bad_search_options_exit_2_with_one_line_and_keep_earlier_output(
+        tiny_pipeline, tmp_path, cli, capsys, extra, message):
+    (tmp_path / "bad.json").write_text(json.dumps({"exclude": ["heads.0"]}))
+    out = tmp_path / "fp8"
+    out.mkdir()
+    (out / "earlier.txt").write_text("kept")
+    extra = [str(tmp_path / a) if a.endswith(".json") else a for a in extra]
+    try:
+        result = cli("quantize", "--model", tiny_pipeline / "model", "--onnx",
+                     tiny_pipeline / "onnx", "--out", out, "--force", *extra)
+        code, stderr = result.returncode, result.stderr
+    except SystemExit as exc:  # argparse's own refusals
+        code, stderr = exc.code, capsys.readouterr().err
+    assert code == 2
+    assert message in stderr and "Traceback" not in stderr
+    assert (out / "earlier.txt").read_text() == "kept" and len(list(out.iterdir())) == 1
+
+
+def test_search_on_a_model_without_users_is_refused(tmp_path, cli):
+    assert cli("init", "--preset", "tiny", "--out", tmp_path / "m").returncode == 0
+    assert cli("export", "--model", tmp_path / "m", "--out", tmp_path / "onnx").returncode == 0
+    result = cli("quantize", "--model", tmp_path / "m", "--onnx", tmp_path / "onnx",
+                 "--out", tmp_path / "fp8", "--search", "--calib-data",
+                 tmp_path / "m" / "histories.npy")
+    assert result.returncode == 2 and "validation users" in result.stderr
+    assert not (tmp_path / "fp8").exists()
