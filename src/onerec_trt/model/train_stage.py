@@ -18,15 +18,16 @@ from onerec_trt.errors import user_error
 class TrainConfig:
     """The training loop's hyperparameters."""
 
-    epochs: int = 60
+    epochs: int = 30  # the cosine spans them, or the time budget when it cannot hold them
     batch_size: int = 32  # windows per optimizer step: more steps beat bigger batches on a CPU
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 0.01
     warmup_steps: int = 200
-    patience: int = 6  # evaluations without improvement before stopping (0 = never)
+    patience: int = 6  # evaluations without a better smoothed score (0 = never stop early)
     eval_users: int = 1500  # validation users scored per evaluation
     eval_beam: int = 20
-    max_minutes: float = 55.0  # stop (keeping the best checkpoint) after this long
+    eval_every: int = 1  # epochs between validations (the last epoch is always validated)
+    max_minutes: float = 45.0  # the cosine ends, and the best checkpoint is kept, by then
     decoder_targets: int = 48  # sampled target positions per window for the decoder (0 = all)
     max_steps: int | None = None  # stop after this many optimizer steps (tests, smoke runs)
     prefix_inputs: bool = False  # item inputs share semantic-ID prefix embeddings (folded at end)
@@ -51,6 +52,7 @@ class TrainOptions:
     levels: int | None = None  # None: the tokenizer's default
     train: TrainConfig = field(default_factory=TrainConfig)
     threads: int | None = None  # torch threads (None: all)
+    auto: tuple[str, ...] = ()  # options chosen from the data (train_defaults.CHOICES)
     progress: bool = True
     force: bool = False
 
@@ -67,7 +69,7 @@ def _validate(opts: TrainOptions) -> None:
     if opts.dropout is not None and not 0 <= opts.dropout < 1:
         raise user_error(f"--dropout must be in [0, 1), got {opts.dropout}")
     cfg = opts.train
-    for name in ("epochs", "max_minutes", "lr", "batch_size", "eval_users"):
+    for name in ("epochs", "max_minutes", "lr", "batch_size", "eval_users", "eval_every"):
         if getattr(cfg, name) <= 0:
             raise user_error(f"--{name.replace('_', '-')} must be positive, "
                              f"got {getattr(cfg, name)}")
@@ -104,19 +106,23 @@ def train_stage(opts: TrainOptions, log=print):
     _validate(opts)
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    filters = {"min_user": opts.min_user, "min_item": opts.min_item, "kcore": opts.kcore}
+    data = load_dataset(opts.dataset, opts.data, columns=opts.columns, **filters)
+    log(data.describe())
+    choices = []
+    if opts.auto:
+        opts, choices = _choose_from_data(opts, data, log)
     model_cfg = _model_config(opts)
     tok_cfg = TokenizerConfig(seed=opts.train.seed)
     if opts.codebook:
         tok_cfg.codebook_size = opts.codebook
     if opts.levels:
         tok_cfg.levels = opts.levels
-    filters = {"min_user": opts.min_user, "min_item": opts.min_item, "kcore": opts.kcore}
-    data = load_dataset(opts.dataset, opts.data, columns=opts.columns, **filters)
-    log(data.describe())
     bundle = train(data, model_cfg, tok_cfg, opts.train, progress=opts.progress)
     if opts.data:
         bundle.training["data"] = str(Path(opts.data).resolve())
     bundle.training["columns"] = opts.columns
+    bundle.training["chosen_from_data"] = [asdict(c) for c in choices]
     bundle.training["filters"] = filters
     with staged_folder(opts.out, force=opts.force) as tmp:
         save_model(tmp, bundle)
@@ -128,6 +134,37 @@ def train_stage(opts: TrainOptions, log=print):
         f"{best['valid_recall@10']:.4f} ndcg@10 {best['valid_ndcg@10']:.4f}, "
         f"{bundle.training['minutes']:.1f} min")
     return bundle
+
+
+def _choose_from_data(opts: TrainOptions, data, log) -> tuple[TrainOptions, list]:
+    """``opts`` with the options named in ``opts.auto`` chosen from the data (printed), and
+    the ``train_defaults.Choice`` list (every choosable option, given or chosen)."""
+    import math
+
+    from onerec_trt.model import train_defaults as defaults
+    from onerec_trt.model.train import training_windows
+
+    unknown = set(opts.auto) - set(defaults.CHOICES)
+    if unknown:
+        raise ValueError(f"options not chosen from data: {sorted(unknown)}")
+    given = {name: getattr(opts.train if name in defaults.TRAIN_CHOICES else opts, name)
+             for name in defaults.CHOICES if name not in opts.auto}
+    if given.get("max_history") is None:
+        given.pop("max_history", None)  # None: the preset's, which the rule replaces
+    if given.get("codebook") is None:
+        given.pop("codebook", None)
+    train_part = data.split().train
+
+    def steps_per_epoch(history: int) -> int:
+        return math.ceil(len(training_windows(train_part, history)) / opts.train.batch_size)
+
+    profile = defaults.DataProfile.of(data.sequences, data.num_items)
+    from onerec_trt.model.config import ModelConfig
+
+    preset_history = ModelConfig.from_preset(opts.preset).max_history
+    choices = defaults.choose(profile, steps_per_epoch, given, preset_history)
+    log(defaults.describe(choices))
+    return defaults.apply(opts, choices), choices
 
 
 def with_seed(opts: TrainOptions, seed: int) -> TrainOptions:
