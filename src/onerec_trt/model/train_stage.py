@@ -142,6 +142,7 @@ def _choose_from_data(opts: TrainOptions, data, log) -> tuple[TrainOptions, list
     import math
 
     from onerec_trt.model import train_defaults as defaults
+    from onerec_trt.model.config import ModelConfig
     from onerec_trt.model.train import training_windows
 
     unknown = set(opts.auto) - set(defaults.CHOICES)
@@ -159,8 +160,6 @@ def _choose_from_data(opts: TrainOptions, data, log) -> tuple[TrainOptions, list
         return math.ceil(len(training_windows(train_part, history)) / opts.train.batch_size)
 
     profile = defaults.DataProfile.of(data.sequences, data.num_items)
-    from onerec_trt.model.config import ModelConfig
-
     preset_history = ModelConfig.from_preset(opts.preset).max_history
     choices = defaults.choose(profile, steps_per_epoch, given, preset_history)
     log(defaults.describe(choices))
