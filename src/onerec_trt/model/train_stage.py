@@ -154,12 +154,12 @@ def _choose_from_data(opts: TrainOptions, data, log) -> tuple[TrainOptions, list
         given.pop("max_history", None)  # None: the preset's, which the rule replaces
     if given.get("codebook") is None:
         given.pop("codebook", None)
-    train_part = data.split().train
+    split = data.split()
 
     def steps_per_epoch(history: int) -> int:
-        return math.ceil(len(training_windows(train_part, history)) / opts.train.batch_size)
+        return math.ceil(len(training_windows(split.train, history)) / opts.train.batch_size)
 
-    profile = defaults.DataProfile.of(data.sequences, data.num_items)
+    profile = defaults.DataProfile.of(split, data.num_items)
     preset_history = ModelConfig.from_preset(opts.preset).max_history
     choices = defaults.choose(profile, steps_per_epoch, given, preset_history)
     log(defaults.describe(choices))
