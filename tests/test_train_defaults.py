@@ -170,3 +170,20 @@ def test_programmatic_training_chooses_nothing(tmp_path):
     bundle = train_stage(opts, log=lambda *_: None)
     assert bundle.training["chosen_from_data"] == []
     assert bundle.training["train_config"]["epochs"] == 1
+
+
+@pytest.mark.parametrize("flag, value", [("--eval-every", "0"), ("--warmup-steps", "0"),
+                                         ("--epochs", "-1"), ("--distill", "-1")])
+def test_bad_schedule_options_are_refused_before_anything_is_written(tmp_path, capsys, flag,
+                                                                     value):
+    from onerec_trt.cli import main
+
+    data = write_sequences(tmp_path / "seq.txt", users=20)
+    try:  # argparse refuses a bad value itself (SystemExit 2); train's checks return 2
+        code = main(["train", "--dataset", "sequences", "--data", str(data), "--preset", "tiny",
+                     "--out", str(tmp_path / "m"), flag, value])
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2 and flag in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()
