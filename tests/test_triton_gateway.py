@@ -76,3 +76,62 @@ def test_implausible_requests_are_rejected(body, header, message):
     with pytest.raises(Rejected, match=message) as err:
         check_infer(body, header, LIMITS)
     assert err.value.status == 400
+
+
+ROW = ", ".join(["3"] * S)
+
+
+@pytest.mark.parametrize("shapes", [(f"[1000000000, {S}]", f"[1, {S}]"),
+                                    (f"[1, {S}]", f"[1000000000, {S}]")])
+def test_gateway_refuses_duplicate_keys(shapes):
+    """Python's json keeps the last of two equal keys, tritonserver the first: a huge shape
+    first passed the check with the small one and aborted tritonserver. Both orders refused."""
+    first, second = shapes
+    body = (f'{{"inputs": [{{"name": "history", "shape": {first}, "shape": {second}, '
+            f'"datatype": "INT64", "data": [{ROW}]}}]}}').encode()
+    with pytest.raises(Rejected, match="'shape' appears twice") as err:
+        check_infer(body, None, LIMITS)
+    assert err.value.status == 400
+
+
+@pytest.mark.parametrize("body, message", [
+    (b'{"inputs": [], "inputs": []}', "'inputs' appears twice"),
+    (f'{{"inputs": [{{"name": "history", "shape": [1, {S}], "datatype": "INT64", '
+     f'"parameters": {{"binary_data_size": 8, "binary_data_size": 160}}}}]}}'.encode(),
+     "'binary_data_size' appears twice"),
+    (f'{{"inputs": [{{"name": "history", "name": "x", "shape": [1, {S}], '
+     f'"datatype": "INT64", "data": [{ROW}]}}]}}'.encode(), "'name' appears twice"),
+])
+def test_gateway_refuses_duplicate_keys_at_any_depth(body, message):
+    with pytest.raises(Rejected, match=message):
+        check_infer(body, None, LIMITS)
+
+
+@pytest.mark.parametrize("datatype, value, message", [
+    ("INT64", 2 ** 63, f"INT64 value {2 ** 63} is outside"),
+    ("INT64", -(2 ** 63) - 1, "is outside -9223372036854775808..9223372036854775807"),
+    ("INT64", 10 ** 30, "is outside"),
+    ("INT32", 2 ** 31, "INT32 value 2147483648 is outside"),
+    ("UINT8", -1, "UINT8 value -1 is outside 0..255"),
+])
+def test_gateway_refuses_integers_past_their_datatype(datatype, value, message):
+    """tritonserver answered 500 "Unable to parse 'data'" to these: a 400 naming the value."""
+    body = _json(_tensor([1, S], [3] * (S - 1) + [value], datatype))
+    with pytest.raises(Rejected, match=message) as err:
+        check_infer(body, None, LIMITS)
+    assert err.value.status == 400
+
+
+def test_integers_at_the_ends_of_int64_pass():
+    check_infer(_json(_tensor([1, 2], [2 ** 63 - 1, -(2 ** 63)])), None, LIMITS)
+
+
+@pytest.mark.parametrize("body, message", [
+    (f'{{"inputs": [{{"name": "history", "shape": [1, 1], "datatype": "FP32", '
+     f'"data": [NaN]}}]}}'.encode(), "NaN, which JSON does not allow"),
+    (_json(_tensor([1, S], [3] * S)).decode().encode("utf-16"), "not valid JSON"),
+])
+def test_gateway_parses_json_as_strictly_as_tritonserver(body, message):
+    """No NaN/Infinity and UTF-8 only: what Python's json also accepts, tritonserver does not."""
+    with pytest.raises(Rejected, match=message):
+        check_infer(body, None, LIMITS)
