@@ -11,7 +11,8 @@ SRC = Path(onerec_trt.__file__).resolve().parent
 
 # lowest first; docs/architecture.md shows the same table
 LAYERS = [
-    {"errors", "artifacts", "layout", "reports", "tables", "metrics", "provenance", "graphs"},
+    {"errors", "artifacts", "layout", "reports", "tables", "metrics", "provenance", "graphs",
+     "progress"},
     {"data"},
     {"model"},
     {"evaluate"},

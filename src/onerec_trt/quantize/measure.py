@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from onerec_trt.metrics import overlap
+from onerec_trt.progress import progress_bar
 from onerec_trt.quantize.ptq import linear_layers, set_bf16_layers
 
 Z_ONE_SIDED_95 = 1.645
@@ -33,7 +33,7 @@ class OverlapMeter:
     def items(self, bf16_layers: set[str]) -> np.ndarray:
         set_bf16_layers(self.generator.model, bf16_layers)
         with torch.no_grad():
-            return np.concatenate([self.generator(b)[0].numpy() for b in tqdm(
+            return np.concatenate([self.generator(b)[0].numpy() for b in progress_bar(
                 self.batches, desc="validate", unit="batch", leave=False)])
 
     def __call__(self, bf16_layers: set[str]) -> tuple[float, float]:

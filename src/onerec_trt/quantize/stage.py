@@ -11,7 +11,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from onerec_trt.analysis.fp8 import E4M3_MAX
 from onerec_trt.artifacts import (
@@ -38,6 +37,7 @@ from onerec_trt.layout import (
 )
 from onerec_trt.model.checkpoint import load_model, model_hash
 from onerec_trt.model.generate import Generator, users_per_call
+from onerec_trt.progress import progress_bar
 from onerec_trt.provenance import check_same_model
 from onerec_trt.quantize import QuantizeOptions, QuantizeReport
 from onerec_trt.quantize.choose import fixed_policy, run_search, user_exclusions
@@ -227,7 +227,8 @@ def _calibrated(bundle, beam: int, topk: int, step: str, histories, calib_batch:
 
     def run() -> None:
         with torch.no_grad():
-            for batch in tqdm(batches, desc=f"calibrate ({method})", unit="batch", leave=False):
+            for batch in progress_bar(batches, desc=f"calibrate ({method})", unit="batch",
+                                      leave=False):
                 graph(batch)
 
     calibrate(model, run, method)

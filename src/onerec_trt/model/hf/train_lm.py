@@ -138,7 +138,6 @@ def fit(data, opts: LMOptions, log=print) -> Fitted:
     kept. The cosine schedule runs over the epochs or the time budget, whichever ends first."""
     import numpy as np
     import torch
-    from tqdm import tqdm
     from transformers import Qwen3ForCausalLM
 
     from onerec_trt.metrics import recall_ndcg
@@ -150,6 +149,7 @@ def fit(data, opts: LMOptions, log=print) -> Fitted:
         render_windows,
     )
     from onerec_trt.model.tokenizer import TokenizerConfig, build_tokenizer
+    from onerec_trt.progress import progress_bar
 
     cfg, m = opts.train, opts.model
     t0 = time.time()
@@ -181,8 +181,8 @@ def fit(data, opts: LMOptions, log=print) -> Fitted:
     for epoch in range(cfg.epochs):
         model.train()
         losses = []
-        bar = tqdm(length_batches(lengths, cfg.batch_size, rng), desc=f"epoch {epoch + 1}",
-                   disable=not opts.progress, leave=False)
+        bar = progress_bar(length_batches(lengths, cfg.batch_size, rng),
+                           desc=f"epoch {epoch + 1}", disable=not opts.progress, leave=False)
         for batch in bar:
             progress = max(steps / total, (time.time() - t0) / budget)
             warm = min(1.0, (steps + 1) / max(cfg.warmup_steps, 1))
