@@ -131,9 +131,10 @@ def test_a_protocol_factory_goes_through_export(tmp_path, cli):
     assert cli("import", "--factory", "hf_checkpoints:onerec_factory", "--histories", 8,
                "--out", tmp_path / "m").returncode == 0
     assert json.loads((tmp_path / "m" / "factory.json").read_text())["num_items"] == 30
-    assert cli("export", "--model", tmp_path / "m", "--beam", 10, "--topk", 10, "--out",
-               tmp_path / "e").returncode == 0
-    assert cli("verify", "--model", tmp_path / "m", "--reference",
+    named = ("--factory", "hf_checkpoints:onerec_factory")  # a folder never chooses code
+    assert cli("export", "--model", tmp_path / "m", *named, "--beam", 10, "--topk", 10,
+               "--out", tmp_path / "e").returncode == 0
+    assert cli("verify", "--model", tmp_path / "m", *named, "--reference",
                tmp_path / "e" / "reference.fp32.onnx", "--candidate", "torch", "--histories",
                tmp_path / "m" / "histories.npy", "--out", tmp_path / "v").returncode == 0
 

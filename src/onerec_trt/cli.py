@@ -11,6 +11,7 @@ import textwrap
 
 from onerec_trt.commands import check_outputs
 from onerec_trt.errors import UserError
+from onerec_trt.model.hf.trust import trusted_factory
 
 # Stages in pipeline order; each name is a module in onerec_trt.commands (or in MODULES).
 COMMANDS = ("run", "init", "train", "import", "evaluate", "analyze", "export", "quantize",
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = _on_sigterm(_terminate)
     try:
         getattr(module, "check_outputs", check_outputs)(args)
-        return module.run(args)
+        with trusted_factory(getattr(args, "factory", None)):  # the user's word (--factory)
+            return module.run(args)
     except UserError as exc:
         print(f"onerec-trt {args.stage}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -172,3 +172,7 @@ def add_model_argument(p: argparse.ArgumentParser, default: str = "default") -> 
                    help="model folder written by 'onerec-trt train', 'init' or 'import', or a "
                         "shipped model: 'default' (small preset trained on MovieLens-1M) or "
                         "'qwen3-ml1m' (a transformers Qwen3 trained on it)")
+    p.add_argument("--factory", metavar="MODULE:FUNCTION", default=None,
+                   help="for a model imported with 'import --factory': the factory you trust "
+                        "it to run, the same name its factory.json records (a folder never "
+                        "chooses code: without this it is refused)")

@@ -4,13 +4,15 @@ implementing the protocol (``model/protocol.py``) with a ``max_history`` attribu
 optionally ``item_ids`` (the data's item ids of model items 1..N; "1".."N" otherwise).
 
 The folder records the name (``factory.json``) and the catalogue the object had; loading calls
-the function again and refuses an object whose catalogue changed since the import.
+the function again, only when the user names it too (``--factory``, model/hf/trust.py: a folder
+never chooses code), and refuses an object whose catalogue changed since the import.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -18,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from onerec_trt.artifacts import check_out, read_json, staged_folder, write_json, write_manifest
+from onerec_trt.artifacts import check_out, json_object, staged_folder, write_json, write_manifest
 from onerec_trt.errors import user_error
+from onerec_trt.model.hf.trust import check_factory, is_factory_name, named_factory
 from onerec_trt.model.protocol import GenerativeRecommender
 
 FACTORY_JSON = "factory.json"
@@ -28,22 +31,46 @@ NEEDS = ("a torch.nn.Module with semantic_ids (codes, trie, codebook_sizes), max
 
 
 def call_factory(name: str) -> torch.nn.Module:
-    """Import ``module:function`` from the user's environment and call it; check the result."""
-    module_name, _, function = name.partition(":")
-    if not module_name or not function:
+    """Import ``module:function`` from the user's environment and call it; check the result.
+    Whatever the user's code raises (a syntax error, an exception, ``sys.exit``) is one line."""
+    if not is_factory_name(name):
         raise user_error(f"--factory {name!r} is not module:function", "e.g. mypkg.models:make")
+    module_name, _, function = name.partition(":")
+    make = getattr(_import_module(module_name), function, None)
+    if not callable(make):
+        raise user_error(f"--factory: {module_name} has no function {function!r}")
+    model = _call(name, make)
+    _check_protocol(name, model)
+    return model.eval()
+
+
+def _import_module(module_name: str):
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
         raise user_error(f"--factory: cannot import {module_name!r} ({exc})",
                          "the module must be importable in this environment (PYTHONPATH)") \
             from None
-    make = getattr(module, function, None)
-    if not callable(make):
-        raise user_error(f"--factory: {module_name} has no function {function!r}")
-    model = make()
-    _check_protocol(name, model)
-    return model.eval()
+    except (Exception, SystemExit) as exc:  # its own code failed while importing
+        raise user_error(f"--factory: importing {module_name} failed: {_one_line(exc)}") \
+            from exc
+
+
+def _call(name: str, make):
+    try:
+        return make()
+    except SystemExit as exc:  # must not end the command as if it had succeeded
+        raise user_error(f"--factory {name} called sys.exit({exc.code!r}) instead of returning "
+                         "a model") from None
+    except Exception as exc:
+        raise user_error(f"--factory {name} raised {_one_line(exc)}",
+                         "the factory is called with no arguments and returns the model") \
+            from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _check_protocol(name: str, model: object) -> None:
@@ -112,23 +139,27 @@ def import_factory(opts, log=print):
         f"{time.perf_counter() - t0:.1f}s")
 
 
-def load_factory_model(folder: Path, dtype: torch.dtype | None = None):
-    from onerec_trt.artifacts import json_object
+def load_factory_model(folder: Path, dtype: torch.dtype | None = None,
+                       factory: str | None = None):
+    """A factory folder's bundle: calls the recorded factory only when the user named it
+    (``factory``, else ``--factory`` / ``trusted_factory``: model/hf/trust.py)."""
     from onerec_trt.data.vocab import ItemVocab
     from onerec_trt.model.checkpoint import ModelBundle
     from onerec_trt.model.hf.loader import ImportedConfig
 
-    record = read_json(folder / FACTORY_JSON, "factory record")
-    model = call_factory(record["factory"])
+    record = json_object(folder / FACTORY_JSON)
+    name = check_factory(folder, record.get("factory"), factory or named_factory())
+    print(f"running factory {name} for {folder} (named by you)", file=sys.stderr)
+    model = call_factory(name)
     ids = model.semantic_ids
     if _catalogue_hash(np.asarray(ids.codes), list(ids.codebook_sizes)) != \
-            record["catalogue_sha256"]:
-        raise user_error(f"{record['factory']} now returns another catalogue than when "
+            record.get("catalogue_sha256"):
+        raise user_error(f"{name} now returns another catalogue than when "
                          f"{folder} was imported", "import it again (onerec-trt import "
                                                    "--factory ... --force)")
     if dtype is not None:
         model = model.to(dtype)
     config = ImportedConfig(record["num_items"], record["codebook_sizes"], model.max_history,
-                            "factory", record["factory"])
+                            "factory", name)
     return ModelBundle(model, config, ids, ItemVocab.load(folder / "items.json"), folder,
                        json_object(folder / "training.json"))
