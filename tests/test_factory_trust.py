@@ -117,3 +117,13 @@ def test_a_broken_factory_is_one_line_and_writes_nothing(case, tmp_path, monkeyp
     assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1
     assert (tmp_path / "m" / "keep.txt").read_text() == "earlier output"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_run_takes_a_factory_folder_when_the_user_names_it(factory_folder, tmp_path, cli):
+    from onerec_trt.layout import RunLayout
+
+    run = RunLayout(tmp_path / "run")
+    code = cli("run", "--model", factory_folder, "--factory", FACTORY, "--out", run.root,
+               "--no-analyze", "--no-bench", "--verify-users", 8).returncode
+    assert code in (0, 1)  # 1: the FP8 gate's verdict on an untrained model, not an error
+    assert (run.onnx / "export.json").is_file() and (run.verify / "verify.json").is_file()
