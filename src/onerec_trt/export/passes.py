@@ -80,7 +80,8 @@ def render_bf16_on_cpu(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def score_path(model: onnx.ModelProto, output: str = "scores") -> list[str]:
     """Float tensors that beam scores are computed from: walk back from ``output`` along float
-    edges (index tensors are not followed), stopping at the inputs of LogSoftmax (the logits)."""
+    edges (index tensors are not followed), stopping at the Casts that bring the model's
+    logits to fp32 (and at LogSoftmax inputs, in graphs exported before its stable form)."""
     types = tensor_types(model)
     floats = (FLOAT, BF16, TensorProto.FLOAT16, TensorProto.DOUBLE)
     producer = {o: n for n in model.graph.node for o in n.output}
@@ -95,6 +96,8 @@ def score_path(model: onnx.ModelProto, output: str = "scores") -> list[str]:
             continue
         if node.op_type == "LogSoftmax":
             path.add(node.input[0])
+            continue
+        if node.op_type == "Cast":  # its output is on the path (and judged), its input not
             continue
         stack.extend(i for i in node.input if i)
     return sorted(path)

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from onerec_trt.model.logexp import log_softmax
 from onerec_trt.model.protocol import GenerativeRecommender
 from onerec_trt.model.trie import Trie
 
@@ -93,7 +94,7 @@ class DenseStep(nn.Module):
             self.register_buffer(f"next{t}", torch.as_tensor(trie.dense_next(t)))
 
     def forward(self, logits, scores, node, t: int, beam: int):
-        logp = torch.log_softmax(logits.float(), dim=-1)  # [N, B, V] fp32
+        logp = log_softmax(logits.float())  # [N, B, V] fp32: the stable form (logexp.py)
         child = getattr(self, f"next{t}")[node]  # [N, B, V] next node or -1
         cand = scores.unsqueeze(-1) + torch.where(child < 0, DEAD, logp)
         vocab = self.vocab[t]  # a Python int: a constant in the exported graph
@@ -132,7 +133,7 @@ class CsrStep(nn.Module):
             self.register_buffer(f"slots{t}", torch.arange(self.widths[t]))
 
     def forward(self, logits, scores, node, t: int, beam: int):
-        logp = torch.log_softmax(logits.float(), dim=-1)  # [N, B, V] fp32
+        logp = log_softmax(logits.float())  # [N, B, V] fp32: the stable form (logexp.py)
         if t == 0:
             return self._root(logp, scores, beam)
         slots = getattr(self, f"slots{t}")  # [C]

@@ -2,7 +2,7 @@
 
 ``export`` writes each step with the ``csr`` beam step (``model.generate.CsrStep``)::
 
-    logp  = LogSoftmax(Cast(logits))
+    logp  = LogSoftmax(Cast(logits))   (written as its stable form: model/logexp.py)
     valid = Less(slots, Unsqueeze(Gather(count_t, node)))
     child = Where(valid, Add(Unsqueeze(Gather(first_t, node)), slots), 0)
     cand  = Add(Unsqueeze(scores), Where(valid, GatherElements(logp, Gather(code_t, child)), -inf))
@@ -81,6 +81,20 @@ def _constant(tensor, where: str) -> np.ndarray:
     raise PatternError(f"{where}: {tensor.name} is not a constant")
 
 
+def _log_softmax(tensor, where: str):
+    """(node, input x) of ``tensor = LogSoftmax(x)``, or of the stable form export writes
+    (``model/logexp.py``): ``Sub(Sub(x, ReduceMax(x)), Log(ReduceSum(Exp(...))))``."""
+    node = _producer(tensor, ("LogSoftmax", "Sub"), where)
+    if node.op == "LogSoftmax":
+        return node, node.inputs[0]
+    shifted = _producer(node.inputs[0], "Sub", where)
+    _producer(node.inputs[1], "Log", where)
+    x, peak = shifted.inputs[:2]
+    if _producer(peak, "ReduceMax", where).inputs[0] is not x:
+        raise PatternError(f"{where}: {tensor.name} is not a log-softmax of one tensor")
+    return node, x
+
+
 def _logits(logp_input, keep_bf16: bool):
     """The logits behind LogSoftmax's input: identity fp32 casts are skipped; with
     ``keep_bf16`` a bf16 -> fp32 cast is skipped too (the plugin casts on its own)."""
@@ -124,20 +138,19 @@ def match_root(topk, cand, lifted, keep_bf16: bool, where: str) -> BeamStepMatch
     """Step 0: the root's children are constants (see the module docstring)."""
     new_scores, flat = topk.outputs
     read = next(t for t in cand.inputs if t is not lifted)
-    producer = _producer(read, ("LogSoftmax", "Gather"), where)
-    logp = producer if producer.op == "LogSoftmax" else _producer(
-        producer.inputs[0], "LogSoftmax", where)
+    producer = _producer(read, ("LogSoftmax", "Sub", "Gather"), where)
+    logp, x = _log_softmax(producer.inputs[0] if producer.op == "Gather" else read, where)
     vocab = logp.outputs[0].shape[-1] if logp.outputs[0].shape else None
     if not isinstance(vocab, int | np.integer):
         raise PatternError(f"{where}: the logits' codebook size is not static")
-    codes = np.arange(vocab) if producer.op == "LogSoftmax" else \
+    codes = np.arange(vocab) if producer.op != "Gather" else \
         _constant(producer.inputs[1], where)
     slot = _consumer(flat, "Sub", where).outputs[0]
     gathered = next((n for n in slot.outputs if n.op == "Gather" and n.inputs[1] is slot
                      and producer.op == "Gather"), None)
     k = _constant(topk.inputs[1], where).reshape(-1)
     return BeamStepMatch(
-        logits=_logits(logp.inputs[0], keep_bf16),
+        logits=_logits(x, keep_bf16),
         scores=_producer(lifted, "Unsqueeze", where).inputs[0], node=None,
         new_scores=new_scores, parent=_consumer(flat, "Div", where).outputs[0],
         code=gathered.outputs[0] if gathered else slot, next_node=slot,
@@ -161,7 +174,7 @@ def match_step(topk, keep_bf16: bool) -> BeamStepMatch:
                            "children); a graph exported with --step dense is a reference and "
                            "is not swapped: export with the default --step csr")
     gather = picked.inputs[0]
-    logp = _producer(gather.inputs[0], "LogSoftmax", where)
+    logp, x = _log_softmax(gather.inputs[0], where)
     code_idx = gather.inputs[1]
     code_pick = _consumer(flat, "GatherElements", where,
                           lambda n: n.inputs[0].inputs and n.inputs[0].inputs[0].op == "Reshape"
@@ -176,7 +189,7 @@ def match_step(topk, keep_bf16: bool) -> BeamStepMatch:
     if not isinstance(vocab, int | np.integer):
         raise PatternError(f"{where}: the logits' codebook size is not static")
     return BeamStepMatch(
-        logits=_logits(logp.inputs[0], keep_bf16),
+        logits=_logits(x, keep_bf16),
         scores=_producer(lifted, "Unsqueeze", where).inputs[0], node=node,
         new_scores=new_scores, parent=_consumer(flat, "Div", where).outputs[0],
         code=code_pick.outputs[0], next_node=node_pick.outputs[0], indptr=indptr,

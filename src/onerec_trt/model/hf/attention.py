@@ -8,7 +8,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from onerec_trt.model.logexp import logsumexp
+
 DEAD = float("-inf")
+VOCAB_CHUNK = 16384  # tokens per rest-of-vocabulary chunk: [N, B, chunk] passes 2^31 elements
+# only past N x B = 131,072 (the whole [N, B, 151,936] of Qwen3 passes it at 14,134)
 
 
 class CompactEmbedding(nn.Module):
@@ -76,9 +80,9 @@ class LevelLogits(nn.Module):
     what transformers' beam search scores with, while the beam sees V_t + 1 values only; the
     last code is never a child in the trie."""
 
-    def __init__(self, vocab_size: int, level_ids: list[list[int]]):
+    def __init__(self, vocab_size: int, level_ids: list[list[int]], chunk: int = VOCAB_CHUNK):
         super().__init__()
-        self.levels = len(level_ids)
+        self.levels, self.chunk = len(level_ids), chunk
         for t, ids in enumerate(level_ids):
             other = torch.ones(vocab_size, dtype=torch.bool)
             other[torch.as_tensor(ids)] = False
@@ -86,10 +90,20 @@ class LevelLogits(nn.Module):
             self.register_buffer(f"other{t}", other)
 
     def forward(self, logits: torch.Tensor, t: int) -> torch.Tensor:
-        logits = logits.float()
-        codes = logits.index_select(-1, getattr(self, f"ids{t}"))
-        other = torch.where(getattr(self, f"other{t}"), logits, DEAD)
-        return torch.cat([codes, other.logsumexp(-1, keepdim=True)], dim=-1)
+        codes = logits.index_select(-1, getattr(self, f"ids{t}")).float()
+        return torch.cat([codes, self.rest(logits, t)], dim=-1)
+
+    def rest(self, logits: torch.Tensor, t: int) -> torch.Tensor:
+        """[..., 1] the logsumexp of the tokens that are not level-t codes, per vocabulary
+        chunk of ``chunk`` tokens: no fp32 [..., vocabulary] copy (T1 of issue 28)."""
+        other, width = getattr(self, f"other{t}"), logits.shape[-1]
+        parts = []
+        for start in range(0, width, self.chunk):
+            size = min(self.chunk, width - start)
+            piece = torch.where(other[start:start + size], logits[..., start:start + size].float(),
+                                DEAD)
+            parts.append(logsumexp(piece, -1, keepdim=True))
+        return parts[0] if len(parts) == 1 else logsumexp(torch.cat(parts, -1), -1, keepdim=True)
 
 
 def softmax_attention(scores: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
