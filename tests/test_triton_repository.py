@@ -426,3 +426,39 @@ def test_large_graphs_are_checked_by_their_item_table_not_a_session(tiny_pipelin
         export_repository(_opts(tiny_pipeline, tmp_path / "bad", fp8=str(fp8)),
                           log=lambda *_: None)
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("version, plugins, leaks", [
+    ("11.1.0.12", True, True), ("11.2.0.5", True, True), ("11.2.1.4", True, True),
+    ("11.2", True, True), ("11.2.2.1", True, False), ("11.3.0", True, False),
+    ("11.0.9", True, False), ("10.13.0.35", True, False), ("11.1.0", False, False),
+    ("", True, False), (None, True, False),
+])
+def test_which_engines_leak_plugin_modules(tmp_path, version, plugins, leaks):
+    """TensorRT#4849: AOT plugins leak CUDA modules on every shape change in 11.1-11.2.1; the
+    engine metadata records the version and the plugins."""
+    from onerec_trt.engines.metadata import EngineMetadata
+    from onerec_trt.triton.repository import leaks_plugin_modules
+
+    meta = _engine_meta(tensorrt={"version": version} if version is not None else {})
+    if not plugins:
+        meta["plugins"] = []
+    _engine_dir(tmp_path, {"fp8": meta})
+    assert leaks_plugin_modules(EngineMetadata.read(tmp_path / "fp8.plan")) == leaks
+
+
+def test_batch_buckets_default_to_max_for_an_engine_that_leaks(tiny_pipeline, tmp_path):
+    """An engine with plugins built by TensorRT 11.1-11.2.1 gets --batch-buckets max unless
+    told otherwise (none, or other buckets); other engines keep every batch size."""
+    leaky = _engine_dir(tmp_path / "leaky", {"fp8": _engine_meta(
+        max_batch=32, tensorrt={"version": "11.2.1.4"})})
+    fine = _engine_dir(tmp_path / "fine", {"fp8": _engine_meta(max_batch=32)})
+    for engines, buckets, want in ((leaky, None, [32]), (leaky, "none", []),
+                                   (leaky, "1,8,32", [1, 8, 32]), (fine, None, [])):
+        repo = tmp_path / f"repo-{engines.name}-{buckets}"
+        logged = []
+        export_repository(_opts(tiny_pipeline, repo, engine=str(engines),
+                                batch_buckets=buckets), log=logged.append)
+        parsed = _config(repo / "onerec_fp8_runner" / "config.pbtxt")
+        assert [g.batch_size for g in parsed.optimization.cuda.graph_spec] == want
+        assert ("TensorRT#4849" in "".join(logged)) == (buckets is None and want == [32])

@@ -48,10 +48,11 @@ def _add_export(p) -> None:
            help="dynamic batching (default: the engine profile's opt batch on GPU)")
     option(p, "--queue-delay-us", RepositoryOptions,
            help="dynamic batching: max queue delay in microseconds")
-    option(p, "--batch-buckets", RepositoryOptions, metavar="max|pow2|B,B,...",
+    option(p, "--batch-buckets", RepositoryOptions, metavar="max|pow2|B,B,...|none",
            help="GPU: run the engine only at these batch sizes, padding each batch up (one "
                 "CUDA graph per size): max = every batch at --max-batch-size; works around "
-                "TensorRT 11.1/11.2.1 leaking plugin modules on shape changes (docs/triton.md)")
+                "TensorRT 11.1-11.2.1 leaking plugin modules on shape changes (docs/triton.md); "
+                "default: max for an engine with plugins built by those versions, else none")
     option(p, "--instances", RepositoryOptions, help="model instances per runner")
     option(p, "--threads", RepositoryOptions,
            help="CPU: ONNX Runtime threads per instance (0: all cores)")
@@ -113,31 +114,61 @@ def _export(args) -> int:
 
 def _serve(args) -> int:
     import signal
-    import time
 
     from onerec_trt.triton.server import TritonServer
 
-    # Ctrl-C and SIGTERM set a flag rather than raise KeyboardInterrupt: an exception raised
-    # inside Popen.poll() can leave its waitpid lock taken, and stopping the server then hangs.
     stop_requests: list[int] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, _frame: stop_requests.append(signum))
+    # checks the repository first (hashing its graphs can take a while): a signal meanwhile
+    # stops it as any command (cli.main)
     server = TritonServer(options_from(args, ServerOptions), cancelled=lambda: bool(stop_requests))
-    with server:
-        print(f"tritonserver ready: models {', '.join(server.info.public)}\n"
-              f"  HTTP    http://{server.http_url} (validating gateway: public models only)\n"
-              f"  gRPC    {server.grpc_url}\n"
-              f"  metrics http://127.0.0.1:{server.ports['metrics']}/metrics\n"
-              "Ctrl-C or SIGTERM stops it.", flush=True)
-        while not stop_requests and server.proc.poll() is None:
-            time.sleep(0.2)
+    # from here on Ctrl-C and SIGTERM set a flag rather than raise KeyboardInterrupt: an
+    # exception raised inside Popen.poll() can leave its waitpid lock taken, and stopping the
+    # server then hangs
+    previous = {sig: signal.signal(sig, lambda signum, _frame: stop_requests.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _start_and_serve(server, stop_requests)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _start_and_serve(server, stop_requests: list[int]) -> int:
+    from onerec_trt.errors import UserError
+
+    try:
+        server.start()
+    except UserError:
         if not stop_requests:
-            print(f"tritonserver exited by itself (code {server.proc.returncode}); its log "
-                  f"ends with:\n{server.log_tail()}", flush=True)
-            return 1
-    code = server.proc.returncode
+            raise
+        print("tritonserver stopped before it was ready", flush=True)
+        return 128 + stop_requests[0]
+    try:
+        return _serve_until_stopped(server, stop_requests)
+    finally:
+        server.stop()
+
+
+def _serve_until_stopped(server, stop_requests: list[int]) -> int:
+    """Print the endpoints, wait for a signal; like every other command (cli.main), exit 128 +
+    the signal (143 for SIGTERM, 130 for Ctrl-C), or 1 if tritonserver did not stop cleanly
+    or exited by itself."""
+    import time
+
+    print(f"tritonserver ready: models {', '.join(server.info.public)}\n"
+          f"  HTTP    http://{server.http_url} (validating gateway: public models only)\n"
+          f"  gRPC    {server.grpc_url}\n"
+          f"  metrics http://127.0.0.1:{server.ports['metrics']}/metrics\n"
+          "Ctrl-C or SIGTERM stops it.", flush=True)
+    while not stop_requests and server.proc.poll() is None:
+        time.sleep(0.2)
+    if not stop_requests:
+        print(f"tritonserver exited by itself (code {server.proc.returncode}); its log "
+              f"ends with:\n{server.log_tail()}", flush=True)
+        return 1
+    code = server.stop()
     print(f"tritonserver stopped (exit code {code})", flush=True)
-    return 0 if code == 0 else 1
+    return 128 + stop_requests[0] if code == 0 else 1
 
 
 def _check(args) -> int:

@@ -82,7 +82,8 @@ def hash_problems(repo: Path) -> list[str]:
         elif sha256_file(path) != digest:
             problems.append(f"{name}: sha256 differs from the one manifest.json recorded "
                             "(edited after export; export the repository again)")
-    present = {p.relative_to(repo).as_posix() for p in repo.glob("*/1/*") if p.is_file()}
+    # subfolders too: Python runs a __pycache__/*.pyc beside model.py instead of the source
+    present = {p.relative_to(repo).as_posix() for p in repo.glob("*/1/**/*") if p.is_file()}
     problems += [f"{name}: not written by export (not in manifest.json)"
                  for name in sorted(present - set(recorded))]
     return problems

@@ -219,17 +219,40 @@ def _batching(opts: RepositoryOptions, engines: list[EngineMetadata]) -> cfg.Bat
         preferred = [engines[0].opt_batch]  # the batch TensorRT tuned its kernels for
     if any(b > size for b in preferred):
         raise user_error(f"--preferred-batch-sizes {preferred} exceed max_batch_size {size}")
-    buckets = _buckets(opts.batch_buckets, size, gpu=bool(engines))
+    buckets = _buckets(opts.batch_buckets or _default_buckets(engines), size, gpu=bool(engines))
     try:
         return cfg.Batching(size, sorted(set(preferred)), opts.queue_delay_us, buckets)
     except ValueError as exc:
         raise user_error(f"--batch-buckets: {exc}") from None
 
 
+# TensorRT releases that leak AOT plugin modules on every shape change (NVIDIA/TensorRT#4849)
+LEAKY_TENSORRT = ((11, 1), (11, 2, 1))  # first and last affected, inclusive
+
+
+def leaks_plugin_modules(engine: EngineMetadata) -> bool:
+    """Does this engine run AOT plugins on a TensorRT release that leaks them (#4849)? Read
+    from its metadata (``plugins``, ``tensorrt.version``); an unreadable version is not
+    assumed to leak."""
+    version = (engine.raw.get("tensorrt") or {}).get("version")
+    try:
+        parts = tuple(int(p) for p in str(version).split(".")[:3])
+    except ValueError:
+        return False
+    first, last = LEAKY_TENSORRT
+    return bool(engine.plugins) and first <= parts[:2] and parts[:len(last)] <= last
+
+
+def _default_buckets(engines: list[EngineMetadata]) -> str | None:
+    """``max`` where an engine would leak on every batch-size change, else none."""
+    return "max" if any(leaks_plugin_modules(e) for e in engines) else None
+
+
 def _buckets(spec: str | None, max_batch: int, gpu: bool) -> list[int]:
     """``--batch-buckets``: "max" (pad every batch to max_batch_size: no shape change at all),
-    "pow2" (1, 2, 4, ..., max), or explicit sizes ending at max_batch_size."""
-    if spec is None:
+    "pow2" (1, 2, 4, ..., max), explicit sizes ending at max_batch_size, or "none" (every
+    batch at its own size, also where the default would be "max")."""
+    if spec is None or spec == "none":
         return []
     if not gpu:
         raise user_error("--batch-buckets is for GPU repositories (--engine)",
@@ -303,7 +326,11 @@ def export_repository(opts: RepositoryOptions, log=print) -> RepositoryReport:
                                           str(engines[precision].plan))
             check_engine(engines[precision], contract, model_sha)
     batching = _batching(opts, list(engines.values()))
-    with staged_folder(opts.out, force=opts.force) as tmp:
+    if opts.batch_buckets is None and batching.buckets:
+        log("every batch padded to max_batch_size (--batch-buckets max, the default here): the "
+            "engine's TensorRT leaks its AOT plugins' CUDA modules on every shape change "
+            "(NVIDIA/TensorRT#4849); --batch-buckets none turns this off")
+    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
         guard = _write_guard(tmp, opts, contract, batching)
         runners, public = {}, {}
         for precision in opts.precisions:

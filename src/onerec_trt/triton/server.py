@@ -14,9 +14,12 @@ Model loading, shared memory, tracing and logging need a header with a key made 
 gRPC and tritonserver's own HTTP port alike (the key is on tritonserver's command line: it
 guards the ports, not the machine's process table).
 
-tritonserver is given the repository through a link with a plain name in a temporary folder:
-the python backend starts its stub through a shell command line that splits a model path at
-spaces (the stub then dies with ``std::invalid_argument: stol`` and the server waits forever).
+``triton serve`` refuses a repository that ``triton check`` finds a problem in (a model.py
+edited after export: the python backend runs it). tritonserver is then given the repository's
+model folders rebuilt in a temporary folder with a plain name (``shadow_repository``: real
+folders, links to the files): the python backend starts its stub through a shell command line
+that splits a model path at spaces (the stub then dies with ``std::invalid_argument: stol`` and
+the server waits forever), and the stub writes ``__pycache__`` beside every model.py it loads.
 """
 
 from __future__ import annotations
@@ -123,6 +126,44 @@ def read_repository(repo: str | Path) -> RepositoryReport:
     return info
 
 
+def verify_repository(repo: str | Path) -> None:
+    """Refuse a repository that ``triton check`` finds a problem in: the python backend runs
+    the repository's ``model.py`` files, so one edited after export (its sha256 differs from
+    manifest.json's) is never started; a file export did not write (``__pycache__`` included:
+    Python would run its bytecode instead of the checked source) is refused too."""
+    from onerec_trt.triton.check import check_repository
+
+    try:
+        problems = check_repository(repo)
+    except ImportError:
+        raise user_error("checking config.pbtxt needs Triton's model_config_pb2",
+                         "pip install 'tritonclient[grpc]'") from None
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise user_error(f"{repo} fails its check, not served: {problems[0]}{more}",
+                         f"'onerec-trt triton check --repo {repo}' lists every problem; "
+                         "export the repository again")
+
+
+def shadow_repository(repo: Path, into: Path) -> Path:
+    """The model folders of ``repo`` rebuilt under ``into``: real folders, copies of the
+    (verified) Python sources and configs, links to the rest (graphs, their data). The python
+    stub ignores PYTHONDONTWRITEBYTECODE (its interpreter is isolated from the environment) and
+    writes ``__pycache__`` beside each source it loads (with links to the sources, some still
+    went into the repository), which now lands here; a ``__pycache__`` in the repository is
+    never reached."""
+    for config in sorted(repo.glob("*/config.pbtxt")):
+        folder = into / config.parent.name
+        (folder / "1").mkdir(parents=True)
+        shutil.copyfile(config, folder / config.name)
+        for file in sorted((config.parent / "1").iterdir()):
+            if file.suffix == ".py":
+                shutil.copyfile(file, folder / "1" / file.name)
+            elif file.is_file():
+                (folder / "1" / file.name).symlink_to(file.resolve())
+    return into
+
+
 def _die_with_parent() -> None:  # runs in the child before exec
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: never outlive the process that started us
@@ -159,6 +200,7 @@ class TritonServer:
         for kind in PORTS:
             check_port(getattr(opts, f"{kind}_port"), kind)
         self.info = read_repository(opts.repo)
+        verify_repository(opts.repo)
         self.proc: subprocess.Popen | None = None
         self.gateway: Gateway | None = None
         self._tmp: Path | None = None
@@ -232,13 +274,13 @@ class TritonServer:
     def start(self) -> TritonServer:
         root = tritonserver_root()
         self._tmp = self._plain_tmp()
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",  # keep the repository as written
+        env = {**os.environ,
                "PATH": os.pathsep.join([str(Path(sys.executable).parent),
                                         os.environ.get("PATH", "/usr/bin:/bin")])}
         try:
             self.gateway = self._make_gateway()
-            repo = self._tmp / "repo"  # a plain name for any path (spaces, non-ASCII)
-            repo.symlink_to(Path(self.opts.repo).resolve(), target_is_directory=True)
+            # a plain name for any path (spaces, non-ASCII), and nothing written into the repository
+            repo = shadow_repository(Path(self.opts.repo).resolve(), self._tmp / "repo")
             cmd = self.command(make_backend_folder(root, self._tmp / "backends"), repo)
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "wb") as log:
@@ -292,7 +334,10 @@ class TritonServer:
         return "\n".join(text[-lines:])
 
     def stop(self) -> int | None:
-        """Stop the server and return its exit code (None if it never started)."""
+        """Stop the server and return its exit code (None if it never started); once stopped,
+        again is a no-op."""
+        if self._tmp is None and self.proc is not None and self.proc.returncode is not None:
+            return self.proc.returncode
         if self.gateway is not None:  # first: its connections to tritonserver delay the exit
             self.gateway.close()
             self.gateway = None
