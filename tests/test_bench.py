@@ -158,3 +158,40 @@ def test_cli_usage_errors(tiny_pipeline, tmp_path):
     taken = subprocess.run(base + ["--out", str(tmp_path / "exists")], capture_output=True,
                            text=True)
     assert taken.returncode == 2 and "--force" in taken.stderr
+
+
+def test_bench_finds_the_named_models_graphs_and_says_what_ran(tiny_pipeline, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs/ here: the graphs beside the model folder are found
+    lines = []
+    res = bench(BenchOptions(model=str(tiny_pipeline / "model"), out=str(tmp_path / "b"),
+                             batches=[1], reps=1, warmup=0, agreement_batch=2,
+                             backends=["torch-fp32", "ort-bf16", "ort-fp8", "trt-fp8"], **QUIET),
+                log=lines.append)
+    assert set(res.backends) == {"torch-fp32", "ort-bf16", "ort-fp8"}
+    assert res.options["onnx"] == str(tiny_pipeline / "onnx")
+    assert res.options["fp8"] == str(tiny_pipeline / "fp8")
+    assert f"graphs of --model {tiny_pipeline / 'model'}: {tiny_pipeline}" in lines
+    assert "ran: torch-fp32, ort-bf16, ort-fp8" in lines
+    assert res.skipped["trt-fp8"].startswith("no engine folder")
+    assert f"skipped trt-fp8: {res.skipped['trt-fp8']}" in lines[-3:]
+
+
+def test_bench_refuses_a_model_without_graphs_naming_where_it_looked(tiny_pipeline, tmp_path,
+                                                                     monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "lonely" / "mine"
+    shutil.copytree(tiny_pipeline / "model", model)
+    other = tmp_path / "runs" / "default" / "onnx"  # graphs of another model
+    other.mkdir(parents=True)
+    (other / "reference.cpu.onnx").write_bytes(b"")
+    (other / "export.json").write_text(json.dumps({"model_sha256": "f" * 64}))
+    run = cli("bench", "--model", model)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "no exported graphs of --model" in run.stderr
+    for looked in ("runs/mine/onnx/reference.cpu.onnx (not found)",
+                   f"{tmp_path}/lonely/onnx/reference.cpu.onnx (not found)",
+                   "runs/default/onnx/reference.cpu.onnx (exported from another model"):
+        assert looked in run.stderr
+    assert "--backends torch-fp32,torch-bf16" in run.stderr
+    assert not (tmp_path / "runs" / "mine").exists()

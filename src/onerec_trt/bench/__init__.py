@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from onerec_trt.layout import DEFAULT_RUN
 from onerec_trt.reports import Report
 
 __all__ = ["bench", "BenchOptions", "BenchReport"]
@@ -23,11 +22,13 @@ __all__ = ["bench", "BenchOptions", "BenchReport"]
 @dataclass
 class BenchOptions:
     model: str = "default"
-    onnx: str = str(DEFAULT_RUN.onnx)  # the export stage's folder
-    fp8: str = str(DEFAULT_RUN.fp8)  # the quantize stage's folder
-    plugins: str = str(DEFAULT_RUN.plugins)  # the plugins stage's folder
-    engines: str = str(DEFAULT_RUN.engines)  # the build stage's folder (TensorRT plans)
-    out: str = str(DEFAULT_RUN.bench)
+    # The stage folders; None: beside --onnx, else the run folder holding the model's graphs
+    # (bench/sources.py: runs/<model>, ..., runs/default; refused, naming them, if none has).
+    onnx: str | None = None  # the export stage's folder
+    fp8: str | None = None  # the quantize stage's folder
+    plugins: str | None = None  # the plugins stage's folder
+    engines: str | None = None  # the build stage's folder (TensorRT plans)
+    out: str | None = None  # None: the run folder's bench/ (runs/<model>/bench for torch alone)
     backends: list[str] = field(default_factory=list)  # empty: every known backend
     batches: list[int] = field(default_factory=lambda: [1, 8, 64])  # users per request
     histories: str | None = None  # .npy [N, S] requests (default: synthetic random ids)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from onerec_trt.artifacts import check_out, staged_folder, write_json, write_manifest, write_text
@@ -13,6 +13,7 @@ from onerec_trt.bench.backends import BackendSpec, Sources, discover, parse_name
 from onerec_trt.bench.machine import describe_machine, one_line
 from onerec_trt.bench.pool import BackendWorker, Measurements, WorkerFailed, measure
 from onerec_trt.bench.report import CPU_CAVEAT, format_markdown, pair_note, plot_throughput
+from onerec_trt.bench.sources import STAGE_FOLDERS, resolve_folders
 from onerec_trt.bench.stats import PAIRS, agreement, form_pairs, latency_summary
 from onerec_trt.errors import user_error
 
@@ -39,23 +40,36 @@ def _validate(opts: BenchOptions) -> None:
 
         if not torch.cuda.is_available():
             raise user_error("--device cuda: no CUDA device here", "use --device cpu")
-    check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
+    if opts.out:  # before any work: not a file, writable, new or --force
+        check_out(opts.out, force=opts.force)
 
 
-def _request(opts: BenchOptions) -> tuple[dict, Sources]:
+def _resolve(opts: BenchOptions, names: list[str], sha: str | None,
+             log) -> BenchOptions:
+    """``opts`` with every stage folder and ``--out`` filled in (``bench/sources.py``)."""
+    folders = resolve_folders(opts, sha, names)
+    if folders.found_in:
+        log(f"graphs of --model {opts.model}: {folders.found_in}")
+    paths = {f: None if getattr(folders, f) is None else str(getattr(folders, f))
+             for f in (*STAGE_FOLDERS, "out")}
+    resolved = replace(opts, **paths)
+    inputs = [opts.model, opts.histories, *(paths[f] for f in STAGE_FOLDERS)]
+    check_out(resolved.out, inputs, force=opts.force)  # --force must not delete the graphs
+    return resolved
+
+
+def _request(opts: BenchOptions, bundle, sha: str | None) -> tuple[dict, Sources]:
     """The model's facts and the request shape (beam/top-K from the graphs unless given)."""
     from onerec_trt.export import find_report
     from onerec_trt.layout import CPU_GRAPH
-    from onerec_trt.model.checkpoint import load_model, model_hash, resolve_model_path
+    from onerec_trt.model.checkpoint import resolve_model_path
 
-    bundle = load_model(opts.model)
-    exported = find_report(Path(opts.onnx) / CPU_GRAPH)
+    exported = find_report(Path(opts.onnx) / CPU_GRAPH) if opts.onnx else None
     beam = opts.beam or (exported.beam if exported else 20)
     topk = opts.topk or (exported.topk if exported and beam == exported.beam else None) \
         or min(10, beam)
     if not 1 <= topk <= beam:
         raise user_error(f"--topk {topk} must be between 1 and the beam {beam}")
-    sha = model_hash(opts.model)
     model = {"path": str(resolve_model_path(opts.model)), "sha256": sha,
              "config": bundle.config.to_dict(),
              "parameters": sum(p.numel() for p in bundle.model.parameters())}
@@ -69,8 +83,8 @@ def _request(opts: BenchOptions) -> tuple[dict, Sources]:
         load_histories(opts.histories, bundle.config.max_history, bundle.config.num_items)
         request |= {"histories": f"--histories {opts.histories} (rows taken in turn)",
                     "histories_file": str(Path(opts.histories).resolve())}
-    src = Sources(opts.model, sha, Path(opts.onnx), Path(opts.fp8), Path(opts.plugins),
-                  Path(opts.engines), beam)
+    src = Sources(opts.model, sha, *(Path(getattr(opts, f) or ".") for f in STAGE_FOLDERS),
+                  beam)
     return {"model": model, "request": request}, src
 
 
@@ -138,9 +152,14 @@ def _backend_results(found, loaded, m: Measurements) -> dict:
 
 def run_bench(opts: BenchOptions, log=print) -> BenchReport:
     t0 = time.perf_counter()
+    from onerec_trt.model.checkpoint import load_model, model_hash
+
     _validate(opts)
     names = parse_names(opts.backends)
-    facts, src = _request(opts)
+    bundle = load_model(opts.model)  # a missing model is named before its graphs
+    sha = model_hash(opts.model)
+    opts = _resolve(opts, names, sha, log)
+    facts, src = _request(opts, bundle, sha)
     found, skipped = discover(names, src)
     for name, why in skipped.items():
         log(f"skip {name}: {why}")
@@ -185,7 +204,7 @@ def run_bench(opts: BenchOptions, log=print) -> BenchReport:
 
 
 def _write(opts: BenchOptions, result: dict) -> None:
-    with staged_folder(opts.out, force=opts.force) as tmp:
+    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
         write_json(tmp / "bench.json", result)
         write_text(tmp / "bench.md", format_markdown(result))
         plot_throughput(result, tmp / "bench.png")
@@ -212,4 +231,7 @@ def _print_summary(result: dict, log) -> None:
                 f"throughput {r['throughput_ratio']:.3f}")
     if any(p["kind"] == "cpu-simulation" for p in result["pairs"]):
         log(CPU_CAVEAT)
+    log(f"ran: {', '.join(result['backends']) or 'none'}")
+    for name, why in result["skipped"].items():
+        log(f"skipped {name}: {why}")
     log(f"wrote {result['options']['out']} in {result['seconds']:.0f}s")

@@ -24,13 +24,20 @@ def add_arguments(p):
     from onerec_trt.bench.backends import NAMES
 
     add_model_argument(p)
-    option(p, "--onnx", BenchOptions, help="the export stage's folder")
-    option(p, "--fp8", BenchOptions, help="the quantize stage's folder")
-    option(p, "--plugins", BenchOptions, help="the plugins stage's folder")
-    option(p, "--engines", BenchOptions, help="the build stage's folder (TensorRT plans)")
-    option(p, "--out", BenchOptions, help="report folder")
+    option(p, "--onnx", BenchOptions,
+           help="the export stage's folder (default: the run folder holding --model's graphs: "
+                "runs/<model>, the folder holding the model folder, runs/default, other runs/*; "
+                "refused, naming them, if none has)")
+    option(p, "--fp8", BenchOptions, help="the quantize stage's folder (default: fp8 beside onnx)")
+    option(p, "--plugins", BenchOptions,
+           help="the plugins stage's folder (default: plugins beside onnx)")
+    option(p, "--engines", BenchOptions,
+           help="the build stage's folder, TensorRT plans (default: engines beside onnx)")
+    option(p, "--out", BenchOptions,
+           help="report folder (default: bench beside onnx; runs/<model>/bench for torch alone)")
     option(p, "--backends", BenchOptions, type=_names,
-           help=f"comma-separated subset of: {', '.join(NAMES)} (default: all that can run)")
+           help=f"comma-separated subset of: {', '.join(NAMES)} (default: all that can run; "
+                "the others are listed with the reason they were skipped)")
     option(p, "--batch", BenchOptions, field="batches", type=int_list,
            help="users per request, comma-separated (e.g. 1,8,64)")
     option(p, "--histories", BenchOptions, metavar="FILE.npy",

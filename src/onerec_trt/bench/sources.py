@@ -1,0 +1,119 @@
+"""Which folders bench reads: the options given, else the run folder that holds the model's graphs.
+
+``--onnx`` given: its parent is the run folder, and ``--fp8``, ``--plugins`` and ``--engines``
+default to the folders beside it (``fp8``, ``plugins``, ``engines``), as ``onerec-trt run``
+lays them out. ``--onnx`` not given: the first run folder whose ``onnx/reference.cpu.onnx`` was
+exported from ``--model`` (by the model hash export records): ``runs/<model name>``, the
+folder holding the model folder, ``runs/default``, then every other ``runs/*``. None found
+while a backend needs graphs: a user error naming every folder looked at and why it did not fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from onerec_trt.errors import user_error
+from onerec_trt.layout import CPU_GRAPH, DEFAULT_RUN, RunLayout
+from onerec_trt.provenance import recorded_model
+
+STAGE_FOLDERS = ("onnx", "fp8", "plugins", "engines")  # BenchOptions fields, RunLayout folders
+
+
+@dataclass
+class Folders:
+    """The four stage folders bench reads (None: not needed by the requested backends)."""
+
+    onnx: Path | None
+    fp8: Path | None
+    plugins: Path | None
+    engines: Path | None
+    out: Path  # --out, else the run folder's bench/
+    found_in: Path | None = None  # the run folder found for the model (None: options given)
+
+
+def needed_folders(names: list[str]) -> set[str]:
+    """The stage folders the backends ``names`` read."""
+    need = set()
+    for name in names:
+        if name.startswith("trt-"):
+            need.add("engines")
+        elif "-plugins-" in name:
+            need.add("plugins")
+        elif name.startswith("ort-"):
+            need.add("onnx" if name.endswith("-bf16") else "fp8")
+    return need
+
+
+RUNS = DEFAULT_RUN.root.parent  # runs/
+
+
+def named_run(model: str) -> Path:
+    """``runs/<name>``: a shipped model's name, else the model folder's name."""
+    from onerec_trt.model.checkpoint import SHIPPED_MODELS, resolve_model_path
+
+    return RUNS / (model if model in SHIPPED_MODELS else resolve_model_path(model).name)
+
+
+def candidate_runs(model: str, runs: Path = RUNS) -> tuple[list[Path], list[Path]]:
+    """(the run folders most likely to hold ``model``'s stages, in order; every other folder
+    in ``runs``)."""
+    from onerec_trt.model.checkpoint import SHIPPED_MODELS, resolve_model_path
+
+    order = [named_run(model)]
+    if model not in SHIPPED_MODELS:
+        order.append(resolve_model_path(model).parent)
+    preferred = list(dict.fromkeys([*order, DEFAULT_RUN.root]))
+    others = sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+    return preferred, [p for p in others if p not in preferred]
+
+
+def _why_not(root: Path, sha: str | None, preferred: bool) -> str | None:
+    """Why ``root`` is not the model's run folder (None: it is). Outside the preferred folders
+    only a recorded hash equal to the model's counts."""
+    graph = RunLayout(root).onnx / CPU_GRAPH
+    if not graph.is_file():
+        return f"{graph} (not found)"
+    recorded = recorded_model(graph)
+    if sha and recorded and recorded != sha:
+        return f"{graph} (exported from another model, hash {recorded[:12]})"
+    if not preferred and not (sha and recorded == sha):
+        return f"{graph} (not recorded as exported from this model)"
+    return None
+
+
+def find_run(model: str, sha: str | None) -> tuple[Path | None, list[str]]:
+    """(the first run folder holding ``model``'s exported graphs, or None; every folder passed
+    over, with why: the preferred ones always, the others where they hold a graph)."""
+    preferred, others = candidate_runs(model)
+    passed = []
+    for root in preferred + others:
+        why = _why_not(root, sha, root in preferred)
+        if why is None:
+            return root, passed
+        if root in preferred or not why.endswith("(not found)"):
+            passed.append(why)
+    return None, passed
+
+
+def resolve_folders(opts, sha: str | None, names: list[str]) -> Folders:
+    """Bench's stage folders from ``opts`` (a ``BenchOptions``) and the requested backends."""
+    given = {f: getattr(opts, f) for f in STAGE_FOLDERS}
+    missing = needed_folders(names) - {f for f, v in given.items() if v}
+    root, found_in = None, None
+    if given["onnx"]:
+        root = Path(given["onnx"]).parent
+    elif missing:
+        found_in, passed = find_run(opts.model, sha)
+        if found_in is None:
+            run = named_run(opts.model)
+            raise user_error(
+                f"no exported graphs of --model {opts.model}: looked for {'; '.join(passed)}",
+                f"export and quantize it first ('onerec-trt export --model {opts.model} --out "
+                f"{run}/onnx', then 'onerec-trt quantize --model {opts.model} --onnx {run}/onnx "
+                f"--out {run}/fp8'), pass --onnx/--fp8, or time torch alone with --backends "
+                f"torch-fp32,torch-bf16")
+        root = found_in
+    folders = {f: Path(v) if v else (root / f if root else None) for f, v in given.items()}
+    out = Path(opts.out) if opts.out else (root or named_run(opts.model)) / "bench"
+    return Folders(**folders, out=out, found_in=found_in)
