@@ -46,10 +46,11 @@ def tiny_causal_lm(folder: Path, kind: str, items: int = 60, seed: int = 0,
     tokens = itemic_vocabulary(SIZES)
     write_itemic_tokenizer(folder, tokens)
     extra = {"attention_bias": True} if kind == "llama" else {}  # Qwen2 has q/k/v biases
+    config = {"tie_word_embeddings": True, **extra, **config}
     cfg = config_class(vocab_size=len(tokens), hidden_size=32, intermediate_size=64,
                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       head_dim=8, max_position_embeddings=512, tie_word_embeddings=True,
-                       initializer_range=0.2, pad_token_id=0, **extra, **config)
+                       head_dim=8, max_position_embeddings=512, initializer_range=0.2,
+                       pad_token_id=0, **config)
     model_class(cfg).save_pretrained(folder)
     return folder, write_catalogue(folder.parent / f"{folder.name}.tsv",
                                    catalogue_rows(items, seed))
@@ -90,3 +91,23 @@ def onerec_factory():
 def not_a_recommender():
     """A factory whose object does not implement the protocol."""
     return torch.nn.Linear(2, 2)
+
+
+def rewrite_weights(folder: Path, keep) -> None:
+    """Rewrite ``folder/model.safetensors`` with only the tensors ``keep(name)`` accepts (a new
+    file: an imported folder's weights are hard links to the checkpoint's)."""
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    tensors = load_file(path)
+    path.unlink()
+    save_file({k: v for k, v in tensors.items() if keep(k)}, path, metadata={"format": "pt"})
+
+
+def edit_json(path: Path, change) -> None:
+    """Apply ``change(data)`` to a JSON file in place."""
+    import json
+
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))

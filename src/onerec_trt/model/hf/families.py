@@ -9,10 +9,13 @@ is ever executed.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from onerec_trt.errors import user_error
+from onerec_trt.model.hf.config_checks import asks_for_code, check_config_values
+from onerec_trt.model.hf.weights import weight_files
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ def read_checkpoint_config(folder: str | Path) -> tuple[dict, Family]:
         raise user_error(f"{path} is not valid JSON ({exc})", CHECKPOINT) from None
     if not isinstance(config, dict):
         raise user_error(f"{path} is not a JSON object", CHECKPOINT)
-    if "auto_map" in config or config.get("trust_remote_code"):
+    if asks_for_code(config):
         raise user_error(f"{folder} asks for trust_remote_code (its config.json names its own "
                          "code in 'auto_map'): refused, no code from a checkpoint is executed",
                          f"import a checkpoint of a built-in transformers class "
@@ -55,10 +58,8 @@ def read_checkpoint_config(folder: str | Path) -> tuple[dict, Family]:
                          f"supported: {', '.join(FAMILIES)}; or write a protocol factory "
                          "(docs/byom.md)")
     _check_attention(config, path)
-    if not any(folder.glob("*.safetensors")):
-        raise user_error(f"{folder} has no .safetensors weights", "pickled weights (.bin) are "
-                                                                  "not loaded: convert them to "
-                                                                  "safetensors")
+    check_config_values(config, path)
+    weight_files(folder)
     if not (folder / "tokenizer.json").is_file():
         raise user_error(f"{folder} has no tokenizer.json", "save the tokenizer with a fast "
                                                             "tokenizer (tokenizer.json)")
@@ -79,16 +80,58 @@ def _check_attention(config: dict, path: Path) -> None:
 
 
 def load_transformers_model(folder: str | Path, family: Family, dtype):
-    """The checkpoint as its transformers class (weights in ``dtype``), in eval mode."""
+    """The checkpoint as its transformers class (weights in ``dtype``), in eval mode; a user
+    error unless every weight of the class came from the checkpoint and every tensor of the
+    checkpoint was used (transformers would otherwise fill the gaps at random)."""
     import transformers
 
     cls = getattr(transformers, family.transformers_class)
-    try:
-        model = cls.from_pretrained(str(folder), dtype=dtype, trust_remote_code=False)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise user_error(f"transformers could not load {folder}: {str(exc).splitlines()[0]}",
-                         CHECKPOINT) from None
+    with _quiet_and_seeded():
+        try:
+            model, info = cls.from_pretrained(str(folder), dtype=dtype, trust_remote_code=False,
+                                              use_safetensors=True, output_loading_info=True)
+        except Exception as exc:  # noqa: BLE001 - any failure of the loader on the user's files
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise user_error(f"transformers could not load {folder}: {first}",
+                             CHECKPOINT) from None
+    _check_loading_info(Path(folder), family, info)
     return model.eval()
+
+
+@contextmanager
+def _quiet_and_seeded():
+    """transformers' load report and progress bar off (a refusal is one line), and the RNG
+    seeded, so loading is the same at every call; the caller's RNG state is restored."""
+    import torch
+    from transformers.utils import logging
+
+    verbosity, bar = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bar:
+            logging.enable_progress_bar()
+
+
+def _check_loading_info(folder: Path, family: Family, info: dict) -> None:
+    """Refuse a checkpoint that is not exactly the class's weights (a tied LM head is not
+    missing: transformers ties it and does not list it)."""
+    problems = [f"{k} is missing" for k in sorted(info.get("missing_keys") or ())]
+    problems += [f"{k} is not a weight of {family.transformers_class}"
+                 for k in sorted(info.get("unexpected_keys") or ())]
+    problems += [f"{m[0]} has the wrong shape" for m in sorted(info.get("mismatched_keys") or ())]
+    problems += [str(m).strip().splitlines()[0] for m in info.get("error_msgs") or () if str(m)]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise user_error(f"the weights in {folder} are not a {family.transformers_class}: "
+                         f"{problems[0]}{more}", "transformers would fill the gaps with random "
+                                                 "weights: import the complete checkpoint, with "
+                                                 "the config.json it was saved with")
 
 
 def load_tokenizer(folder: str | Path):

@@ -57,7 +57,7 @@ def import_checkpoint(opts: ImportOptions, log=print):
         raise user_error(f"--max-history must be positive, got {opts.max_history}")
     t0 = time.perf_counter()
     check_out(opts.out, [opts.hf, opts.catalogue], opts.force)
-    record, ids, vocab, backbone = _checked_import(opts)
+    record, ids, vocab, backbone, header = _checked_import(opts)
     bundle = _bundle(opts, record, ids, vocab, backbone)
     with staged_folder(opts.out, force=opts.force) as tmp:
         _copy_checkpoint(Path(opts.hf), tmp / "hf")
@@ -67,7 +67,9 @@ def import_checkpoint(opts: ImportOptions, log=print):
                        model_sha256=_contract_hash(tmp))
     params = sum(p.numel() for p in backbone.parameters())
     log(f"imported {opts.hf} -> {opts.out}: {record.model_type} ({record.family}), "
-        f"{params:,} parameters, {record.num_items:,} items in {len(ids.codebook_sizes)} "
+        f"{params:,} parameters, {record.num_items:,} items (catalogue "
+        f"{'after its header line' if header else 'without a header line'}) in "
+        f"{len(ids.codebook_sizes)} "
         f"levels of {', '.join(str(len(t)) for t in record.level_ids)} code tokens, prompt of "
         f"{_prompt_length(record)} tokens, {time.perf_counter() - t0:.1f}s")
     return bundle
@@ -89,7 +91,8 @@ def _checked_import(opts: ImportOptions):
 
     config, family = read_checkpoint_config(opts.hf)
     tokenizer = load_tokenizer(opts.hf)
-    catalogue = read_catalogue(opts.catalogue, opts.token_pattern)
+    catalogue = read_catalogue(opts.catalogue, opts.token_pattern,
+                               lambda token: tokenizer.token_to_id(token) is not None)
     levels = level_vocab(catalogue, tokenizer.token_to_id)
     template, item_template = default_templates(
         family.kind, lambda token: tokenizer.token_to_id(token) is not None)
@@ -111,7 +114,7 @@ def _checked_import(opts: ImportOptions):
     ids = SemanticIds(levels.codes, record.codebook_sizes,
                       {"imported": f"{len(catalogue.item_ids)} items from {opts.catalogue}"})
     backbone = load_transformers_model(opts.hf, family, torch.float32)
-    return record, ids, ItemVocab(catalogue.item_ids), backbone
+    return record, ids, ItemVocab(catalogue.item_ids), backbone, catalogue.header
 
 
 def _pad_id(config: dict) -> int:
