@@ -261,3 +261,65 @@ def test_gpu_repository_batch_buckets():
     assert parsed.optimization.cuda.graph_spec[3].graph_lower_bound.batch_size == 17
     assert list(parsed.optimization.cuda.graph_spec[3].input["history"].dim) == [20]
     assert list(parsed.dynamic_batching.preferred_batch_size) == [1, 4, 16, 64]
+
+
+PLUGIN = {"name": "TrieBeamExpand", "domain": "onerec", "namespace": "onerec", "version": "1",
+          "nodes": 3}
+
+
+def test_engine_metadata_never_chooses_plugin_code():
+    """Issue 28 item 7: only this project's registration, or what the user names at load."""
+    from onerec_trt.builder import DEFAULT_PLUGIN_MODULE
+    from onerec_trt.engines.tensorrt_lib import plugins_to_load
+
+    ours = {"plugin_modules": [DEFAULT_PLUGIN_MODULE], "plugin_libraries": []}
+    assert plugins_to_load(ours).modules == [DEFAULT_PLUGIN_MODULE]
+    assert plugins_to_load(None).modules == [] and plugins_to_load({}).libraries == []
+    for hostile in ({"plugin_modules": ["os:abort"]},
+                    {"plugin_modules": ["onerec_trt.plugins.tensorrt_plugins:os"]},
+                    {"plugin_libraries": ["/tmp/evil.so"]}):
+        with pytest.raises(UserError, match="metadata asks to load plugin code you did not "
+                                            "name"):
+            plugins_to_load(hostile)
+    with pytest.raises(UserError, match="not a list of names"):
+        plugins_to_load({"plugin_modules": "os:abort"})
+    named = plugins_to_load({"plugin_modules": ["mine.plugins:register"],
+                             "plugin_libraries": ["lib/./mine.so"]},
+                            ["mine.plugins:register"], ["lib/mine.so"])
+    assert named.modules == ["mine.plugins:register"] and named.libraries == ["lib/mine.so"]
+
+
+def test_a_hostile_engine_metadata_is_refused_before_anything_is_imported(
+        fake_pair, tmp_path, monkeypatch):
+    from onerec_trt.engines.tensorrt import engine_backend, load
+
+    marker = tmp_path / "imported.txt"
+    (tmp_path / "sender_plugins.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plan, meta = fake_pair
+    meta = dict(meta, plugins=[PLUGIN], build={"plugin_modules": ["sender_plugins"],
+                                               "plugin_libraries": [str(tmp_path / "x.so")]})
+    plan.with_suffix(".json").write_text(json.dumps(meta))
+    for call in (lambda: engine_backend(str(plan), "candidate", meta["model_sha256"]),
+                 lambda: load(plan)):
+        with pytest.raises(UserError, match=r"did not name: sender_plugins, .*x\.so"):
+            call()
+    assert not marker.exists()
+
+
+def test_known_bad_and_unpinned_tensorrt_versions_are_warned_about():
+    """T2: the extra pins TensorRT 10 (tensorrt>=10.9 resolves to 11.x, CUDA 13); 11.1-11.2.x
+    leak a CUDA module per shape change with AOT plugins (NVIDIA/TensorRT#4849)."""
+    import tomllib
+    from pathlib import Path
+
+    from onerec_trt.engines import tensorrt_lib
+
+    extra = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())[
+        "project"]["optional-dependencies"]["tensorrt"]
+    assert "tensorrt-cu12>=10.9,<11" in extra and not any(e.startswith("tensorrt>") for e in extra)
+    for leaky in ("11.1.0.5", "11.2.1.3"):
+        assert any("#4849" in n for n in tensorrt_lib.check_version(leaky))
+        assert any("#4849" in n for n in tensorrt_lib.version_notes(leaky))
+    assert tensorrt_lib.check_version("11.3.0") == [] == tensorrt_lib.check_version("10.15.1")
+    assert any("newer major" in n for n in tensorrt_lib.version_notes("11.4.0.106"))

@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from onerec_trt.engines.metadata import EngineMetadata, current_gpu
-from onerec_trt.engines.tensorrt_lib import import_tensorrt, load_libraries, load_plugin_module
+from onerec_trt.engines.tensorrt_lib import (
+    PluginsToLoad,
+    import_tensorrt,
+    load_libraries,
+    load_plugin_module,
+    plugins_to_load,
+    version_notes,
+)
 from onerec_trt.errors import UserError, user_error
 from onerec_trt.provenance import check_same_model
 
@@ -27,7 +35,7 @@ try:  # Polygraphy is optional at import time (the GPU machine has none); the ru
 except ImportError:  # pragma: no cover - exercised only where Polygraphy is absent
     BaseRunner = object
 
-__all__ = ["load", "Engine", "TrtEngineRunner", "engine_backend", "ShapeCache"]
+__all__ = ["load", "Engine", "TrtEngineRunner", "engine_backend", "ShapeCache", "allowed_plugins"]
 
 # Input shapes whose buffers (and CUDA graph) an Engine keeps; the least recently used go first.
 MAX_CACHED_SHAPES = 4
@@ -213,15 +221,21 @@ class Engine:
         self.context = self.engine = self.runtime = None
 
 
-def _load_plugins(trt, meta: EngineMetadata, log) -> list:
-    """Plugin libraries and Python plugin modules the build recorded (AOT Python plugins are
-    baked into the plan; JIT ones need their module imported here)."""
+def allowed_plugins(meta: EngineMetadata, modules: Sequence[str] = (),
+                    libraries: Sequence[str] = ()) -> PluginsToLoad:
+    """The plugin code loading this engine may run (``tensorrt_lib.plugins_to_load``): none
+    for an engine without plugin nodes, unless the user names some."""
     if not meta.plugins:
-        return []
-    build = meta.raw.get("build", {})
-    registry = trt.get_plugin_registry()
-    handles = load_libraries(registry, build.get("plugin_libraries", []), str(meta.plan))
-    for module in build.get("plugin_modules", []):
+        return PluginsToLoad(list(modules), list(libraries))
+    return plugins_to_load(meta.raw.get("build"), modules, libraries, str(meta.plan))
+
+
+def _load_plugins(trt, allowed: PluginsToLoad, what: str, log) -> list:
+    """Load the allowed plugin libraries and import the allowed modules (AOT Python plugins
+    are baked into the plan; JIT ones need their module imported here)."""
+    handles = load_libraries(trt.get_plugin_registry(), allowed.libraries, what) \
+        if allowed.libraries else []
+    for module in allowed.modules:
         try:
             load_plugin_module(module)
         except (ImportError, AttributeError, UserError) as exc:
@@ -231,21 +245,26 @@ def _load_plugins(trt, meta: EngineMetadata, log) -> list:
 
 
 def load(plan: str | Path, *, model_sha: str | None = None, cuda_graphs: bool = False,
-         device: int = 0, max_cached_shapes: int = MAX_CACHED_SHAPES, log=print) -> Engine:
-    """Check, then deserialize a plan built by ``onerec-trt build``."""
+         device: int = 0, max_cached_shapes: int = MAX_CACHED_SHAPES,
+         plugin_modules: Sequence[str] = (), plugin_libraries: Sequence[str] = (),
+         log=print) -> Engine:
+    """Check, then deserialize a plan built by ``onerec-trt build``. ``plugin_modules`` /
+    ``plugin_libraries``: plugin code you trust this engine to load beyond this project's own
+    (its metadata may name no other)."""
     path = Path(plan)
     if not path.is_file():
         raise user_error(f"engine not found: {path}")
     meta = EngineMetadata.read(path)
+    allowed = allowed_plugins(meta, plugin_modules, plugin_libraries)  # before anything runs
     check_same_model(meta.model_sha256, model_sha, str(path),
                      "export, quantize and build this model first")
     data = path.read_bytes()
     meta.check_plan(data, str(path))
     trt = import_tensorrt()
     notes = meta.check_runtime(trt.__version__, current_gpu(device), str(path))
-    for note in notes:
+    for note in [*version_notes(trt.__version__), *notes]:
         log(f"note: {note}")
-    libraries = _load_plugins(trt, meta, log)
+    libraries = _load_plugins(trt, allowed, str(path), log)
     import torch
 
     torch.cuda.set_device(device)
@@ -272,15 +291,19 @@ class TrtEngineRunner(BaseRunner):
     plan's JSON, so it needs no TensorRT."""
 
     def __init__(self, plan: str | Path, model_sha: str | None = None,
-                 cuda_graphs: bool = False, name: str | None = None):
+                 cuda_graphs: bool = False, name: str | None = None,
+                 plugins: PluginsToLoad | None = None):
         if BaseRunner is object:
             raise user_error("the TensorRT runner needs Polygraphy: pip install polygraphy")
         super().__init__(name=name, prefix="onerec-trt-runner")
         self.plan, self.model_sha, self.cuda_graphs = Path(plan), model_sha, cuda_graphs
         self.meta = EngineMetadata.read(self.plan)
+        self.plugins = plugins or PluginsToLoad([], [])  # what the user named
 
     def activate_impl(self):
-        self.engine = load(self.plan, model_sha=self.model_sha, cuda_graphs=self.cuda_graphs)
+        self.engine = load(self.plan, model_sha=self.model_sha, cuda_graphs=self.cuda_graphs,
+                           plugin_modules=self.plugins.modules,
+                           plugin_libraries=self.plugins.libraries)
 
     def get_input_metadata_impl(self):
         return input_metadata(self.meta)
@@ -321,6 +344,7 @@ def engine_backend(spec: str, role: str, model_sha: str | None):
     check_same_model(meta.model_sha256, model_sha, f"{role} {path}",
                      "export, quantize and build this model first")
     meta.check_plan(path.read_bytes(), f"{role} {path}")
+    allowed_plugins(meta)  # metadata naming plugin code of its own: refused here, not later
     import_tensorrt()  # one clear line now, not a traceback in the middle of verify
     runner = TrtEngineRunner(path, model_sha, name=f"{role}:{path.name}")
     export = meta.raw.get("export")
