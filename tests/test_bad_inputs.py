@@ -132,7 +132,8 @@ def test_quantize_names_a_folder_of_the_wrong_kind(tiny_pipeline, tmp_path, fold
     assert not (tmp_path / "fp8").exists()
 
 
-@pytest.mark.parametrize("amax", [float("nan"), -1.0, 0.0, float("inf"), "abc", True])
+@pytest.mark.parametrize("amax", [float("nan"), -1.0, 0.0, float("inf"), "abc", True,
+                                  1e-300, 1e300])  # tiny, huge: a float32 scale of 0 or inf
 def test_checked_amax_refuses_what_makes_a_bad_scale(amax):
     from onerec_trt.quantize.stage import checked_amax
 
@@ -206,6 +207,56 @@ def test_lint_fails_our_fp8_graph_with_a_nan_scale(tiny_pipeline):
     report = lint(model)
     assert not report.ok and all(p.rule == "quant" for p in report.errors)
     assert any(p.node == q.name and "holds nan" in p.message for p in report.errors)
+
+
+# ---- issue 28 item 16: quantize's JSON inputs ----------------------------------------------
+
+def test_read_json_refuses_a_file_that_is_not_utf8(tmp_path):
+    from onerec_trt.artifacts import json_object, read_json
+
+    (tmp_path / "latin1.json").write_bytes('{"name": "caf\xe9"}'.encode("latin-1"))
+    with pytest.raises(UserError, match="FP8 policy is not UTF-8 text: .*latin1.json"):
+        read_json(tmp_path / "latin1.json", "FP8 policy")
+    assert json_object(tmp_path / "latin1.json") == {}  # optional records: as if missing
+
+
+def _quantize_cli(cli, root, out, *args):
+    return cli("quantize", "--model", root / "model", "--onnx", root / "onnx", "--out", out,
+               "--calib-users", 16, "--calib-batch", 16, *args)
+
+
+def _one_line(result, message):
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_quantize_refuses_a_policy_that_is_not_utf8(tiny_pipeline, tmp_path, cli):
+    policy = tmp_path / "policy.json"
+    policy.write_bytes(b'{"bf16_layers": ["\xff\xfe"]}')
+    _one_line(_quantize_cli(cli, tiny_pipeline, tmp_path / "fp8", "--policy", policy),
+              "FP8 policy is not UTF-8 text")
+    assert not (tmp_path / "fp8").exists()
+
+
+@pytest.mark.parametrize("names", [[1, 2], [None], ["heads.0", {"a": 1}]])
+def test_quantize_refuses_exclusions_that_are_not_layer_names(tiny_pipeline, tmp_path, cli,
+                                                              names):
+    (tmp_path / "ex.json").write_text(json.dumps({"exclude": names}))
+    _one_line(_quantize_cli(cli, tiny_pipeline, tmp_path / "fp8", "--exclusions",
+                            tmp_path / "ex.json"), 'expected {"exclude": [layer names]}')
+    assert not (tmp_path / "fp8").exists()
+
+
+@pytest.mark.parametrize("amax", [1e-300, 1e300])
+def test_quantize_refuses_a_calibration_amax_no_float32_scale_holds(tiny_pipeline, tmp_path,
+                                                                    cli, amax):
+    saved = json.loads((tiny_pipeline / "fp8" / "calibration.json").read_text())
+    first = sorted(saved["amax"])[0]
+    saved["amax"][first] = amax
+    (tmp_path / "cal.json").write_text(json.dumps(saved))
+    _one_line(_quantize_cli(cli, tiny_pipeline, tmp_path / "fp8", "--calibration",
+                            tmp_path / "cal.json"), f"the amax of {first} is {amax!r}")
+    assert not (tmp_path / "fp8").exists()
 
 
 # ---- item 8: lint and build --print-commands -------------------------------------------------

@@ -77,6 +77,10 @@ REFUSED = {
     "run into the model": (["run", "--model", "IN", "--out", "IN"], "lies inside an input"),
     "eval --json over --data": (["eval", "--data", "IN/seq.txt", "--json", "IN/seq.txt"],
                                 "would overwrite an input"),
+    "quantize holds --policy": (["quantize", "--policy", "IN/calibration.json", "--out", "IN",
+                                 "--force"], "contains an input"),  # issue 28 item 11
+    "quantize holds --exclusions": (["quantize", "--exclusions", "IN/calibration.json",
+                                     "--out", "IN", "--force"], "contains an input"),
 }
 
 
@@ -285,3 +289,190 @@ def test_the_sigterm_handler_is_the_callers_again_after_main(capsys):
         cli.main(["bench", "--threads", "0"])
     assert cli.main(["eval", "--json", "/"]) == 2
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+# ---- issue 28 item 11: the data a model folder recorded at training is an input too ---------
+
+@pytest.fixture
+def trained(tiny_pipeline, tmp_path) -> tuple[Path, Path]:
+    """A copy of the tiny pipeline's trained model whose training.json names a copy of its
+    data file, in a folder of its own: (model folder, data file)."""
+    import json
+    import shutil
+
+    model, data = tmp_path / "model", tmp_path / "data" / "seq.txt"
+    shutil.copytree(tiny_pipeline / "model", model)
+    data.parent.mkdir()
+    shutil.copy(tiny_pipeline / "seq.txt", data)
+    training = json.loads((model / "training.json").read_text())
+    (model / "training.json").write_text(json.dumps({**training, "data": str(data)}))
+    return model, data
+
+
+def test_eval_json_never_overwrites_the_models_training_data(trained, capsys):
+    model, data = trained
+    before = data.read_bytes()
+    code, err = _main(capsys, "eval", "--model", model, "--json", data, "--users", 5)
+    assert code == 2 and f"would overwrite an input of this command: {data}" in err, err
+    assert data.read_bytes() == before
+
+
+def test_verify_force_never_deletes_the_models_training_data(trained, capsys):
+    model, data = trained
+    before = _tree(data.parent)
+    code, err = _main(capsys, "verify", "--model", model, "--out", data.parent, "--force")
+    assert code == 2 and "contains an input of this command" in err, err
+    assert _tree(data.parent) == before
+
+
+def test_inputs_of_reads_the_declared_fields_the_model_and_its_data(trained):
+    from dataclasses import dataclass, field
+
+    from onerec_trt.artifacts import inputs_of
+    from onerec_trt.evaluate import EvalOptions
+    from onerec_trt.model.checkpoint import SHIPPED
+    from onerec_trt.quantize import QuantizeOptions
+
+    model, data = trained
+    assert inputs_of(EvalOptions(model=str(model))) == [str(model), str(data)]
+    assert str(SHIPPED) in inputs_of(EvalOptions())  # --model default: the shipped folder
+    got = inputs_of(QuantizeOptions(model=str(model), onnx="o", policy="p.json",
+                                    calibration="c.json", exclusions="e.json"))
+    assert {"o", "p.json", "c.json", "e.json", str(data)} <= set(got)
+
+    @dataclass
+    class Options:  # a stage's own input option, declared on its field
+        out: str = "out"
+        table: str = field(default="t.csv", metadata={"input": True})
+        engines: list[str] = field(default_factory=lambda: ["a.plan", "b.plan"])
+
+    assert inputs_of(Options()) == ["a.plan", "b.plan", "t.csv"]
+
+
+# ---- issue 28 item 12: the Python API refuses what the CLI refuses --------------------------
+
+def test_quantize_api_refuses_its_own_onnx_folder_as_out(tiny_pipeline, tmp_path):
+    import shutil
+
+    from onerec_trt.quantize import QuantizeOptions, quantize
+
+    onnx = tmp_path / "onnx"
+    shutil.copytree(tiny_pipeline / "onnx", onnx)
+    before = _tree(onnx)
+    opts = QuantizeOptions(model=str(tiny_pipeline / "model"), onnx=str(onnx), out=str(onnx),
+                           calib_users=16, calib_batch=16, force=True)
+    with pytest.raises(UserError, match="is an input of this command"):
+        quantize(opts, log=lambda *_: None)
+    assert _tree(onnx) == before
+
+
+def test_export_api_refuses_a_folder_holding_the_models_training_data(trained):
+    from onerec_trt.export import ExportOptions, export
+
+    model, data = trained
+    before = _tree(data.parent)
+    with pytest.raises(UserError, match="contains an input of this command"):
+        export(ExportOptions(model=str(model), out=str(data.parent), force=True),
+               log=lambda *_: None)
+    assert _tree(data.parent) == before
+
+
+def test_staged_folder_refuses_an_input_of_the_options_it_is_given(tmp_path):
+    from onerec_trt.quantize import QuantizeOptions
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "policy.json").write_text("{}")
+    opts = QuantizeOptions(policy=str(tmp_path / "in" / "policy.json"), out=str(tmp_path / "in"))
+    with pytest.raises(UserError, match="contains an input"):
+        with staged_folder(opts.out, force=True, inputs=opts):
+            pass
+    assert (tmp_path / "in" / "policy.json").read_text() == "{}"
+    with staged_folder(tmp_path / "elsewhere", force=True, inputs=opts) as tmp:
+        (tmp / "a").write_text("a")
+    assert (tmp_path / "elsewhere" / "a").is_file()
+
+
+# ---- issue 28 item 13: --force onto a symbolic link leaves no .NAME.PID.old ------------------
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_force_onto_a_symlink_leaves_no_old_link(tmp_path, dangling):
+    target = tmp_path / "target"
+    if not dangling:
+        target.mkdir()
+        (target / "keep.txt").write_text("kept")
+    (tmp_path / "out").symlink_to(target)
+    with staged_folder(tmp_path / "out", force=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    out = tmp_path / "out"
+    assert not out.is_symlink() and (out / "new.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["out"] if dangling
+                                                          else ["out", "target"])
+    if not dangling:
+        assert (target / "keep.txt").read_text() == "kept"  # the link went, not its target
+
+
+def test_old_links_of_dead_runs_are_removed_but_not_their_targets(tmp_path):
+    dead = _dead_pid()
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "keep.txt").write_text("kept")
+    (tmp_path / f".out.{dead}.old").symlink_to(tmp_path / "target")
+    (tmp_path / f".out2.{dead}.old").symlink_to(tmp_path / "nowhere")
+    with staged_folder(tmp_path / "out"):
+        pass
+    with staged_folder(tmp_path / "out2"):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out2", "target"]
+    assert (tmp_path / "target" / "keep.txt").read_text() == "kept"
+
+
+# ---- issue 28 item 20: a full disk is one line, exit 2, nothing left behind -----------------
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs (needs root, or CAP_SYS_ADMIN): a real ENOSPC, the machine's disk
+    untouched."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (not root?): {proc.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_in_a_staged_folder_is_a_user_error(full_disk):
+    with pytest.raises(UserError, match=f"could not write {full_disk / 'out'}: No space left"):
+        with staged_folder(full_disk / "out") as tmp:
+            (tmp / "big.bin").write_bytes(bytes(200_000))
+    assert list(full_disk.iterdir()) == []
+
+
+def test_a_full_disk_during_a_stage_is_one_line_and_leaves_nothing(model, full_disk, capsys):
+    code, err = _main(capsys, "export", "--model", model, "--out", full_disk / "onnx")
+    assert code == 2, err
+    assert err.startswith(f"onerec-trt export: error: could not write {full_disk / 'onnx'}")
+    assert "No space left on device" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 2  # the error and its note
+    assert list(full_disk.iterdir()) == []  # the staged folder removed
+
+
+def test_a_file_size_limit_is_one_line_and_leaves_nothing(tmp_path):
+    """RLIMIT_FSIZE (SIGXFSZ ignored: EFBIG) stands in for a full disk where no tmpfs can be
+    mounted; the same path through the code."""
+    import resource
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16_384, 16_384))
+
+    # no .pyc (Python would rename a truncated one into place) and no cache outside tmp_path
+    env = {**ENV, "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(tmp_path / "home")}
+    out = tmp_path / "out" / "m"
+    proc = subprocess.run([*CLI, "init", "--preset", "tiny", "--items", "50", "--codebook", "8",
+                           "--levels", "2", "--out", str(out)], capture_output=True,
+                          text=True, env=env, timeout=120, preexec_fn=limit)
+    assert proc.returncode == 2, proc.stderr
+    assert f"could not write {out}" in proc.stderr and "File too large" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(out.parent.iterdir()) == []

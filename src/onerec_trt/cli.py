@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 from onerec_trt.commands import check_outputs
-from onerec_trt.errors import UserError
+from onerec_trt.errors import UserError, disk_error
 from onerec_trt.model.hf.trust import trusted_factory
 
 # Stages in pipeline order; each name is a module in onerec_trt.commands (or in MODULES).
@@ -98,6 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # 'onerec-trt ... | head': the reader left; nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 128 + signal.SIGPIPE
+    except Exception as exc:  # a full disk where no stage turned it into a UserError
+        reason = disk_error(exc)
+        if reason is None:
+            raise
+        name = getattr(exc, "filename", None)
+        print(f"onerec-trt {args.stage}: error: could not write{f' {name}' if name else ''}: "
+              f"{reason}", file=sys.stderr)
+        return UserError.exit_code
     finally:
         _on_sigterm(previous)
 

@@ -132,7 +132,7 @@ def _write(opts, report: AnalysisReport, profiles, excl, gpus, weights_hash, log
     from onerec_trt.analysis import plots
     from onerec_trt.analysis.report import render_markdown
 
-    with staged_folder(opts.out, force=opts.force) as tmp:
+    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
         plots.histograms(profiles, tmp / "histograms.png")
         plots.sqnr_bars(profiles, opts.threshold_db, tmp / "fp8_sqnr.png")
         roof = report.roofline

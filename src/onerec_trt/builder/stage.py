@@ -90,7 +90,7 @@ def _build_all(opts: BuildOptions, jobs: list[EngineJob], out: Path, cache_path:
                 "plugin_modules": settings.plugin_modules,
                 "plugin_libraries": settings.plugin_libraries}
     engines, t0 = [], time.perf_counter()
-    with staged_folder(out, force=opts.force) as tmp:
+    with staged_folder(out, force=opts.force, inputs=opts) as tmp:
         for job in jobs:
             log(f"building {job.name}.plan ({job.precision}) from {job.onnx} on {gpu.name}")
             built = build_engine(job, settings, log)

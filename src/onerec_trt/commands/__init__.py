@@ -90,25 +90,13 @@ def positive_int_list(text: str) -> list[int]:
     return values
 
 
-# Every option, in any command, that names a file or folder the command reads: with --force an
-# --out must not be, contain or lie inside one (replacing --out would delete it).
-INPUT_OPTIONS = ("model", "data", "histories", "calib_data", "onnx", "fp8", "plugins", "engines",
-                 "engine", "reference", "candidate", "exclusions", "calibration", "timing_cache",
-                 "plugin_library", "repo")
-
-
 def input_values(args: argparse.Namespace) -> list[str]:
-    """The paths the command's options name (``--model default``: the shipped model)."""
-    values: list[str] = []
-    for name in INPUT_OPTIONS:
-        value = getattr(args, name, None)
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str) and item:
-                values.append(item)
-    if getattr(args, "model", None) == "default":
-        from onerec_trt.model.checkpoint import resolve_model_path
+    """The paths the command reads (``artifacts.inputs_of``: its input options, the model's
+    folder and recorded training data), and for ``triton export`` the fp8 folder beside
+    ``--onnx`` that it reads without ``--fp8``."""
+    from onerec_trt.artifacts import inputs_of
 
-        values[values.index("default")] = str(resolve_model_path("default"))
+    values = inputs_of(args)
     if getattr(args, "triton_command", None) == "export" and not args.fp8:
         from onerec_trt.triton.repository import RepositoryOptions, fp8_folder
 

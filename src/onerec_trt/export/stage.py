@@ -70,7 +70,7 @@ def run_export(opts: ExportOptions, log=print) -> ExportReport:
                          "int32 indices TensorRT uses", "lower --beam")
     example = example_history(cfg.max_history)
     sizes, nodes = {}, {}
-    with staged_folder(opts.out, force=opts.force) as tmp:
+    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
         generator = Generator(bundle.model, opts.beam, opts.topk, opts.step).eval()
         fp32 = skeleton(generator, example, tmp)
         check_graph(fp32, FP32_GRAPH)

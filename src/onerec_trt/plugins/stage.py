@@ -57,7 +57,7 @@ def run_plugins(opts: PluginsOptions, log=print) -> PluginsReport:
     sources = _sources(opts)
     t0 = time.perf_counter()
     graphs, check = {}, {}
-    with staged_folder(opts.out, force=opts.force) as tmp:
+    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
         for source in progress_bar(sources, desc="plugin swap", unit="graph", leave=False):
             target = PLUGIN_GRAPHS[source.name]
             keep_bf16 = not source.name.endswith(".cpu.onnx")  # TensorRT graphs read bf16

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import math
 import re
 import time
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from onerec_trt.analysis.fp8 import E4M3_MAX
@@ -87,15 +87,20 @@ def _validate(opts: QuantizeOptions) -> tuple[ExportReport, list[str]]:
             raise user_error(f"--exclude {pattern!r} is not a valid regex: {exc}") from None
     if opts.policy:
         read_policy(opts.policy)  # a missing or malformed file, before any work
-    check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
+    # before any work: not a file, writable, new or --force, and never one of its inputs
+    check_out(opts.out, opts, force=opts.force)
     export_meta = export_report(Path(opts.onnx))
-    names: list[str] = []
-    if opts.exclusions:
-        data = read_json(opts.exclusions, "exclusions file")
-        names = data.get("exclude") if isinstance(data, dict) else None
-        if not isinstance(names, list):
-            raise user_error(f"{opts.exclusions}: expected {{\"exclude\": [layer names]}}")
-    return export_meta, names
+    return export_meta, read_exclusions(opts.exclusions) if opts.exclusions else []
+
+
+def read_exclusions(path: str) -> list[str]:
+    """The layer names of an ``exclusions.json`` (``{"exclude": [names]}``)."""
+    data = read_json(path, "exclusions file")
+    names = data.get("exclude") if isinstance(data, dict) else None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise user_error(f"{path}: expected {{\"exclude\": [layer names]}}",
+                         "pass the exclusions.json 'onerec-trt analyze' wrote")
+    return names
 
 
 def export_report(folder: Path) -> ExportReport:
@@ -115,19 +120,23 @@ def export_report(folder: Path) -> ExportReport:
 
 
 FIX_FILE = "recalibrate (omit --calibration) or correct the file"
+# amax the graph's float32 scales can hold: scale = amax / 448 a normal float32, amax finite
+AMAX_RANGE = (float(np.finfo(np.float32).tiny) * E4M3_MAX, float(np.finfo(np.float32).max))
 
 
 def checked_amax(amax: object, where: str, fix: str = FIX_FILE) -> dict[str, float]:
-    """Quantizer name -> amax, each a finite positive number: a NaN, negative, zero or text
-    amax would give the graph a NaN, negative or infinite scale."""
+    """Quantizer name -> amax, each a finite positive number whose scale a float32 holds: a
+    NaN, negative, zero, text, tiny (1e-300) or huge (1e300) amax would give the graph a NaN,
+    negative, zero or infinite scale."""
     if not isinstance(amax, dict):
         raise user_error(f"{where} has no 'amax' object (quantizer name -> amax)",
                          "pass a calibration.json written by 'onerec-trt quantize'")
     for name, value in amax.items():
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or not math.isfinite(value) or value <= 0:
+        if not number or not AMAX_RANGE[0] <= value <= AMAX_RANGE[1]:
             raise user_error(f"{where}: the amax of {name} is {value!r}; every amax must be a "
-                             "finite positive number (scale = amax / 448)", fix)
+                             f"finite positive number from {AMAX_RANGE[0]:.3g} to "
+                             f"{AMAX_RANGE[1]:.3g} (scale = amax / 448, a float32)", fix)
     return {name: float(value) for name, value in amax.items()}
 
 
@@ -163,7 +172,7 @@ def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
     check_state(model)
     calib_seconds = time.perf_counter() - t0
     policy.bf16_layers = sorted(excluded)
-    with staged_folder(opts.out, force=opts.force) as tmp:
+    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
         fp8 = standardize_trt_qdq(skeleton(graph, example_history(bundle.config.max_history),
                                            tmp))
         check_graph(fp8, FP8_GRAPH)

@@ -95,7 +95,7 @@ def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
         backends={"reference": reference.describe(), "candidate": candidate.describe()},
         seconds={"inference": run_seconds, "total": time.perf_counter() - t0},
         options=asdict(opts))
-    with staged_folder(opts.out, force=opts.force) as tmp:
+    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
         results.save(str(tmp / "outputs.json"))
         save_json(loader, str(tmp / "inputs.json"), "verify inputs")
         report.save(tmp / VERIFY_JSON)

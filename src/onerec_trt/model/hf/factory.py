@@ -125,7 +125,7 @@ def import_factory(opts, log=print):
     record = {"factory": opts.factory, "max_history": model.max_history,
               "num_items": len(codes) - 1, "codebook_sizes": sizes,
               "catalogue_sha256": _catalogue_hash(codes, sizes)}
-    with staged_folder(opts.out, force=opts.force) as tmp:
+    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
         write_json(tmp / FACTORY_JSON, record)
         SemanticIds(codes, sizes).save(tmp)
         vocab.save(tmp / "items.json")

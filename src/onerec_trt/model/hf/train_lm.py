@@ -256,7 +256,7 @@ def _save_checkpoint(out: str, fitted: Fitted, opts: LMOptions) -> Path:
     """``write_checkpoint`` into a staged folder that replaces ``out``, with a manifest."""
     from onerec_trt.artifacts import staged_folder, write_manifest
 
-    with staged_folder(out, force=opts.force) as tmp:
+    with staged_folder(out, force=opts.force, inputs=opts) as tmp:
         write_checkpoint(tmp, fitted)
         write_manifest(tmp, "train", {"arch": "qwen3", "lm": asdict(opts.model),
                                       "train": asdict(opts.train)},
