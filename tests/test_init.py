@@ -77,7 +77,8 @@ def test_stages_on_an_untrained_model_say_what_it_lacks(scale, cli):
 @pytest.mark.parametrize("args, message", [
     (["--items", "513", "--codebook", "8", "--levels", "3"], "above the code space"),
     (["--items", "10", "--codebook", "600000"], "outside 2..559,240"),
-    (["--items", "0"], "--items must be positive"),
+    (["--items", "0"], "--items must be at least 3"),
+    (["--items", "2"], "--items must be at least 3"),  # export traces item ids 1..3
     (["--preset", "huge", "--items", "10"], "unknown preset"),
 ])
 def test_bad_init_options_are_one_line(tmp_path, cli, args, message):
@@ -95,13 +96,18 @@ def test_a_beam_above_tensorrt_topk_is_refused(scale, tmp_path, cli):
 BAD_HISTORIES = {
     "shape": (np.ones((4, 7), dtype=np.int64), "has shape"),
     "dtype": (np.ones((4, 20), dtype=np.complex64), "has dtype"),
-    "above": (np.full((4, 20), 200_001), "item id 200001 outside the catalogue"),
-    "below": (np.full((4, 20), -3), "item id -3 outside"),
+    "above": (np.full((4, 20), 200_001), "item id 200001 is outside the catalogue"),
+    "below": (np.full((4, 20), -3), "item id -3 is outside"),
+    # the Triton guard's rule (issue 28 item 21): left padding only
+    "right-padded": (np.array([[5] * 3 + [0] * 17] * 4), "row 0: padding (0) after an item id"),
+    "zero-between": (np.array([[0] * 17 + [5, 0, 6]] * 4), "row 0: padding (0) after an item"),
+    "all-padding": (np.array([[1] * 20, [0] * 20]), "row 1: the history is all padding"),
 }
 
 
 @pytest.mark.parametrize("stage, bad", [("verify", b) for b in BAD_HISTORIES]
-                         + [("quantize", "shape"), ("bench", "above")])
+                         + [("quantize", "shape"), ("bench", "above"),
+                            ("quantize", "right-padded"), ("bench", "zero-between")])
 def test_bad_histories_are_one_line_in_every_stage(scale, tmp_path, cli, stage, bad):
     array, message = BAD_HISTORIES[bad]
     path = tmp_path / "h.npy"
@@ -170,3 +176,48 @@ def test_a_graph_without_its_data_file_is_refused_by_every_reader(scale, externa
         assert run.returncode == 2, (args[0], run.stderr[-1500:])
         assert "reference.cpu.onnx.data, which is not there" in run.stderr, args[0]
         assert not (tmp_path / "out").exists()
+
+
+# --- absurd sizes are refused from the sizes, before allocation (issue 28 item 15) ------------
+
+HUGE = "100000000000"  # 1e11 requests
+
+
+def test_init_refuses_absurd_sizes_with_the_memory_they_take(tmp_path, cli):
+    out = tmp_path / "m"
+    small = ["--preset", "tiny", "--items", "50", "--codebook", "8", "--levels", "2"]
+    assert cli("init", *small, "--histories", "4", "--out", out).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for args, message in [
+        (["--preset", "tiny", "--items", "1000000000000", "--codebook", "16384"],
+         "--items 1,000,000,000,000 (tiny preset: 16,000,00"),
+        ([*small, "--histories", HUGE], "--histories 100,000,000,000 (int64 [100,000,000,000, "),
+    ]:
+        run = cli("init", *args, "--out", out, "--force")
+        assert run.returncode == 2 and message in run.stderr, run.stderr[-2000:]
+        assert "TiB of memory; this machine has" in run.stderr and "Traceback" not in run.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # earlier output intact
+
+
+def test_import_refuses_absurd_histories_before_loading(tmp_path, cli):
+    from hf_checkpoints import tiny_qwen3
+
+    ck, cat = tiny_qwen3(tmp_path / "ck", items=10)
+    for args in (["--hf", ck, "--catalogue", cat], ["--factory", "hf_checkpoints:onerec_factory"]):
+        run = cli("import", *args, "--histories", HUGE, "--out", tmp_path / "m")
+        assert run.returncode == 2 and "--histories 100,000,000,000" in run.stderr
+        assert "of memory; this machine has" in run.stderr and "Traceback" not in run.stderr
+        assert not (tmp_path / "m").exists()
+
+
+def test_histories_of_absurd_declared_size_are_refused_from_the_header(scale, tmp_path, cli):
+    """A 100-byte .npy whose header declares [1e11, 20] int64: refused before numpy allocates."""
+    path = tmp_path / "h.npy"
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<i8", "fortran_order": False,
+                                                 "shape": (int(HUGE), 20)})
+    run = cli("verify", "--model", scale / "m", "--reference",
+              scale / "e" / "reference.fp32.onnx", "--candidate", "torch", "--histories", path,
+              "--out", tmp_path / "v")
+    assert run.returncode == 2 and "(int64 [100000000000, 20]) would take 29.1 TiB" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "v").exists()

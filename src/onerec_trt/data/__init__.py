@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from onerec_trt.data.readers import Events, parse_columns, read_ml1m, read_sequences, read_table
-from onerec_trt.data.split import MIN_SEQUENCE, LeaveOneOut, pad_histories
+from onerec_trt.data.split import MIN_ITEMS, MIN_SEQUENCE, LeaveOneOut, pad_histories
 from onerec_trt.data.vocab import PAD, ItemVocab
 from onerec_trt.errors import user_error
 
 __all__ = ["load_dataset", "Dataset", "DATASETS", "ItemVocab", "LeaveOneOut", "pad_histories",
-           "PAD"]
+           "PAD", "MIN_ITEMS", "MIN_SEQUENCE"]
 
 # name -> what --data must be
 DATASETS = {

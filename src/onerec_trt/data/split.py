@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_SEQUENCE = 3  # one training item, one validation target, one test target
+MIN_ITEMS = 3  # a model's catalogue: export traces an example history of item ids 1..3
 
 SPLITS = ("valid", "test")
 

@@ -21,6 +21,7 @@ TOPK_LIMIT = 3840  # TensorRT's TopK: the largest beam
 # every beam TensorRT allows keeps a step's flat candidate index (beam x codebook) in int32
 MAX_CODEBOOK = (2**31 - 1) // TOPK_LIMIT
 HISTORIES = "histories.npy"
+ITEM_BYTES = 100  # at least, per item: its id string, list slot and dict entry (ItemVocab)
 
 
 @dataclass
@@ -36,12 +37,16 @@ class InitOptions:
 
 
 def _validate(opts: InitOptions) -> None:
+    from onerec_trt.data import MIN_ITEMS
     from onerec_trt.model.config import presets
 
     if opts.preset not in presets():
         raise user_error(f"unknown preset {opts.preset!r}", f"expected one of: "
                                                             f"{', '.join(presets())}")
-    for name in ("items", "levels", "histories"):
+    if opts.items < MIN_ITEMS:
+        raise user_error(f"--items must be at least {MIN_ITEMS}, got {opts.items}",
+                         f"export traces a history of item ids 1..{MIN_ITEMS}")
+    for name in ("levels", "histories"):
         if getattr(opts, name) <= 0:
             raise user_error(f"--{name} must be positive, got {getattr(opts, name)}")
     if not 2 <= opts.codebook <= MAX_CODEBOOK:
@@ -53,13 +58,37 @@ def _validate(opts: InitOptions) -> None:
         raise user_error(f"--items {opts.items:,} is above the code space: {opts.levels} levels "
                          f"of {opts.codebook} codes hold {space:,} distinct semantic IDs",
                          "raise --codebook or --levels")
+    _require_memory(opts)
     check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
+
+
+def _require_memory(opts: InitOptions) -> None:
+    """Refuse sizes this machine cannot hold, from the sizes alone: the fp32 weights (counted on
+    ``meta``), the catalogue's codes and vocabulary, and the synthetic requests."""
+    import torch
+
+    from onerec_trt.data.memory import require_histories_memory, require_memory
+    from onerec_trt.model.config import ModelConfig
+    from onerec_trt.model.onerec import OneRecModel
+
+    cfg = ModelConfig.from_preset(opts.preset, num_items=opts.items,
+                                  codebook_sizes=[opts.codebook] * opts.levels)
+    with torch.device("meta"):
+        params = sum(p.numel() for p in OneRecModel(cfg).parameters())
+    need = 4 * params + opts.items * (8 * (2 * opts.levels + 1) + ITEM_BYTES)
+    require_memory(need, f"--items {opts.items:,} ({opts.preset} preset: {params:,} fp32 "
+                         f"parameters, the items' codes and ids)",
+                   "lower --items, or use a smaller --preset")
+    require_histories_memory(opts.histories, cfg.max_history)
 
 
 def synthetic_histories(users: int, length: int, num_items: int, seed: int = 0):
     """[users, length] requests of random items, random lengths, left-padded with 0."""
     import numpy as np
 
+    from onerec_trt.data.memory import require_histories_memory
+
+    require_histories_memory(users, length)  # init checks first; import, factory reach here
     rng = np.random.default_rng(seed)
     hist = rng.integers(1, num_items + 1, size=(users, length), dtype=np.int64)
     hist[np.arange(length)[None, :] < rng.integers(0, length, (users, 1))] = 0

@@ -55,11 +55,14 @@ def import_checkpoint(opts: ImportOptions, log=print):
                          "module:function)")
     if opts.max_history < 1:
         raise user_error(f"--max-history must be positive, got {opts.max_history}")
+    from onerec_trt.data.memory import require_histories_memory
+
+    require_histories_memory(opts.histories, opts.max_history)  # before loading anything
     t0 = time.perf_counter()
     check_out(opts.out, [opts.hf, opts.catalogue], opts.force)
     record, ids, vocab, backbone, header = _checked_import(opts)
     bundle = _bundle(opts, record, ids, vocab, backbone)
-    with staged_folder(opts.out, force=opts.force) as tmp:
+    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
         _copy_checkpoint(Path(opts.hf), tmp / "hf")
         _write_contract(tmp, opts, record, ids, vocab)
         write_manifest(tmp, "import", _options(opts), inputs={"hf": str(Path(opts.hf).resolve()),
