@@ -124,7 +124,7 @@ def train_stage(opts: TrainOptions, log=print):
     bundle.training["columns"] = opts.columns
     bundle.training["chosen_from_data"] = [asdict(c) for c in choices]
     bundle.training["filters"] = filters
-    with staged_folder(opts.out, force=opts.force) as tmp:
+    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
         save_model(tmp, bundle)
         write_manifest(tmp, "train", {"preset": opts.preset, "model": model_cfg.to_dict(),
                                       "tokenizer": asdict(tok_cfg), "train": asdict(opts.train)},
