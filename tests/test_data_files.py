@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers import write
@@ -277,3 +278,45 @@ def test_histories_file_checks(tmp_path):
                            (write(tmp_path, "e.npy", b""), "--histories file is empty: ")]:
         with pytest.raises(UserError, match="^" + re.escape(expected)):
             load_histories(path, 4, 10)
+
+
+def test_histories_follow_the_triton_guards_rule(tmp_path):
+    """One rule for a history (issue 28 item 21): what the server refuses, --histories refuses,
+    with the same words; right padding and zeros between items included."""
+    from onerec_trt.data.histories import history_problem
+    from onerec_trt.triton.backend.guard import check_history
+
+    cases = {"left": [[0, 0, 3, 4], [1, 2, 3, 4]], "right": [[3, 4, 0, 0]],
+             "between": [[0, 3, 0, 4]], "empty": [[1, 2, 3, 4], [0, 0, 0, 0]],
+             "above": [[0, 0, 0, 10]], "below": [[0, 0, -1, 2]]}
+    for name, rows in cases.items():
+        history = np.array(rows, dtype=np.int64)
+        assert history_problem(history, 9) == check_history(history, 9), name
+        np.save(tmp_path / f"{name}.npy", history)
+        if name == "left":
+            assert load_histories(tmp_path / "left.npy", 4, 9).tolist() == rows
+            continue
+        with pytest.raises(UserError, match=re.escape(check_history(history, 9))):
+            load_histories(tmp_path / f"{name}.npy", 4, 9)
+
+
+def _header_only(path: Path, shape: tuple[int, ...]) -> Path:
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<i8", "fortran_order": False,
+                                                 "shape": shape})
+        f.write(b"\0" * 16)
+    return path
+
+
+def test_histories_header_is_checked_before_loading(tmp_path):
+    """Issue 28 item 15: a tiny file whose header declares a huge array is refused from the
+    size, with the memory it would take; a truncated one says so."""
+    with pytest.raises(UserError, match=r"\(int64 \[100000000000, 4\]\) would take 5\.8 TiB of "
+                                        r"memory; this machine has"):
+        load_histories(_header_only(tmp_path / "huge.npy", (10**11, 4)), 4, 9)
+    with pytest.raises(UserError, match=r"is truncated: its header declares int64 \[1000, 4\] "
+                                        r"\(32,000 bytes\), the file holds 16 bytes of data"):
+        load_histories(_header_only(tmp_path / "short.npy", (1000, 4)), 4, 9)
+    np.savez(tmp_path / "a.npz", h=np.ones((2, 4)))
+    with pytest.raises(UserError, match="is an .npz archive"):
+        load_histories(tmp_path / "a.npz", 4, 9)

@@ -1,8 +1,12 @@
+import re
+
 import numpy as np
+import pytest
 import torch
 
 from helpers import write_sequences
 from onerec_trt.data import load_dataset
+from onerec_trt.errors import UserError
 from onerec_trt.model.checkpoint import load_model, save_model
 from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.generate import beam_search
@@ -111,3 +115,35 @@ def test_patience_zero_runs_the_whole_schedule(tmp_path):
 
     assert epochs_run(1) == 2
     assert epochs_run(0) == 3
+
+
+# --- degenerate data: refused up front, or trained (issue 28 item 17) -------------------------
+
+
+@pytest.mark.parametrize("lines, found", [
+    (["u1 a a a", "u2 a a a"], "sequences has 1 item(s) and 2 user(s), 0 with more than 3"),
+    (["u1 a a a a", "u2 a a a a"], "sequences has 1 item(s) and 2 user(s), 2 with more than 3"),
+    ([f"u{i} a b c" for i in range(10)], "3 item(s) and 10 user(s), 0 with more than 3"),
+    ([f"u{i} a b a b" for i in range(10)], "2 item(s) and 10 user(s), 10 with more than 3"),
+])
+def test_train_refuses_degenerate_data_up_front(tmp_path, cli, lines, found):
+    data = tmp_path / "seq.txt"
+    data.write_text("\n".join(lines) + "\n")
+    for arch in (["--preset", "tiny"], ["--arch", "qwen3"]):
+        run = cli("train", "--dataset", "sequences", "--data", data, *arch, "--out",
+                  tmp_path / "m")
+        assert run.returncode == 2 and found in run.stderr, run.stderr[-2000:]
+        assert "training needs at least 3 items and one user with 4 interactions" in run.stderr
+        assert "Traceback" not in run.stderr and not (tmp_path / "m").exists()
+    with pytest.raises(UserError, match=re.escape(found)):  # the Python API says the same
+        _train_tiny(data)
+
+
+def test_data_with_no_pair_above_chance_still_trains(tmp_path):
+    """One user, items a a b c: the training part (a a) has no positive PMI, and the SVD had
+    nothing to factor (ARPACK error); the tokenizer now falls back to random embeddings."""
+    data = tmp_path / "seq.txt"
+    data.write_text("u1 a a b c\n")
+    bundle = _train_tiny(data, steps=1)
+    assert bundle.config.num_items == 3 and len(np.unique(bundle.semantic_ids.codes[1:],
+                                                          axis=0)) == 3

@@ -96,9 +96,12 @@ def item_embeddings(train: list[np.ndarray], num_items: int, dim: int, window: i
     keep = pmi > 0
     ppmi = sp.csr_matrix((pmi[keep], (co.row[keep], co.col[keep])), shape=(n, n))
     k = min(dim, n - 2)
-    v0 = np.random.default_rng(seed).standard_normal(n)
-    u, s, _ = svds(ppmi, k=k, v0=v0)
-    emb = u[:, ::-1] * np.sqrt(s[::-1])
+    rng = np.random.default_rng(seed)
+    if ppmi.nnz == 0:  # no pair co-occurs above chance (tiny data): nothing for an SVD to find
+        emb = rng.standard_normal((n, k))
+    else:
+        u, s, _ = svds(ppmi, k=k, v0=rng.standard_normal(n))
+        emb = u[:, ::-1] * np.sqrt(s[::-1])
     norms = np.linalg.norm(emb, axis=1, keepdims=True)
     return (emb / np.maximum(norms, 1e-12)).astype(np.float32)
 

@@ -26,7 +26,7 @@ from onerec_trt.model.losses import training_loss
 from onerec_trt.model.onerec import OneRecModel, PrefixEmbedding
 from onerec_trt.model.schedule import BudgetedCosine, SmoothedStopping
 from onerec_trt.model.tokenizer import SemanticIds, TokenizerConfig, build_tokenizer
-from onerec_trt.model.train_stage import TrainConfig
+from onerec_trt.model.train_stage import TrainConfig, require_trainable
 from onerec_trt.progress import progress_bar
 
 
@@ -99,6 +99,7 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
           progress: bool = True, log=print) -> ModelBundle:
     """The training stage: tokenizer from the training part, then the model; the best
     validation checkpoint is returned."""
+    require_trainable(data)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     split: LeaveOneOut = data.split()

@@ -82,6 +82,23 @@ def _validate(opts: TrainOptions) -> None:
     check_out(opts.out, [opts.data], opts.force)  # before the training, not after it
 
 
+def require_trainable(data) -> None:
+    """Refuse data that cannot make a model, before any work: fewer than ``MIN_ITEMS`` items,
+    or no user with a training window (an input item and a next item to predict, besides the
+    validation and test targets the leave-one-out split keeps)."""
+    from onerec_trt.data import MIN_ITEMS, MIN_SEQUENCE
+
+    users = len(data.sequences)
+    longer = sum(len(s) > MIN_SEQUENCE for s in data.sequences)
+    if data.num_items >= MIN_ITEMS and longer:
+        return
+    raise user_error(f"{data.name} has {data.num_items:,} item(s) and {users:,} user(s), "
+                     f"{longer:,} with more than {MIN_SEQUENCE} interactions: training needs at "
+                     f"least {MIN_ITEMS} items and one user with {MIN_SEQUENCE + 1} interactions",
+                     "each user's last two items are the validation and test targets; the "
+                     "items before them are what the model learns from")
+
+
 def _model_config(opts: TrainOptions):
     from onerec_trt.model.config import ModelConfig
 
@@ -109,6 +126,7 @@ def train_stage(opts: TrainOptions, log=print):
     filters = {"min_user": opts.min_user, "min_item": opts.min_item, "kcore": opts.kcore}
     data = load_dataset(opts.dataset, opts.data, columns=opts.columns, **filters)
     log(data.describe())
+    require_trainable(data)
     choices = []
     if opts.auto:
         opts, choices = _choose_from_data(opts, data, log)

@@ -282,6 +282,7 @@ def train_lm(opts: LMOptions, log=print) -> Path:
     import torch
 
     from onerec_trt.data import load_dataset
+    from onerec_trt.model.train_stage import require_trainable
 
     _validate(opts)
     if opts.threads:
@@ -289,6 +290,7 @@ def train_lm(opts: LMOptions, log=print) -> Path:
     filters = {"min_user": opts.min_user, "min_item": opts.min_item, "kcore": opts.kcore}
     data = load_dataset(opts.dataset, opts.data, columns=opts.columns, **filters)
     log(data.describe())
+    require_trainable(data)
     fitted = fit(data, opts, log)
     fitted.record.update(filters=filters, columns=opts.columns,
                          data=str(Path(opts.data).resolve()) if opts.data else None)
