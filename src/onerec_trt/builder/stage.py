@@ -51,7 +51,8 @@ def run_build(opts: BuildOptions, log=print) -> BuildReport:
     if not opts.print_commands:  # which writes nothing
         check_out(out, force=opts.force)
     # the lint comes first for --print-commands too: no commands for a graph TensorRT rejects
-    reports = [lint(job.onnx) for job in jobs]
+    # max_batch: every tensor's size at the profile's largest batch (TensorRT: < 2^31 elements)
+    reports = [lint(job.onnx, max_batch=opts.max_batch) for job in jobs]
     ok = all(r.ok for r in reports)
     if not (ok and opts.print_commands):  # the printed commands stay a shell script
         for report in reports:

@@ -14,7 +14,11 @@ Rules (each problem names its node):
 - ``quant``: INT8/INT4/FP8/FP4 data only between QuantizeLinear and DequantizeLinear, zero
   points of 0, scale shapes TensorRT accepts; a DQ that reaches no GEMM is a warning (unfused);
 - ``plugin``: every custom-domain node is one of our plugins (``onerec_trt.plugins.spec``) with
-  what TensorRT's parser needs to find and build it.
+  what TensorRT's parser needs to find and build it;
+- ``size`` (with ``max_batch``, as the build passes it): no tensor of 2^31 elements or more at
+  the profile's largest batch (``sizes.py``);
+- ``numerics`` and ``precision`` (warnings): LogSoftmax/ReduceLogSumExp, which TensorRT imports
+  without a max shift, and fp32 GEMMs in a bf16/FP8 graph (``numerics.py``).
 
 Errors fail the lint (exit 1); warnings are printed only.
 """
@@ -115,10 +119,14 @@ def load_graph(path: str | Path) -> onnx.ModelProto:
     return model
 
 
-def lint(graph: str | Path | onnx.ModelProto, table: OpTable | None = None) -> LintReport:
-    """Lint a graph (a path or a loaded model) against TensorRT's documented ONNX support."""
+def lint(graph: str | Path | onnx.ModelProto, table: OpTable | None = None,
+         max_batch: int | None = None) -> LintReport:
+    """Lint a graph (a path or a loaded model) against TensorRT's documented ONNX support;
+    ``max_batch``: also check every tensor's size with the batch axis at that value."""
+    from onerec_trt.lint.numerics import check_fp32_gemms, check_unstable_ops
     from onerec_trt.lint.plugins import check_plugins
     from onerec_trt.lint.quant import check_quantization
+    from onerec_trt.lint.sizes import check_sizes
 
     table = table or load_table()
     model = graph if isinstance(graph, onnx.ModelProto) else load_graph(graph)
@@ -134,6 +142,10 @@ def lint(graph: str | Path | onnx.ModelProto, table: OpTable | None = None) -> L
     check_dtypes(index, table, out)
     check_quantization(index, table, out)
     check_plugins(model, index, out)
+    check_unstable_ops(index, out)
+    check_fp32_gemms(index, out)
+    if max_batch is not None:
+        check_sizes(model, max_batch, out)
     name = str(graph) if not isinstance(graph, onnx.ModelProto) else (model.graph.name or "graph")
     return LintReport(name, len(model.graph.node), table.tensorrt_version, out.problems)
 

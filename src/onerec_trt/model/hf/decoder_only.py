@@ -73,7 +73,10 @@ class DecoderOnlyRecommender(nn.Module):
                    attn.v_proj(x).reshape(split))
         if hasattr(attn, "q_norm"):  # Qwen3: RMSNorm over each head
             q, k = attn.q_norm(q), attn.k_norm(k)
-        cos, sin = self.cos[pos].unsqueeze(-2), self.sin[pos].unsqueeze(-2)
+        # in the compute dtype, as transformers' rotary embedding returns them: fp32 tables
+        # would promote q and k (and so QK^T and the prompt's K cache) to fp32 in a bf16 graph
+        cos = self.cos[pos].unsqueeze(-2).to(q.dtype)
+        sin = self.sin[pos].unsqueeze(-2).to(q.dtype)
         return rotate(q, cos, sin), rotate(k, cos, sin), v
 
     def encode_context(self, history: torch.Tensor) -> PromptContext:
