@@ -18,6 +18,7 @@ from onerec_trt.verify import Gates, VerifyOptions, VerifyReport
 from onerec_trt.verify.agreement import agreement, metric_deltas
 from onerec_trt.verify.noninferiority import FAIL, PASS, RelativeChange, decide
 from onerec_trt.verify.report import format_markdown
+from onerec_trt.verify.ties import candidate_tie_order
 
 
 def _histories(opts: VerifyOptions, bundle) -> tuple[np.ndarray, np.ndarray | None, dict]:
@@ -89,10 +90,14 @@ def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
             metrics |= metric_deltas(ref_items, cand_items, targets, k, opts.bootstrap, opts.seed,
                                      opts.gates.confidence)
     gates = _gates(opts.gates, metrics, scores_ok, opts, len(histories))
+    ties = candidate_tie_order(candidate)  # T4: a standard-op TensorRT engine has no tie order
+    if not ties["exact"]:
+        gates["overlap@10"]["reason"] += f" ({ties['why']})"
     report = VerifyReport(
         passed=all(g["pass"] for g in gates.values()), gates=gates, metrics=metrics,
         users=int(len(histories)), dataset=where["dataset"], split=where["split"],
-        backends={"reference": reference.describe(), "candidate": candidate.describe()},
+        backends={"reference": reference.describe(),
+                  "candidate": {**candidate.describe(), "tie_order": ties}},
         seconds={"inference": run_seconds, "total": time.perf_counter() - t0},
         options=asdict(opts))
     with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
