@@ -64,6 +64,9 @@ INCOMPLETE = {
     "only the embeddings": (lambda ck: rewrite_weights(ck, lambda k: "embed_tokens" in k),
                             "is missing (and 22 more)"),
     "an extra tensor": (lambda ck: _add_tensor(ck), "extra.weight is not a weight of"),
+    "a tensor of another shape": (lambda ck: edit_json(
+        ck / "config.json", lambda c: c.update(intermediate_size=48)),
+        "is [32, 64] in the checkpoint, [32, 48] by its config.json"),
 }
 
 
@@ -217,6 +220,8 @@ TRACEBACKS = {
     "truncated safetensors": (_truncate, [], "is truncated"),
     "huge safetensors header": (_huge_header, [], "is truncated"),
     "hidden_size a string": (_config(hidden_size="32"), [], "hidden_size is '32'"),
+    "rms_norm_eps a string": (_config(rms_norm_eps="x"), [],
+                              "Field 'rms_norm_eps' expected float"),
     "quantization_config": (_config(quantization_config={"quant_method": "bitsandbytes",
                                                          "load_in_8bit": True}), [],
                             "quantized checkpoint"),

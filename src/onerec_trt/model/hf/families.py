@@ -89,13 +89,19 @@ def load_transformers_model(folder: str | Path, family: Family, dtype):
     with _quiet_and_seeded():
         try:
             model, info = cls.from_pretrained(str(folder), dtype=dtype, trust_remote_code=False,
-                                              use_safetensors=True, output_loading_info=True)
+                                              use_safetensors=True, output_loading_info=True,
+                                              ignore_mismatched_sizes=True)  # reported, refused
         except Exception as exc:  # noqa: BLE001 - any failure of the loader on the user's files
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise user_error(f"transformers could not load {folder}: {first}",
+            raise user_error(f"transformers could not load {folder}: {_summary(exc)}",
                              CHECKPOINT) from None
     _check_loading_info(Path(folder), family, info)
     return model.eval()
+
+
+def _summary(error: object) -> str:
+    """An error's first line (and the next, where the first only introduces it)."""
+    lines = [x.strip() for x in str(error).splitlines() if x.strip()] or [type(error).__name__]
+    return f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
 
 
 @contextmanager
@@ -124,8 +130,9 @@ def _check_loading_info(folder: Path, family: Family, info: dict) -> None:
     problems = [f"{k} is missing" for k in sorted(info.get("missing_keys") or ())]
     problems += [f"{k} is not a weight of {family.transformers_class}"
                  for k in sorted(info.get("unexpected_keys") or ())]
-    problems += [f"{m[0]} has the wrong shape" for m in sorted(info.get("mismatched_keys") or ())]
-    problems += [str(m).strip().splitlines()[0] for m in info.get("error_msgs") or () if str(m)]
+    problems += [f"{key} is {list(theirs)} in the checkpoint, {list(ours)} by its config.json"
+                 for key, theirs, ours in sorted(info.get("mismatched_keys") or ())]
+    problems += [_summary(m) for m in info.get("error_msgs") or ()]
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise user_error(f"the weights in {folder} are not a {family.transformers_class}: "
