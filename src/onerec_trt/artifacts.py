@@ -219,10 +219,10 @@ def inputs_of(options: object) -> list[str]:
 
 def _model_inputs(model: str | Path) -> list[str]:
     """A ``--model``'s folder and the training data it records."""
-    from onerec_trt.model.checkpoint import TRAINING, resolve_model_path
+    from onerec_trt.layout import SHIPPED_MODELS, TRAINING_JSON
 
-    folder = resolve_model_path(model)
-    data = json_object(folder / TRAINING).get("data")
+    folder = SHIPPED_MODELS.get(str(model), Path(model))  # model.checkpoint.resolve_model_path
+    data = json_object(folder / TRAINING_JSON).get("data")
     return [str(folder), *([data] if isinstance(data, str) and data else [])]
 
 

@@ -102,3 +102,8 @@ class RunLayout:
 
 
 DEFAULT_RUN = RunLayout("runs/default")  # where the stages look when not told otherwise
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
+# --model names of the shipped models: the default (OneRec-V2 style) and a Qwen3 LM
+SHIPPED_MODELS = {"default": SHIPPED_DIR / "ml-1m-small", "qwen3-ml1m": SHIPPED_DIR / "qwen3-ml1m"}
+TRAINING_JSON = "training.json"  # a model folder's training record (model/checkpoint.py)

@@ -13,14 +13,12 @@ from safetensors.torch import load_file, save_file
 from onerec_trt.artifacts import MANIFEST, json_object, read_json, write_atomic, write_json
 from onerec_trt.data.vocab import ItemVocab
 from onerec_trt.errors import user_error
+from onerec_trt.layout import SHIPPED_MODELS
 from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.onerec import OneRecModel
 from onerec_trt.model.tokenizer import SemanticIds
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "shipped"
-SHIPPED = SHIPPED_DIR / "ml-1m-small"
-# --model names of the shipped models: the default (OneRec-V2 style) and a Qwen3 LM
-SHIPPED_MODELS = {"default": SHIPPED, "qwen3-ml1m": SHIPPED_DIR / "qwen3-ml1m"}
+SHIPPED = SHIPPED_MODELS["default"]
 MODEL_FOLDER = ("pass a folder written by 'onerec-trt train', 'init' or 'import', or a shipped "
                 "model: 'default', 'qwen3-ml1m'")
 WEIGHTS, CONFIG, VOCAB, TRAINING = "model.safetensors", "config.json", "items.json", "training.json"
