@@ -142,3 +142,14 @@ def test_build_stops_on_a_tensor_too_large_at_its_max_batch(tmp_path):
     ok = build(BuildOptions(onnx=[str(path)], out=str(tmp_path / "engines"), max_batch=511,
                             print_commands=True), log=lines.append)
     assert ok.ok
+
+
+def test_lint_cli_checks_sizes_at_max_batch(tmp_path, capsys):
+    from onerec_trt.cli import main
+
+    path = tmp_path / "wide.onnx"
+    onnx.save(beam_like_graph(), path)
+    assert main(["lint", str(path)]) == 0
+    assert main(["lint", str(path), "--max-batch", "512"]) == 1
+    assert "--max-batch 511" in capsys.readouterr().out
+    assert main(["lint", str(path), "--max-batch", "0"]) == 2
