@@ -152,14 +152,15 @@ def _backend_results(found, loaded, m: Measurements) -> dict:
 
 def run_bench(opts: BenchOptions, log=print) -> BenchReport:
     t0 = time.perf_counter()
-    from onerec_trt.model.checkpoint import load_model, model_hash
+    from onerec_trt.model.checkpoint import load_model, model_hash, resolve_model_path
 
     _validate(opts)
     names = parse_names(opts.backends)
-    bundle = load_model(opts.model)  # a missing model is named before its graphs
+    if not resolve_model_path(opts.model).is_dir():
+        load_model(opts.model)  # raises: a missing model is named before its graphs
     sha = model_hash(opts.model)
-    opts = _resolve(opts, names, sha, log)
-    facts, src = _request(opts, bundle, sha)
+    opts = _resolve(opts, names, sha, log)  # before loading: a refusal costs no model load
+    facts, src = _request(opts, load_model(opts.model), sha)
     found, skipped = discover(names, src)
     for name, why in skipped.items():
         log(f"skip {name}: {why}")
