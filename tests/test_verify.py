@@ -176,3 +176,26 @@ def test_empty_user_sample_is_refused(tiny_pipeline, tmp_path):
     opts.users = 0
     with pytest.raises(UserError, match="must be positive"):
         verify(opts, log=lambda *_: None)
+
+
+def test_graphs_exported_with_topk_below_10_are_refused_at_the_start(tiny_pipeline, tmp_path,
+                                                                       cli):
+    """Issue 28 item 18: verify's gates are @10; a --topk 3 graph is one line, nothing written
+    (from its export.json before anything runs; from its outputs where it has none)."""
+    model, out = tiny_pipeline / "model", tmp_path / "v"
+    assert cli("export", "--model", model, "--beam", "4", "--topk", "3", "--out",
+               tmp_path / "e").returncode == 0
+    graph = tmp_path / "e" / "reference.cpu.onnx"
+    run = cli("verify", "--model", model, "--reference", graph, "--candidate", "torch",
+              "--users", 20, "--out", out)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and not out.exists()
+    assert f"--reference {graph} returns 3 items per user; verify compares the top 10" \
+           in run.stderr and "export with --topk 10 or more" in run.stderr
+    bare = tmp_path / "bare"  # the graph alone: no export.json beside it
+    bare.mkdir()
+    shutil.copy(graph, bare / "g.onnx")
+    opts = _opts(tiny_pipeline, out)
+    opts.reference = opts.candidate = str(bare / "g.onnx")
+    with pytest.raises(UserError, match="the reference returns 3 items per user"):
+        verify(opts, log=lambda *_: None)
+    assert not out.exists()

@@ -20,6 +20,8 @@ from onerec_trt.verify.noninferiority import FAIL, PASS, RelativeChange, decide
 from onerec_trt.verify.report import format_markdown
 from onerec_trt.verify.ties import candidate_tie_order
 
+MIN_TOPK = 10  # the gates compare each user's top 10
+
 
 def _histories(opts: VerifyOptions, bundle) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """Held-out users of the dataset (with their targets), or the ``--histories`` file's
@@ -58,6 +60,9 @@ def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
         raise user_error(f"the candidate returns {candidate.export.topk} items per user, the "
                          f"reference {reference.export.topk}",
                          "compare graphs exported with the same --topk")
+    for role, backend in (("reference", reference), ("candidate", candidate)):
+        if backend.export is not None:
+            _check_topk(backend.export.topk, f"--{role} {backend.spec}")
     histories, targets, where = _histories(opts, bundle)
     batch = users_per_call(reference.export.beam if reference.export else 1,
                            bundle.config.codebook_sizes, opts.batch)
@@ -144,6 +149,16 @@ def _check_same_shapes(ref_items: np.ndarray, cand_items: np.ndarray, ref_scores
         raise user_error(f"the candidate returns {shapes['candidate'][0][1]} items per user, "
                          f"the reference {shapes['reference'][0][1]}",
                          "compare graphs exported with the same --topk")
+    _check_topk(ref_items.shape[1], "the reference")  # a graph without its export.json
+
+
+def _check_topk(topk: int, what: str) -> None:
+    """verify's gates and metrics are @10 (and @5): a graph returning fewer items is refused
+    (at the start where its export.json says K)."""
+    if topk < MIN_TOPK:
+        raise user_error(f"{what} returns {topk} items per user; verify compares the top "
+                         f"{MIN_TOPK} (overlap@10, Recall@10, NDCG@10)",
+                         f"export with --topk {MIN_TOPK} or more (the default is 10)")
 
 
 def _nan_users(scores: np.ndarray) -> int:
