@@ -30,24 +30,29 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:40]}..."
+
+
 def check_config_values(config: dict, path: Path) -> None:
     """Quantized checkpoints refused; sizes positive integers; token ids inside the
     vocabulary."""
     if "quantization_config" in config:
         raise user_error(f"{path}: a quantized checkpoint (quantization_config) is not supported",
                          "import the unquantized weights: onerec-trt quantizes to FP8 itself")
-    if "vocab_size" not in config:
-        raise user_error(f"{path} has no vocab_size")
+    vocab = config.get("vocab_size")
+    if not (_is_int(vocab) and vocab > 0):
+        raise user_error(f"{path}: vocab_size is {_shown(vocab)}, not a positive integer")
     for key in SIZES:
         value = config.get(key)
         if key in config and value is not None and not (_is_int(value) and value > 0):
-            raise user_error(f"{path}: {key} is {value!r}, not a positive integer")
-    vocab = config["vocab_size"]
+            raise user_error(f"{path}: {key} is {_shown(value)}, not a positive integer")
     for key in TOKEN_IDS:
         values = config.get(key)
         for value in values if isinstance(values, list) else [values]:
             if value is None or (key == "pad_token_id" and _is_int(value) and value < 0):
                 continue  # no such token (a negative pad id: none)
             if not _is_int(value) or not 0 <= value < vocab:
-                raise user_error(f"{path}: {key} is {value!r}, not a token id (the vocabulary "
-                                 f"has {vocab} tokens)")
+                raise user_error(f"{path}: {key} is {_shown(value)}, not a token id (the "
+                                 f"vocabulary has {vocab} tokens)")

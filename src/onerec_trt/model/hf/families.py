@@ -53,7 +53,7 @@ def read_checkpoint_config(folder: str | Path) -> tuple[dict, Family]:
                          f"import a checkpoint of a built-in transformers class "
                          f"({', '.join(FAMILIES)}), or write a protocol factory (docs/byom.md)")
     kind = config.get("model_type")
-    if kind not in FAMILIES:
+    if not isinstance(kind, str) or kind not in FAMILIES:
         raise user_error(f"unsupported architecture {kind!r} in {path}",
                          f"supported: {', '.join(FAMILIES)}; or write a protocol factory "
                          "(docs/byom.md)")
@@ -68,8 +68,9 @@ def read_checkpoint_config(folder: str | Path) -> tuple[dict, Family]:
 
 def _check_attention(config: dict, path: Path) -> None:
     """Sliding-window layers are not supported: the adapters attend to the whole prompt."""
-    sliding = config.get("use_sliding_window") or "sliding_attention" in (
-        config.get("layer_types") or [])
+    layers = config.get("layer_types") or []
+    sliding = config.get("use_sliding_window") or (
+        "sliding_attention" in layers if isinstance(layers, list) else True)
     if sliding:
         raise user_error(f"{path}: sliding-window attention is not supported",
                          "set use_sliding_window to false (the prompts are short)")
