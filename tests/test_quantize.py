@@ -95,7 +95,7 @@ def test_exclusion_by_regex_is_reported(tiny_pipeline, tmp_path):
     (np.ones((4, 7), dtype=np.int64), "has shape"),
     (np.full((4, 20), np.nan), "NaN or inf"),
     (np.full((4, 20), 10_000), "outside"),
-    (np.zeros((4, 20), dtype=np.int64), "all-padding"),
+    (np.zeros((4, 20), dtype=np.int64), "the history is all padding"),
 ])
 def test_bad_calibration_data_is_one_clear_error(tiny_pipeline, tmp_path, array, message):
     path = tmp_path / "calib.npy"
