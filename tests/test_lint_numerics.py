@@ -153,3 +153,16 @@ def test_lint_cli_checks_sizes_at_max_batch(tmp_path, capsys):
     assert main(["lint", str(path), "--max-batch", "512"]) == 1
     assert "--max-batch 511" in capsys.readouterr().out
     assert main(["lint", str(path), "--max-batch", "0"]) == 2
+
+
+def test_our_graphs_are_sized_at_the_default_max_batch(tiny_pipeline):
+    """The size rule follows every tensor of the real exported graphs (the unrolled beam steps
+    included), so no 'not checked' warning."""
+    from onerec_trt.lint.sizes import skeleton, volumes
+
+    for name in ("onnx/reference.bf16.onnx", "fp8/fp8.onnx"):
+        report = lint(tiny_pipeline / name, max_batch=256)
+        assert report.ok and not report.warnings, report.lines()
+        graph = onnx.load(tiny_pipeline / name)
+        produced = {o for node in graph.graph.node for o in node.output if o}
+        assert produced <= set(volumes(skeleton(graph), 256))

@@ -19,7 +19,6 @@ from onnx import TensorProto, helper
 from onerec_trt.lint.graph_index import STANDARD_DOMAINS
 
 LIMIT = 2**31 - 1  # elements
-SMALL = 64  # initializers up to this many elements keep their values (shape arithmetic)
 FLOATS = (TensorProto.FLOAT, TensorProto.BFLOAT16, TensorProto.FLOAT16, TensorProto.DOUBLE,
           TensorProto.FLOAT8E4M3FN)
 
@@ -45,18 +44,34 @@ def _inferer():
 
 
 def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The graph with its large float weights as typed inputs (their values are not needed)."""
+    """The graph with its float constants (initializers and Constant nodes) as typed inputs:
+    shapes are computed from integer tensors, and the inference would try to carry float
+    values such as -inf through its integer arithmetic."""
     g = model.graph
-    kept, typed = [], []
+    kept, typed, nodes = [], [], []
     for init in g.initializer:
-        if init.data_type in FLOATS and math.prod(init.dims) > SMALL:
+        if init.data_type in FLOATS:
             typed.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
         else:
             kept.append(init)
-    graph = helper.make_graph(list(g.node), g.name, [*g.input, *typed], list(g.output),
+    for node in g.node:
+        value = _float_constant(node)
+        if value is None:
+            nodes.append(node)
+        else:
+            typed.append(helper.make_tensor_value_info(node.output[0], value.data_type,
+                                                       list(value.dims)))
+    graph = helper.make_graph(nodes, g.name, [*g.input, *typed], list(g.output),
                               initializer=kept)
     return helper.make_model(graph, opset_imports=list(model.opset_import),
                              ir_version=model.ir_version)
+
+
+def _float_constant(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    if node.op_type != "Constant" or node.domain not in STANDARD_DOMAINS:
+        return None
+    value = next((a.t for a in node.attribute if a.name == "value"), None)
+    return value if value is not None and value.data_type in FLOATS else None
 
 
 def _at_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
