@@ -81,6 +81,18 @@ def test_log_ops_tensorrt_imports_without_a_max_shift_are_warned():
     assert report.ok  # a warning: TensorRT builds it
 
 
+def test_a_log_softmax_read_only_for_its_peak_is_not_warned():
+    """export's stable form keeps only max(LogSoftmax(x)): the log of the largest probability
+    (at least 1/V) stays finite when TensorRT computes it as Softmax -> Log."""
+    n = helper.make_node
+    axes = numpy_helper.from_array(np.array([-1], np.int64), "axes")
+    nodes = [n("LogSoftmax", ["x"], ["logp"], axis=-1, name="/step/LogSoftmax"),
+             n("ReduceMax", ["logp", "axes"], ["peak"], keepdims=1, name="/step/ReduceMax")]
+    graph = model(nodes, [helper.make_tensor_value_info("x", F, ["N", 4])],
+                  [helper.make_tensor_value_info("peak", F, ["N", 1])], [axes])
+    assert not found(lint(graph), "numerics", "warning")
+
+
 def gemm_graph(attention_dtype):
     """A bf16 projection, then an attention MatMul whose inputs are ``attention_dtype``."""
     n = helper.make_node

@@ -4,7 +4,8 @@
   shift (a value above ~88.7 overflows fp32 to inf) and ``LogSoftmax`` as Softmax -> Log (a
   probability below fp32's range becomes -inf: a live beam candidate dies). ONNX Runtime
   computes both stably, so a CPU check never shows it. ``onerec-trt export`` writes the stable
-  forms (``model/logexp.py``); a user's own graph hears about it here.
+  forms (``model/logexp.py``); a user's own graph hears about it here. A LogSoftmax read only
+  by ReduceMax is safe: only the log of the largest probability (at least 1/V) is kept.
 - ``precision``: a MatMul/Gemm on FLOAT inputs in a graph whose other GEMMs run in bf16/fp16
   (or FP8 through Q/DQ) runs in fp32 in a strongly typed engine: slower, and it skews an FP8
   vs bf16 comparison. Typically an fp32 constant (a RoPE table) promoting activations.
@@ -16,10 +17,10 @@ from onerec_trt.lint.graph_index import STANDARD_DOMAINS, GraphIndex
 
 UNSTABLE = {
     "ReduceLogSumExp": "TensorRT's importer computes it as exp -> ReduceLogSum with no max "
-                       "shift: a value above ~88.7 gives inf; write max + log(sum(exp(x - max)))",
+                       "shift: a value above ~88.7 gives inf; write max - ReduceMax(LogSoftmax(x))",
     "LogSoftmax": "TensorRT's importer computes it as Softmax -> Log: a probability below "
-                  "fp32's range gives -inf where ONNX Runtime keeps it; write (x - max) - "
-                  "log(sum(exp(x - max)))",
+                  "fp32's range gives -inf where ONNX Runtime keeps it; write (x - max) + "
+                  "ReduceMax(LogSoftmax(x)) (the log of the largest probability stays finite)",
 }
 GEMMS = ("MatMul", "Gemm")
 LOW = ("BFLOAT16", "FLOAT16")
@@ -27,9 +28,17 @@ DQ_OPS = ("DequantizeLinear", "TRT_FP8DequantizeLinear")
 MOVES = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Expand", "Identity")
 
 
+def _only_its_peak_is_read(index: GraphIndex, node) -> bool:
+    """A LogSoftmax whose every reader is a ReduceMax: the log of the largest probability."""
+    readers = index.consumer_nodes(node.output[0])
+    return node.op_type == "LogSoftmax" and bool(readers) and all(
+        reader.op_type == "ReduceMax" for _, reader in readers)
+
+
 def check_unstable_ops(index: GraphIndex, out) -> None:
     for i, node in enumerate(index.nodes):
-        if node.domain in STANDARD_DOMAINS and node.op_type in UNSTABLE:
+        if (node.domain in STANDARD_DOMAINS and node.op_type in UNSTABLE
+                and not _only_its_peak_is_read(index, node)):
             out.warning("numerics", UNSTABLE[node.op_type], index.label(i), node.op_type)
 
 

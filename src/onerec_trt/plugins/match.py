@@ -83,14 +83,15 @@ def _constant(tensor, where: str) -> np.ndarray:
 
 def _log_softmax(tensor, where: str):
     """(node, input x) of ``tensor = LogSoftmax(x)``, or of the stable form export writes
-    (``model/logexp.py``): ``Sub(Sub(x, ReduceMax(x)), Log(ReduceSum(Exp(...))))``."""
-    node = _producer(tensor, ("LogSoftmax", "Sub"), where)
+    (``model/logexp.py``): ``Add(Sub(x, ReduceMax(x)), ReduceMax(LogSoftmax(x)))``."""
+    node = _producer(tensor, ("LogSoftmax", "Add"), where)
     if node.op == "LogSoftmax":
         return node, node.inputs[0]
     shifted = _producer(node.inputs[0], "Sub", where)
-    _producer(node.inputs[1], "Log", where)
-    x, peak = shifted.inputs[:2]
-    if _producer(peak, "ReduceMax", where).inputs[0] is not x:
+    peak = _producer(node.inputs[1], "ReduceMax", where)
+    x, top = shifted.inputs[:2]
+    if (_producer(top, "ReduceMax", where).inputs[0] is not x
+            or _producer(peak.inputs[0], "LogSoftmax", where).inputs[0] is not x):
         raise PatternError(f"{where}: {tensor.name} is not a log-softmax of one tensor")
     return node, x
 
@@ -138,7 +139,7 @@ def match_root(topk, cand, lifted, keep_bf16: bool, where: str) -> BeamStepMatch
     """Step 0: the root's children are constants (see the module docstring)."""
     new_scores, flat = topk.outputs
     read = next(t for t in cand.inputs if t is not lifted)
-    producer = _producer(read, ("LogSoftmax", "Sub", "Gather"), where)
+    producer = _producer(read, ("LogSoftmax", "Add", "Gather"), where)
     logp, x = _log_softmax(producer.inputs[0] if producer.op == "Gather" else read, where)
     vocab = logp.outputs[0].shape[-1] if logp.outputs[0].shape else None
     if not isinstance(vocab, int | np.integer):
