@@ -14,10 +14,12 @@ from onerec_trt.errors import user_error
 from onerec_trt.layout import VERIFY_JSON, VERIFY_MD
 from onerec_trt.model.checkpoint import load_model, model_hash
 from onerec_trt.model.generate import users_per_call
+from onerec_trt.progress import progress_bar
 from onerec_trt.verify import Gates, VerifyOptions, VerifyReport
 from onerec_trt.verify.agreement import agreement, metric_deltas
 from onerec_trt.verify.noninferiority import FAIL, PASS, RelativeChange, decide
 from onerec_trt.verify.report import format_markdown
+from onerec_trt.verify.script import SCRIPT, check_script
 from onerec_trt.verify.ties import candidate_tie_order
 
 MIN_TOPK = 10  # the gates compare each user's top 10
@@ -40,7 +42,7 @@ def _histories(opts: VerifyOptions, bundle) -> tuple[np.ndarray, np.ndarray | No
 
 
 def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
-    from polygraphy.comparator import Comparator, CompareFunc
+    from polygraphy.comparator import Comparator, SimpleCompareFunc
     from polygraphy.json import save_json
     from polygraphy.logger import G_LOGGER
 
@@ -70,10 +72,13 @@ def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
         log(f"note: {batch} users per call (beam x codebook tensors stay under 256 MiB)")
     loader = [{"history": histories[i:i + batch]} for i in range(0, len(histories), batch)]
     t_run = time.perf_counter()
-    results = Comparator.run([reference.runner, candidate.runner], data_loader=loader)
+    with progress_bar(desc="verify: reference, then candidate", total=2 * len(histories),
+                      unit="user") as bar:
+        runners = [_counting(backend.runner, bar) for backend in (reference, candidate)]
+        results = Comparator.run(runners, data_loader=loader)
     run_seconds = time.perf_counter() - t_run
     only_scores = lambda name, index, result: ["scores"] if name == "scores" else []  # noqa: E731
-    scores_ok = bool(Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(
+    scores_ok = bool(Comparator.compare_accuracy(results, compare_func=SimpleCompareFunc(
         atol={"scores": opts.scores_atol}, rtol={"scores": opts.scores_rtol},
         check_error_stat={"scores": "quantile"}, error_quantile={"scores": opts.scores_quantile},
         infinities_compare_equal=True, find_output_func=only_scores)))
@@ -110,9 +115,26 @@ def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
         save_json(loader, str(tmp / "inputs.json"), "verify inputs")
         report.save(tmp / VERIFY_JSON)
         write_text(tmp / VERIFY_MD, format_markdown(report))
+        write_text(tmp / SCRIPT, check_script(opts.reference, opts.candidate, opts.scores_atol,
+                                              opts.scores_rtol, opts.scores_quantile,
+                                              opts.gates.min_overlap_at_10))
         write_manifest(tmp, "verify", asdict(opts), inputs={"model": model_hash(opts.model) or ""})
     log(format_markdown(report, short=True))
     return report
+
+
+def _counting(runner, bar):
+    """``runner`` with each ``infer`` call counted on ``bar`` (users done): Polygraphy's
+    ``Comparator.run`` runs every batch through one runner, then the other, silently."""
+    infer = runner.infer
+
+    def counted(feed_dict, *args, **kwargs):
+        outputs = infer(feed_dict, *args, **kwargs)
+        bar.update(len(feed_dict["history"]))
+        return outputs
+
+    runner.infer = counted
+    return runner
 
 
 def _check_history_length(backend, role: str, length: int) -> None:
@@ -206,6 +228,6 @@ def _gates(g: Gates, m: dict, scores_ok: bool, opts: VerifyOptions, users: int) 
     p99 = m["scores_abs_error"]["p99"]
     gates["scores_tensor"] = _gate(
         p99, f"p{opts.scores_quantile * 100:g} |diff| <= {opts.scores_atol} or rel <= "
-             f"{opts.scores_rtol} (Polygraphy CompareFunc.simple)", scores_ok,
+             f"{opts.scores_rtol} (Polygraphy SimpleCompareFunc)", scores_ok,
         f"p99 |diff| {p99:.4g}: {'within' if scores_ok else 'outside'} the tolerances")
     return gates
