@@ -14,46 +14,16 @@ The backends, by kind (the names verify and bench share; docs/architecture.md's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from onerec_trt.artifacts import package_versions
+from onerec_trt.engines.backend import KINDS, Backend
 from onerec_trt.errors import user_error
-from onerec_trt.export import ExportReport, find_report
+from onerec_trt.export import find_report
 from onerec_trt.provenance import check_same_model, recorded_model
 
 TORCH_SPECS = {"torch": "fp32", "torch:fp32": "fp32", "torch:bf16": "bf16"}
-KINDS = ("torch", "ort", "trt", "hf")
 
-
-@dataclass
-class Backend:
-    """A Polygraphy runner and what the stages need to know about it."""
-
-    runner: object  # polygraphy BaseRunner
-    kind: str  # one of KINDS
-    spec: str  # what the user named: torch:bf16, FILE.onnx, FILE.plan
-    inputs: list[str]
-    outputs: list[str]
-    export: ExportReport | None = None  # the export that made the graph or engine
-
-    def describe(self) -> dict:
-        versions = package_versions()
-        backend = {"ort": f"onnxruntime {versions.get('onnxruntime')} CPUExecutionProvider",
-                   "torch": f"torch {versions.get('torch')} (the generation loop)",
-                   "trt": "tensorrt",
-                   "hf": f"transformers {_version('transformers')} generate (fp32, CPU)"}[self.kind]
-        return {"spec": self.spec, "kind": self.kind, "runner": self.runner.name,
-                "backend": backend, "polygraphy": versions.get("polygraphy")}
-
-
-def _version(name: str) -> str | None:
-    import importlib.metadata as md
-
-    try:
-        return md.version(name)
-    except md.PackageNotFoundError:
-        return None
+__all__ = ["Backend", "KINDS", "TORCH_SPECS", "make_runner"]
 
 
 def _onnx_backend(spec: str, role: str, model_sha: str | None, threads: int | None) -> Backend:

@@ -1,91 +1,35 @@
-"""A model folder: weights (safetensors), config JSON, tokenizer, item vocabulary, manifest."""
+"""A model folder of any kind: ``load_model`` reads the folder's kind (``model/folder.py``:
+native, imported, factory) and calls that kind's loader (``LOADERS``); the native kind
+(``onerec-trt train``, ``init``: weights, config, tokenizer, item vocabulary, manifest) is read
+and written here."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from onerec_trt.artifacts import MANIFEST, json_object, read_json, write_atomic, write_json
 from onerec_trt.data.vocab import ItemVocab
 from onerec_trt.errors import user_error
 from onerec_trt.layout import SHIPPED_MODELS
+from onerec_trt.model.bundle import ModelBundle
 from onerec_trt.model.config import ModelConfig
+from onerec_trt.model.folder import CONFIG, TRAINING, VOCAB, WEIGHTS, folder_kind
 from onerec_trt.model.onerec import OneRecModel
+from onerec_trt.model.safetensors_file import read_weights, safetensors_header
 from onerec_trt.model.tokenizer import SemanticIds
+
+__all__ = ["ModelBundle", "SHIPPED", "CONFIG", "TRAINING", "VOCAB", "WEIGHTS", "load_model",
+           "model_hash", "read_config", "read_training", "resolve_model_path", "save_model",
+           "safetensors_header"]
 
 SHIPPED = SHIPPED_MODELS["default"]
 MODEL_FOLDER = ("pass a folder written by 'onerec-trt train', 'init' or 'import', or a shipped "
                 "model: 'default', 'qwen3-ml1m'")
-WEIGHTS, CONFIG, VOCAB, TRAINING = "model.safetensors", "config.json", "items.json", "training.json"
-
-
-@dataclass
-class ModelBundle:
-    """Everything a stage needs to run a trained model."""
-
-    model: OneRecModel  # or an imported model's adapter (model/hf): the protocol either way
-    config: ModelConfig  # or model.hf.loader.ImportedConfig (num_items, codebook_sizes, ...)
-    semantic_ids: SemanticIds
-    vocab: ItemVocab
-    path: Path | None = None
-    training: dict = field(default_factory=dict)
-
-    @property
-    def dataset(self) -> str | None:
-        return self.training.get("dataset")
-
-    @property
-    def untrained(self) -> bool:
-        """Random weights from ``onerec-trt init``: good for scale and speed, not accuracy."""
-        return bool(self.training.get("untrained"))
-
-    def load_data(self, dataset: str | None = None, data: str | None = None,
-                  columns: str | None = None):
-        """The evaluation data, encoded with this model's vocabulary (unknown items counted).
-
-        Without arguments: the dataset, file, column mapping and filters the model was trained
-        on, so the leave-one-out split is the training run's.
-        """
-        from onerec_trt.data import load_dataset
-
-        dataset = dataset or self.dataset
-        if dataset is None and self.untrained:
-            raise user_error(f"{self.path} is untrained ('onerec-trt init'): it has no dataset "
-                             "and no users", f"pass --histories {self.path}/histories.npy (or "
-                                             "your own .npy of item-id histories)")
-        if dataset is None:
-            raise user_error("the model does not record its dataset", "pass --dataset")
-        filters = {}
-        if dataset == self.dataset:
-            data = data or self.training.get("data")
-            columns = columns or self.training.get("columns")
-            filters = self.training.get("filters") or {}
-        return load_dataset(dataset, data, columns=columns, vocab=self.vocab, **filters)
-
-    def calibration_histories(self, users: int, seed: int = 0, file: str | None = None,
-                              dataset: str | None = None, data: str | None = None,
-                              columns: str | None = None) -> tuple[np.ndarray, str]:
-        """[users, S] histories to calibrate (or profile) on, and where they came from: the
-        ``file`` (a ``--calib-data`` .npy), else a seeded sample of training parts (never a
-        validation or test target)."""
-        from onerec_trt.data.samplers import training_histories
-
-        if file:
-            return self.histories_file(file), file
-        loaded = self.load_data(dataset, data, columns)
-        hist = training_histories(loaded.split(), users, self.config.max_history, seed)
-        return hist, f"{loaded.name} training split, {len(hist)} users (seed {seed})"
-
-    def histories_file(self, file: str | Path, option: str = "--histories") -> np.ndarray:
-        """A ``--histories`` .npy file, checked against this model (history length, items)."""
-        from onerec_trt.data.histories import load_histories
-
-        return load_histories(file, self.config.max_history, self.config.num_items, option)
 
 
 def resolve_model_path(path: str | Path) -> Path:
@@ -104,95 +48,25 @@ def save_model(folder: str | Path, bundle: ModelBundle) -> None:
     write_json(folder / TRAINING, bundle.training)
 
 
-SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16,
-                      "I64": torch.int64, "I32": torch.int32, "BOOL": torch.bool}
+def loaders() -> dict[str, Callable[[Path, torch.dtype | None], ModelBundle]]:
+    """Each kind of model folder (``folder.KINDS``) -> its loader ``(folder, dtype)``."""
+    from onerec_trt.model.hf.factory import load_factory_model
+    from onerec_trt.model.hf.loader import load_imported
 
-
-# bytes per element of every safetensors dtype (the format's own list)
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8,
-               "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
-DAMAGED = "the file is damaged or truncated: copy the model folder again"
-MAX_HEADER = 100_000_000  # the safetensors reader's own limit on a header
-
-
-def safetensors_header(path: str | Path) -> dict[str, dict]:
-    """The tensors a safetensors file holds (name -> dtype, shape, data_offsets), checked
-    against the file's size without reading the data: a user error for a truncated, random or
-    foreign file instead of the reader's own message."""
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        length = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if not 2 <= length <= min(size - 8, MAX_HEADER):
-            raise user_error(f"{path} is truncated or not a safetensors file ({size:,} bytes, "
-                             "no complete header)", DAMAGED)
-        try:
-            header = json.loads(handle.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            header = None
-    if not isinstance(header, dict):
-        raise user_error(f"{path} is not a safetensors file (its header is not a JSON object)",
-                         DAMAGED)
-    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
-    end = max((_tensor_end(path, name, info) for name, info in tensors.items()), default=0)
-    if 8 + length + end > size:
-        raise user_error(f"{path} is truncated: its tensors need {8 + length + end:,} bytes, "
-                         f"the file has {size:,}", DAMAGED)
-    return tensors
-
-
-def _tensor_end(path: Path, name: str, info: object) -> int:
-    """Where one header entry's data ends (relative to the data), once its fields agree."""
-    ok = isinstance(info, dict) and info.get("dtype") in DTYPE_BYTES
-    shape, offsets = (info.get("shape"), info.get("data_offsets")) if ok else (None, None)
-    ok = ok and isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
-    ok = ok and isinstance(offsets, list) and len(offsets) == 2 and all(
-        isinstance(o, int) and o >= 0 for o in offsets)
-    if ok:
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        ok = offsets[1] - offsets[0] == count * DTYPE_BYTES[info["dtype"]]
-    if not ok:
-        raise user_error(f"{path} is not a valid safetensors file: the entry of tensor "
-                         f"{name!r} is malformed", DAMAGED)
-    return offsets[1]
-
-
-def read_weights(path: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """The state dict in a safetensors file; with ``dtype``, each floating tensor is read with
-    plain file reads (no memory map) and converted at once, so the file's dtype never exists in
-    memory as a whole: a 1B-parameter fp32 model loads into bf16 holding one fp32 tensor at a
-    time."""
-    if dtype is None:
-        return load_file(str(path))
-    out = {}
-    with open(path, "rb") as handle:
-        size = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(size))
-        base = 8 + size
-        for key, info in header.items():
-            if key == "__metadata__":
-                continue
-            begin, end = info["data_offsets"]
-            raw = torch.empty(end - begin, dtype=torch.uint8)
-            handle.seek(base + begin)
-            handle.readinto(memoryview(raw.numpy()))
-            tensor = raw.view(SAFETENSORS_DTYPES[info["dtype"]]).reshape(info["shape"])
-            out[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
-            del raw, tensor
-    return out
+    return {"native": _load_native, "imported": load_imported, "factory": load_factory_model}
 
 
 def load_model(path: str | Path, dtype: torch.dtype | None = None) -> ModelBundle:
-    """A model folder (``dtype``: convert the weights while reading them)."""
+    """A model folder of any kind (``dtype``: convert the weights while reading them)."""
     folder = resolve_model_path(path)
     if not folder.is_dir():
         raise user_error(f"model folder not found: {folder}",
                          MODEL_FOLDER)
-    from onerec_trt.model.hf.loader import is_imported, load_imported
+    return loaders()[folder_kind(folder)](folder, dtype)
 
-    if is_imported(folder):
-        return load_imported(folder, dtype)
+
+def _load_native(folder: Path, dtype: torch.dtype | None = None) -> ModelBundle:
+    """A folder written by ``onerec-trt train`` or ``init``."""
     missing = [n for n in (WEIGHTS, CONFIG, VOCAB) if not (folder / n).is_file()]
     if missing:
         stage = json_object(folder / MANIFEST).get("stage")
@@ -220,9 +94,9 @@ def read_config(folder: Path) -> ModelConfig:
     """A model folder's ``config.json``: a user error for anything but a valid config of a
     trained model (num_items at least 1). An imported folder's config comes from its import
     record (``model.hf.loader.ImportedConfig``: num_items, codebook_sizes, max_history)."""
-    from onerec_trt.model.hf.loader import is_imported, read_imported_config
+    if folder_kind(folder) != "native":
+        from onerec_trt.model.hf.loader import read_imported_config
 
-    if is_imported(folder):
         return read_imported_config(folder)
     config = ModelConfig.from_dict(read_json(folder / CONFIG, "model config"),
                                    f"model config {folder / CONFIG}")

@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass
 
 from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
+from onerec_trt.model.folder import HISTORIES
 
 TOPK_LIMIT = 3840  # TensorRT's TopK: the largest beam
 # every beam TensorRT allows keeps a step's flat candidate index (beam x codebook) in int32
 MAX_CODEBOOK = (2**31 - 1) // TOPK_LIMIT
-HISTORIES = "histories.npy"
 ITEM_BYTES = 100  # at least, per item: its id string, list slot and dict entry (ItemVocab)
 
 
@@ -82,19 +82,6 @@ def _require_memory(opts: InitOptions) -> None:
     require_histories_memory(opts.histories, cfg.max_history)
 
 
-def synthetic_histories(users: int, length: int, num_items: int, seed: int = 0):
-    """[users, length] requests of random items, random lengths, left-padded with 0."""
-    import numpy as np
-
-    from onerec_trt.data.memory import require_histories_memory
-
-    require_histories_memory(users, length)  # init checks first; import, factory reach here
-    rng = np.random.default_rng(seed)
-    hist = rng.integers(1, num_items + 1, size=(users, length), dtype=np.int64)
-    hist[np.arange(length)[None, :] < rng.integers(0, length, (users, 1))] = 0
-    return hist
-
-
 def init_stage(opts: InitOptions, log=print):
     """``onerec-trt init``: returns the ``ModelBundle`` after writing ``opts.out``."""
     import numpy as np
@@ -104,7 +91,7 @@ def init_stage(opts: InitOptions, log=print):
     from onerec_trt.data.vocab import ItemVocab
     from onerec_trt.model.checkpoint import ModelBundle, save_model
     from onerec_trt.model.config import ModelConfig
-    from onerec_trt.model.synthetic import random_codes, random_model
+    from onerec_trt.model.synthetic import random_codes, random_model, synthetic_histories
     from onerec_trt.model.tokenizer import SemanticIds
 
     _validate(opts)

@@ -81,3 +81,14 @@ def csr_bytes(trie: Trie) -> int:
     """Bytes of the plugins' packed CSR trie (int64 indptr, child codes, leaf items)."""
     return int(sum(p.nbytes for p in trie.indptr) + sum(c.nbytes for c in trie.child_code)
                + trie.leaf_item.nbytes)
+
+
+def synthetic_histories(users: int, length: int, num_items: int, seed: int = 0):
+    """[users, length] requests of random items, random lengths, left-padded with 0."""
+    from onerec_trt.data.memory import require_histories_memory
+
+    require_histories_memory(users, length)  # init checks first; import, factory reach here
+    rng = np.random.default_rng(seed)
+    hist = rng.integers(1, num_items + 1, size=(users, length), dtype=np.int64)
+    hist[np.arange(length)[None, :] < rng.integers(0, length, (users, 1))] = 0
+    return hist

@@ -26,7 +26,7 @@ from onerec_trt.model.losses import training_loss
 from onerec_trt.model.onerec import OneRecModel, PrefixEmbedding
 from onerec_trt.model.schedule import BudgetedCosine, SmoothedStopping
 from onerec_trt.model.tokenizer import SemanticIds, TokenizerConfig, build_tokenizer
-from onerec_trt.model.train_stage import TrainConfig, require_trainable
+from onerec_trt.model.train_config import TrainConfig, require_trainable
 from onerec_trt.progress import progress_bar
 
 

@@ -12,27 +12,9 @@ from pathlib import Path
 
 from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
+from onerec_trt.model.train_config import TrainConfig, require_trainable
 
-
-@dataclass
-class TrainConfig:
-    """The training loop's hyperparameters."""
-
-    epochs: int = 30  # the cosine spans them, or the time budget when it cannot hold them
-    batch_size: int = 32  # windows per optimizer step: more steps beat bigger batches on a CPU
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 200
-    patience: int = 6  # evaluations without a better smoothed score (0 = never stop early)
-    eval_users: int = 1500  # validation users scored per evaluation
-    eval_beam: int = 20
-    eval_every: int = 1  # epochs between validations (the last epoch is always validated)
-    max_minutes: float = 45.0  # the cosine ends, and the best checkpoint is kept, by then
-    decoder_targets: int = 48  # sampled target positions per window for the decoder (0 = all)
-    max_steps: int | None = None  # stop after this many optimizer steps (tests, smoke runs)
-    prefix_inputs: bool = False  # item inputs share semantic-ID prefix embeddings (folded at end)
-    distill: float = 0.0  # weight of the decoder's distillation from the auxiliary item softmax
-    seed: int = 0
+__all__ = ["TrainConfig", "TrainOptions", "require_trainable", "train_stage", "with_seed"]
 
 
 @dataclass
@@ -80,23 +62,6 @@ def _validate(opts: TrainOptions) -> None:
             raise user_error(f"--{name.replace('_', '-')} must not be negative, "
                              f"got {getattr(opts, name)}")
     check_out(opts.out, [opts.data], opts.force)  # before the training, not after it
-
-
-def require_trainable(data) -> None:
-    """Refuse data that cannot make a model, before any work: fewer than ``MIN_ITEMS`` items,
-    or no user with a training window (an input item and a next item to predict, besides the
-    validation and test targets the leave-one-out split keeps)."""
-    from onerec_trt.data import MIN_ITEMS, MIN_SEQUENCE
-
-    users = len(data.sequences)
-    longer = sum(len(s) > MIN_SEQUENCE for s in data.sequences)
-    if data.num_items >= MIN_ITEMS and longer:
-        return
-    raise user_error(f"{data.name} has {data.num_items:,} item(s) and {users:,} user(s), "
-                     f"{longer:,} with more than {MIN_SEQUENCE} interactions: training needs at "
-                     f"least {MIN_ITEMS} items and one user with {MIN_SEQUENCE + 1} interactions",
-                     "each user's last two items are the validation and test targets; the "
-                     "items before them are what the model learns from")
 
 
 def _model_config(opts: TrainOptions):

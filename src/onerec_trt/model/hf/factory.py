@@ -22,10 +22,11 @@ import torch
 
 from onerec_trt.artifacts import check_out, json_object, staged_folder, write_json, write_manifest
 from onerec_trt.errors import user_error
+from onerec_trt.model.bundle import ModelBundle
+from onerec_trt.model.folder import FACTORY_JSON, HISTORIES
 from onerec_trt.model.hf.trust import check_factory, is_factory_name, named_factory
 from onerec_trt.model.protocol import GenerativeRecommender
 
-FACTORY_JSON = "factory.json"
 NEEDS = ("a torch.nn.Module with semantic_ids (codes, trie, codebook_sizes), max_history, "
          "encode_context, decode_step and reorder_cache: see model/protocol.py")
 
@@ -106,8 +107,7 @@ def _state_hash(model: torch.nn.Module) -> str:
 def import_factory(opts, log=print):
     """``onerec-trt import --factory``: a model folder that names the user's factory."""
     from onerec_trt.data.vocab import ItemVocab
-    from onerec_trt.model.hf.importer import HISTORIES
-    from onerec_trt.model.init_stage import synthetic_histories
+    from onerec_trt.model.synthetic import synthetic_histories
     from onerec_trt.model.tokenizer import SemanticIds
 
     if opts.hf or opts.catalogue:
@@ -140,11 +140,10 @@ def import_factory(opts, log=print):
 
 
 def load_factory_model(folder: Path, dtype: torch.dtype | None = None,
-                       factory: str | None = None):
+                       factory: str | None = None) -> ModelBundle:
     """A factory folder's bundle: calls the recorded factory only when the user named it
     (``factory``, else ``--factory`` / ``trusted_factory``: model/hf/trust.py)."""
     from onerec_trt.data.vocab import ItemVocab
-    from onerec_trt.model.checkpoint import ModelBundle
     from onerec_trt.model.hf.loader import ImportedConfig
 
     record = json_object(folder / FACTORY_JSON)

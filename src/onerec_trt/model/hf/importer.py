@@ -19,10 +19,10 @@ from pathlib import Path
 
 from onerec_trt.artifacts import check_out, staged_folder, write_json, write_manifest
 from onerec_trt.errors import user_error
+from onerec_trt.model.folder import HISTORIES
 
 COPIED = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
           "special_tokens_map.json", "*.safetensors", "*.safetensors.index.json")
-HISTORIES = "histories.npy"
 
 
 @dataclass
@@ -142,7 +142,7 @@ def _check_positions(config: dict, record) -> None:
 
 def _bundle(opts, record, ids, vocab, backbone):
     """The bundle the stage returns; building the adapter also checks the checkpoint fits."""
-    from onerec_trt.model.checkpoint import ModelBundle
+    from onerec_trt.model.bundle import ModelBundle
     from onerec_trt.model.hf.loader import ImportedConfig, build_adapter
 
     config = ImportedConfig(record.num_items, record.codebook_sizes, record.max_history,
@@ -177,7 +177,7 @@ def _copy_checkpoint(source: Path, target: Path) -> None:
 def _write_contract(folder: Path, opts: ImportOptions, record, ids, vocab) -> None:
     import numpy as np
 
-    from onerec_trt.model.init_stage import synthetic_histories
+    from onerec_trt.model.synthetic import synthetic_histories
 
     record.save(folder)
     ids.save(folder)

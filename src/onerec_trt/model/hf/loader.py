@@ -12,10 +12,11 @@ import torch
 from onerec_trt.artifacts import json_object
 from onerec_trt.data.vocab import ItemVocab
 from onerec_trt.errors import user_error
-from onerec_trt.model.hf.record import CHECKPOINT_DIR, DAMAGED, IMPORT_JSON, ImportRecord
+from onerec_trt.model.bundle import ModelBundle
+from onerec_trt.model.folder import CHECKPOINT_DIR, FACTORY_JSON, IMPORT_JSON
+from onerec_trt.model.hf.record import DAMAGED, ImportRecord
+from onerec_trt.model.safetensors_file import safetensors_header
 from onerec_trt.model.tokenizer import SemanticIds
-
-FACTORY_JSON = "factory.json"
 
 
 @dataclass
@@ -34,10 +35,6 @@ class ImportedConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def is_imported(folder: Path) -> bool:
-    return (folder / IMPORT_JSON).is_file() or (folder / FACTORY_JSON).is_file()
 
 
 def read_imported_config(folder: Path) -> ImportedConfig:
@@ -65,15 +62,11 @@ def build_adapter(backbone, record: ImportRecord, ids: SemanticIds) -> torch.nn.
                                   record.max_history, record.pad_id).eval()
 
 
-def load_imported(folder: Path, dtype: torch.dtype | None = None):
-    """The bundle of an imported folder (``dtype``: the weights' dtype, fp32 by default)."""
-    from onerec_trt.model.checkpoint import ModelBundle
+def load_imported(folder: Path, dtype: torch.dtype | None = None) -> ModelBundle:
+    """The bundle of an imported folder (``dtype``: the weights' dtype, fp32 by default);
+    a factory folder's loader is ``hf.factory.load_factory_model`` (``checkpoint.loaders``)."""
     from onerec_trt.model.hf.families import load_transformers_model, read_checkpoint_config
 
-    if (folder / FACTORY_JSON).is_file():
-        from onerec_trt.model.hf.factory import load_factory_model
-
-        return load_factory_model(folder, dtype)
     record = ImportRecord.load(folder)
     config, family = read_checkpoint_config(folder / CHECKPOINT_DIR)
     _check_record_fits(folder, record, config, family)
@@ -107,7 +100,6 @@ def _semantic_ids(folder: Path, record: ImportRecord) -> SemanticIds:
     from safetensors.numpy import load_file
 
     from onerec_trt.artifacts import read_json
-    from onerec_trt.model.checkpoint import safetensors_header
 
     path = folder / "semantic_ids.safetensors"
     if not path.is_file() or not (folder / "tokenizer.json").is_file():

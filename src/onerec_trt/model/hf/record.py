@@ -8,9 +8,10 @@ from pathlib import Path
 
 from onerec_trt.artifacts import read_json, write_json
 from onerec_trt.errors import user_error
+from onerec_trt.model.folder import CHECKPOINT_DIR, IMPORT_JSON
 from onerec_trt.model.hf.prompt import CODES, Prompt
 
-IMPORT_JSON, CHECKPOINT_DIR = "import.json", "hf"
+__all__ = ["CHECKPOINT_DIR", "DAMAGED", "IMPORT_JSON", "ImportRecord"]
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
-from onerec_trt.model.train_stage import TrainConfig
+from onerec_trt.model.train_config import TrainConfig
 
 CATALOGUE = "catalogue.tsv"
 TRAINING = "training.json"
@@ -282,7 +282,7 @@ def train_lm(opts: LMOptions, log=print) -> Path:
     import torch
 
     from onerec_trt.data import load_dataset
-    from onerec_trt.model.train_stage import require_trainable
+    from onerec_trt.model.train_config import require_trainable
 
     _validate(opts)
     if opts.threads:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from onerec_trt.errors import user_error
+from onerec_trt.model.safetensors_file import safetensors_header
 
 SINGLE, INDEX = "model.safetensors", "model.safetensors.index.json"
 PICKLES = "pickled weights (.bin, .pt) are never loaded: convert them to safetensors"
@@ -21,8 +22,6 @@ PICKLES = "pickled weights (.bin, .pt) are never loaded: convert them to safeten
 def weight_files(folder: Path) -> list[Path]:
     """The safetensors files transformers will read (``model.safetensors`` where there is one,
     else the index's shards), each header checked."""
-    from onerec_trt.model.checkpoint import safetensors_header
-
     single = folder / SINGLE
     files = _shards(folder) if (folder / INDEX).is_file() and not single.is_file() else [single]
     if not files[0].is_file():
