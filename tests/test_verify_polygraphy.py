@@ -164,3 +164,15 @@ def test_the_verdict_note_is_in_verify_md_and_the_cli_output(verified, tiny_pipe
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(f"# verify: {report.verdict}\n\nInconclusive means the 60 users")
     assert "The pass was decided by the overlap gate" in run.stdout
+
+
+def test_no_polygraphy_cli_command_for_a_reference_onnx_runtime_cannot_load_alone(verified):
+    """A plugin graph or an engine as the reference: verify.md points to the script only."""
+    from dataclasses import replace
+
+    from onerec_trt.verify.report import format_markdown
+
+    _, report, _, _ = verified
+    for spec in ("runs/x/plugins/fp8.plugins.cpu.onnx", "runs/x/engines/fp8.plan"):
+        md = format_markdown(replace(report, options={**report.options, "reference": spec}))
+        assert "polygraphy run" not in md and f"python {report.options['out']}/{SCRIPT}" in md

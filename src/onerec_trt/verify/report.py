@@ -76,6 +76,19 @@ def _by_hand(report: VerifyReport) -> list[str]:
         f"python {o['out']}/{SCRIPT} [--rerun]",
         "```",
         "",
+        *(_cli_command(o) if _plain_onnx(o["reference"]) else [
+            "The reference is not a plain ONNX graph, so Polygraphy's CLI cannot rerun it with "
+            "ONNX Runtime alone: use the script."]),
+    ]
+
+
+def _plain_onnx(spec: str) -> bool:
+    """A graph Polygraphy's ``--onnxrt`` loads as is (no plugin ops, not an engine)."""
+    return spec.endswith(".onnx") and not spec.endswith(".plugins.cpu.onnx")
+
+
+def _cli_command(o: dict) -> list[str]:
+    return [
         "Polygraphy's CLI, rerunning the reference on the saved inputs, with the script as its "
         "comparison function (`scores` with the tolerances above; `items`/`codes` are judged "
         "by overlap, not elementwise: Polygraphy's default comparison ends FAILED for them "
