@@ -76,6 +76,20 @@ def test_a_factory_record_that_is_not_module_function_is_refused(factory_folder,
         load_model(folder)
 
 
+def test_a_factory_record_without_its_sizes_loads_from_the_object(factory_folder, tmp_path):
+    """The sizes come from the factory's catalogue (its hash was checked), not from keys of
+    factory.json a damaged record may lack (a KeyError traceback before)."""
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(factory_folder, folder)
+    record = json.loads((folder / "factory.json").read_text())
+    del record["num_items"], record["codebook_sizes"]
+    (folder / "factory.json").write_text(json.dumps(record))
+    with trusted_factory(FACTORY):
+        assert load_model(folder).config.num_items == 30
+
+
 def test_the_python_api_loads_a_factory_folder_only_when_named(factory_folder, capsys):
     assert FACTORY_ENV not in os.environ
     with pytest.raises(UserError, match="runs code"):

@@ -158,7 +158,8 @@ def load_factory_model(folder: Path, dtype: torch.dtype | None = None,
                                                    "--factory ... --force)")
     if dtype is not None:
         model = model.to(dtype)
-    config = ImportedConfig(record["num_items"], record["codebook_sizes"], model.max_history,
+    # the catalogue matched its recorded hash: its sizes are the record's, read from the object
+    config = ImportedConfig(len(ids.codes) - 1, list(ids.codebook_sizes), model.max_history,
                             "factory", name)
     return ModelBundle(model, config, ids, ItemVocab.load(folder / "items.json"), folder,
                        json_object(folder / "training.json"))
