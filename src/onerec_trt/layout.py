@@ -12,7 +12,8 @@ a ``manifest.json`` (``artifacts.write_manifest``). Stages find each other's fil
                              quantize_report.json
       plugins/               plugins: <graph>.plugins.onnx, <graph>.plugins.cpu.onnx, plugins.json
       engines/               build: <graph>.plan + <graph>.json, timing.cache
-      verify/                verify: verify.md, verify.json, outputs.json, inputs.json
+      verify/                verify: verify.md, verify.json, outputs.json, inputs.json,
+                             polygraphy_check.py
       triton/                triton export: a model repository, repository.json
       bench/                 bench: bench.json, bench.md, plots
 """
