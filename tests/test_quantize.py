@@ -153,3 +153,15 @@ def test_transpose_swap_keeps_the_numbers():
                              providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     expected = (torch.from_numpy(x / 0.05).to(torch.float8_e4m3fn).float() * 0.05).numpy().T
     np.testing.assert_array_equal(y, expected)
+
+
+def test_loading_modelopt_prints_no_version_warning():
+    """ModelOpt warns on import that transformers 5.24 is untested with its HF path (unused
+    here): every quantize printed it. A fresh process, so the import really happens."""
+    import subprocess
+    import sys
+
+    code = "from onerec_trt.quantize.ptq import _mtq; _mtq()"
+    done = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
