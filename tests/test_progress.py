@@ -56,3 +56,19 @@ def test_disabled_progress_writes_nothing():
     for stream in (io.StringIO(), Terminal()):
         assert list(progress_bar(range(5), disable=True, file=stream)) == list(range(5))
         assert stream.getvalue() == ""
+
+
+def test_bars_that_libraries_draw_are_quiet_in_logs():
+    """ModelOpt draws its own tqdm bar (MSE weight calibration): \\r frames in a log unless
+    quieted; on a terminal it stays."""
+    from tqdm import tqdm
+
+    from onerec_trt.progress import quiet_library_bars
+
+    for stream, drawn in ((io.StringIO(), False), (Terminal(), True)):
+        library = io.StringIO()
+        with quiet_library_bars(file=stream):
+            for _ in tqdm(range(50), desc="MSE weight calibration", file=library):
+                pass
+        assert ("\r" in library.getvalue()) is drawn
+    assert "TQDM_DISABLE" not in __import__("os").environ

@@ -9,12 +9,14 @@ work is done (and one at the end), or, where the total is unknown, one line ever
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import IO, Any
 
-__all__ = ["progress_bar", "LineProgress", "is_terminal"]
+__all__ = ["progress_bar", "LineProgress", "is_terminal", "quiet_library_bars"]
 
 EVERY = 0.1  # without a terminal: a line each time this fraction of the total is done
 INTERVAL_S = 30.0  # without a terminal and without a total: at most one line this often
@@ -119,3 +121,22 @@ class LineProgress:
         self.file.write(f"{head}{done} in {elapsed:.0f}s{rate}{extra}\n")
         self.file.flush()
         self._shown_n, self._last_time = self.n, time.monotonic()
+
+
+@contextmanager
+def quiet_library_bars(file: IO | None = None) -> Iterator[None]:
+    """Within the block, tqdm bars that libraries draw themselves (ModelOpt's "MSE weight
+    calibration") are off unless ``file`` (default: stderr) is a terminal: tqdm reads
+    ``TQDM_DISABLE`` from the environment when a bar is made."""
+    if is_terminal(sys.stderr if file is None else file):
+        yield
+        return
+    previous = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from onerec_trt.progress import quiet_library_bars
+
 # The default exclusion policy (measured on the shipped model, docs/export-quantize.md): the
 # output heads (the lm_head of this model; ModelOpt's own LLM default keeps lm_head in high
 # precision) and the context K/V projections (computed once per request, read by every beam
@@ -89,7 +91,8 @@ def fp8_config(method: str) -> dict:
 def calibrate(model: nn.Module, run: Callable[[], None], method: str = "max") -> nn.Module:
     """Insert FP8 quantizers and calibrate them by calling ``run()`` (the real generation)."""
     mtq = _mtq()
-    return mtq.quantize(model, fp8_config(method), lambda _model: run())
+    with quiet_library_bars():  # ModelOpt's own tqdm (mse): no \r frames in logs
+        return mtq.quantize(model, fp8_config(method), lambda _model: run())
 
 
 def set_bf16_layers(model: nn.Module, bf16_layers: Iterable[str]) -> None:
