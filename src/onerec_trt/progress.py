@@ -9,11 +9,11 @@ work is done (and one at the end), or, where the total is unknown, one line ever
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import partialmethod
 from typing import IO, Any
 
 __all__ = ["progress_bar", "LineProgress", "is_terminal", "quiet_library_bars"]
@@ -126,17 +126,16 @@ class LineProgress:
 @contextmanager
 def quiet_library_bars(file: IO | None = None) -> Iterator[None]:
     """Within the block, tqdm bars that libraries draw themselves (ModelOpt's "MSE weight
-    calibration") are off unless ``file`` (default: stderr) is a terminal: tqdm reads
-    ``TQDM_DISABLE`` from the environment when a bar is made."""
+    calibration") are off unless ``file`` (default: stderr) is a terminal. tqdm reads its
+    ``TQDM_*`` environment once, at import, so the default of ``disable`` is changed here."""
     if is_terminal(sys.stderr if file is None else file):
         yield
         return
-    previous = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
+    from tqdm import std
+
+    original = vars(std.tqdm)["__init__"]
+    std.tqdm.__init__ = partialmethod(original, disable=True)  # an explicit disable= wins
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = previous
+        std.tqdm.__init__ = original
