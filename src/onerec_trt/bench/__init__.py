@@ -30,6 +30,9 @@ class BenchOptions:
     engines: str | None = None  # the build stage's folder (TensorRT plans)
     out: str | None = None  # None: the run folder's bench/ (runs/<model>/bench for torch alone)
     backends: list[str] = field(default_factory=list)  # empty: every known backend
+    peers: list[str] = field(default_factory=list)  # hf, optimum: what users run today (peers.py)
+    users: int | None = None  # time this many held-out test users of the model's dataset
+    rounds: int | None = None  # with users: passes over all of them per batch size (not --reps)
     batches: list[int] = field(default_factory=lambda: [1, 8, 64])  # users per request
     histories: str | None = None  # .npy [N, S] requests (default: synthetic random ids)
     beam: int | None = None  # None: the exported graphs' beam (20 without graphs)
@@ -38,7 +41,7 @@ class BenchOptions:
     warmup: int = 2  # untimed calls per backend and batch size first
     threads: int = 1  # intra-op threads per backend (one backend computes at a time)
     device: str = "cpu"  # where the torch reference runs
-    max_call_s: float = 30.0  # a backend slower than this per request stops there
+    max_call_s: float = 120.0  # a backend slower than this per request stops there
     agreement_batch: int = 16  # users in the request whose items every backend must agree on
     scaling: bool = False
     scaling_axes: list[str] = field(default_factory=list)  # empty: history, beam, catalogue, levels
@@ -67,6 +70,7 @@ class BenchReport(Report):
     skipped: dict  # backend -> why it did not run
     agreement: dict
     load_average_end: list
+    peers: dict | None = None  # peer -> same items as the project's graph?, speed-ups
     seconds: float = 0.0
     scaling: dict | None = None
 

@@ -17,15 +17,23 @@ from pathlib import Path
 
 from onerec_trt.errors import UserError, user_error
 from onerec_trt.graphs import check_data_files
-from onerec_trt.layout import BF16_GRAPH, CPU_GRAPH, FP8_CPU_GRAPH, FP8_GRAPH, PLUGIN_GRAPHS
+from onerec_trt.layout import (
+    BF16_GRAPH,
+    CPU_GRAPH,
+    FP8_CPU_GRAPH,
+    FP8_GRAPH,
+    FP32_GRAPH,
+    PLUGIN_GRAPHS,
+)
 from onerec_trt.provenance import check_same_model, recorded_model
 
-NAMES = ("torch-fp32", "torch-bf16", "ort-bf16", "ort-fp8", "ort-plugins-bf16",
+NAMES = ("torch-fp32", "torch-bf16", "ort-fp32", "ort-bf16", "ort-fp8", "ort-plugins-bf16",
          "ort-plugins-fp8", "trt-bf16", "trt-fp8", "trt-plugins-bf16", "trt-plugins-fp8")
 
 DESCRIPTIONS = {
     "torch-fp32": "torch generation loop, fp32 (CPU unless --device cuda)",
     "torch-bf16": "torch generation loop, bf16 weights and activations",
+    "ort-fp32": "ONNX Runtime, reference.fp32.onnx: the model in fp32, what CPU serving runs",
     "ort-bf16": "ONNX Runtime, reference.cpu.onnx: the bf16 graph rendered as fp32 compute with "
                 "bf16 rounding casts",
     "ort-fp8": "ONNX Runtime, fp8.cpu.onnx: FP8 Q/DQ simulated (quantize, dequantize, fp32 GEMM)",
@@ -130,6 +138,8 @@ def check_graph(path: Path, src: Sources, stage: str) -> str | None:
 
 def graph_path(name: str, src: Sources) -> tuple[Path, str]:
     """(the CPU graph a backend runs, the stage that writes it)."""
+    if _precision(name) == "fp32":
+        return src.onnx / FP32_GRAPH, "export"
     source = CPU_GRAPH if _precision(name) == "bf16" else FP8_CPU_GRAPH
     if "-plugins-" in name:
         return src.plugins / PLUGIN_GRAPHS[source], "plugins"

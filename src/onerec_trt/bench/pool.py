@@ -76,15 +76,18 @@ class Measurements:
     order: list[list[str]] = field(default_factory=list)  # the calls of the first batch size
 
 
-def measure(workers: dict[str, BackendWorker], batches: list[int], reps: int, warmup: int,
-            max_call_s: float, limits: dict[str, int | None] | None = None,
+def measure(workers: dict[str, BackendWorker], batches: list[int], reps: int | dict[int, int],
+            warmup: int, max_call_s: float, limits: dict[str, int | None] | None = None,
             progress: bool = True) -> Measurements:
-    """Warm up, then ``reps`` alternating repetitions per batch size (ascending).
+    """Warm up, then ``reps`` alternating repetitions per batch size (ascending; a dict: by
+    batch size). Repetition r sends every backend the same users, rows r*batch.. of the
+    histories, so a pass of repetitions covers every user.
 
     ``limits``: the largest batch a backend accepts (an engine's profile), if any.
     """
     out = Measurements({n: {} for n in workers}, {n: {} for n in workers})
-    total = len(batches) * len(workers) * (reps + max(warmup, 1))
+    per_batch = reps if isinstance(reps, dict) else {b: reps for b in batches}
+    total = sum(len(workers) * (per_batch[b] + max(warmup, 1)) for b in batches)
     bar = progress_bar(total=total, desc="bench", unit="call", disable=not progress, leave=False)
     for batch in sorted(batches):
         for name, limit in (limits or {}).items():
@@ -101,7 +104,7 @@ def measure(workers: dict[str, BackendWorker], batches: list[int], reps: int, wa
                 workers[name].call("reset_peak")
             except WorkerFailed as exc:
                 _stop(out, name, batch, str(exc))
-        for rep in range(reps):
+        for rep in range(per_batch[batch]):
             order = alternating_order(active, rep)
             if batch == min(batches):
                 out.order.append(order)
@@ -109,7 +112,8 @@ def measure(workers: dict[str, BackendWorker], batches: list[int], reps: int, wa
                 if name in out.stopped:
                     continue
                 try:
-                    seconds = workers[name].call("run", batch=batch, calls=1)["seconds"][0]
+                    seconds = workers[name].call("run", batch=batch, calls=1,
+                                                 start=rep * batch)["seconds"][0]
                 except WorkerFailed as exc:
                     _stop(out, name, batch, str(exc))
                     continue

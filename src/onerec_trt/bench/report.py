@@ -37,6 +37,15 @@ def latency_rows(result: dict) -> list[str]:
     return rows
 
 
+def load_rows(result: dict) -> list[str]:
+    """Each backend's load: resident memory before and after building it."""
+    rows = ["| backend | load s | RSS before load MiB | RSS loaded MiB |", "|---|---:|---:|---:|"]
+    rows += [f"| {n} | {'-' if b.get('load_s') is None else format(b['load_s'], '.1f')} | "
+             f"{_mib(b.get('rss_start_kb'))} | {_mib(b.get('rss_loaded_kb'))} |"
+             for n, b in result["backends"].items()]
+    return rows + [""]
+
+
 def ratio_rows(result: dict) -> list[str]:
     if not result["pairs"]:
         return ["No FP8/BF16 pair could be formed (both backends of a pair must run)."]
@@ -70,6 +79,45 @@ def agreement_lines(agreement: dict) -> list[str]:
     return lines + [""]
 
 
+def peer_lines(result: dict) -> list[str]:
+    """The peers section: same items?, then how many times faster each project backend
+    answered the same users (paired per repetition), then what each peer does differently."""
+    peers = result.get("peers")
+    if not peers:
+        return []
+    ref = peers.get("reference")
+    lines = ["## Against what users run today (peers)", "",
+             f"Every peer answered the same users as `{ref}` (the same histories, in the same "
+             "requests, alternating). A peer is timed against the project only when its items "
+             "are identical for every user; one that disagrees is reported, with no ratio.", "",
+             "| peer | against | identical top-K | max abs score diff | verdict |",
+             "|---|---|---:|---:|---|"]
+    for name, p in peers["peers"].items():
+        if "failed" in p:
+            lines.append(f"| {name} | {ref} | - | - | failed: {p['failed']} |")
+            continue
+        diff = "-" if p["max_score_diff"] is None else f"{p['max_score_diff']:.2g}"
+        verdict = "same items" if p["agrees"] else "DISAGREES: not compared on speed"
+        lines.append(f"| {name} | {p['against']} | {p['identical']}/{p['users']} | {diff} | "
+                     f"{verdict} |")
+    for name, why in result["skipped"].items():
+        if name in ("optimum", "hf"):
+            lines.append(f"| {name} | - | - | - | skipped: {why} |")
+    lines += ["", "| backend | peer | batch | x faster (median of paired ratios) | q25-q75 | "
+              "min-max | repetitions |", "|---|---|---:|---:|---:|---:|---:|"]
+    for name, p in peers["peers"].items():
+        for backend, by_batch in p.get("speedups", {}).items():
+            for batch, r in by_batch.items():
+                lines.append(f"| {backend} | {name} | {batch} | {r['latency_ratio']:.1f} | "
+                             f"{r['ratio_q25']:.1f}-{r['ratio_q75']:.1f} | "
+                             f"{r['ratio_min']:.1f}-{r['ratio_max']:.1f} | {r['repetitions']} |")
+    lines += ["", "What each peer does differently:", ""]
+    lines += [f"- {name}: {p['differs_by']}" for name, p in peers["peers"].items()
+              if p.get("differs_by")]
+    lines += [f"- {note}" for note in peers.get("notes", {}).values()]
+    return lines + [""]
+
+
 def format_markdown(result: dict) -> str:
     m = result["machine"]
     lines = [f"# onerec-trt bench: {result['model']['path']}", "",
@@ -77,13 +125,15 @@ def format_markdown(result: dict) -> str:
              f"- machine: {one_line(m)}; {m['platform']}; load average at start "
              f"{m['load_average']}, at end {result['load_average_end']}",
              f"- request: beam {result['request']['beam']}, top-{result['request']['topk']}, "
-             f"history {result['request']['history_length']} (synthetic full-length histories), "
-             f"{result['options']['threads']} thread(s) per backend",
+             f"history {result['request']['history_length']} "
+             f"({result['request']['histories']}), "
+             f"{result['options']['threads']} thread(s) per backend, each in its own process",
              f"- schedule: {result['schedule']}", "",
              "## Latency, throughput and peak memory", "",
              *latency_rows(result), "",
              "Peak RSS: the worker process's VmHWM over the timed calls of that batch size "
              "(restarted after warm-up), Python and the backend's libraries included.", "",
+             *load_rows(result), *peer_lines(result),
              "## FP8 / BF16 (paired ratios of alternating calls)", "",
              *ratio_rows(result), ""]
     if any(p["kind"] == "cpu-simulation" for p in result["pairs"]):

@@ -19,17 +19,19 @@ def make_run(spec: dict) -> tuple[Run, dict]:
     from onerec_trt.engines.runners import make_runner
 
     kind = spec["kind"]
-    if kind == "torch":
+    if kind in ("torch", "hf"):
         import torch
 
         torch.set_num_threads(spec["threads"])
-    runner_spec = spec["path"] or f"torch:{spec['precision']}"
+    runner_spec = "hf" if kind == "hf" else spec["path"] or f"torch:{spec['precision']}"
     backend = make_runner(runner_spec, "bench", spec.get("model", "default"), beam=spec["beam"],
                           topk=spec["topk"], device=spec.get("device", "cpu"),
                           threads=spec["threads"])
     runner = backend.runner
     if kind == "trt":
         runner.cuda_graphs = True  # one CUDA graph per batch size: the serving setting
+    if kind == "hf":
+        runner.batch = None  # a request is one generate call, left-padded: how users batch
     runner.activate()
 
     def run(history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -40,6 +42,12 @@ def make_run(spec: dict) -> tuple[Run, dict]:
 
 
 def _info(kind: str, runner, spec: dict) -> dict:
+    if kind == "hf":
+        import torch
+        import transformers
+
+        return {"transformers": transformers.__version__, "torch": torch.__version__,
+                "device": "cpu", "threads": torch.get_num_threads()}
     if kind == "torch":
         import torch
 

@@ -41,7 +41,7 @@ def needed_folders(names: list[str]) -> set[str]:
         elif "-plugins-" in name:
             need.add("plugins")
         elif name.startswith("ort-"):
-            need.add("onnx" if name.endswith("-bf16") else "fp8")
+            need.add("fp8" if name.endswith("-fp8") else "onnx")
     return need
 
 

@@ -11,6 +11,8 @@ from onerec_trt.artifacts import check_out, staged_folder, write_json, write_man
 from onerec_trt.bench import BenchOptions, BenchReport
 from onerec_trt.bench.backends import BackendSpec, Sources, discover, parse_names
 from onerec_trt.bench.machine import describe_machine, one_line
+from onerec_trt.bench.peers import DIFFERENCES, check, discover_peers, parse_peers, reference_of
+from onerec_trt.bench.peers import speedups as peer_speedups
 from onerec_trt.bench.pool import BackendWorker, Measurements, WorkerFailed, measure
 from onerec_trt.bench.report import CPU_CAVEAT, format_markdown, pair_note, plot_throughput
 from onerec_trt.bench.sources import STAGE_FOLDERS, resolve_folders
@@ -40,6 +42,10 @@ def _validate(opts: BenchOptions) -> None:
 
         if not torch.cuda.is_available():
             raise user_error("--device cuda: no CUDA device here", "use --device cpu")
+    if opts.rounds is not None and opts.rounds <= 0 or opts.users is not None and opts.users <= 0:
+        raise user_error("--users and --rounds must be positive")
+    if opts.users and opts.histories:
+        raise user_error("--users and --histories both name the requests", "give one")
     if opts.out:  # before any work: not a file, writable, new or --force
         check_out(opts.out, force=opts.force)
 
@@ -77,7 +83,9 @@ def _request(opts: BenchOptions, bundle, sha: str | None) -> tuple[dict, Sources
                "num_items": bundle.semantic_ids.num_items, "seed": opts.seed,
                "histories": "synthetic: uniform random item ids, full length (the graphs' "
                             "cost does not depend on the ids)"}
-    if opts.histories:
+    if opts.users:
+        request |= _test_users(opts, bundle)
+    elif opts.histories:
         from onerec_trt.data.histories import load_histories
 
         load_histories(opts.histories, bundle.config.max_history, bundle.config.num_items)
@@ -86,6 +94,63 @@ def _request(opts: BenchOptions, bundle, sha: str | None) -> tuple[dict, Sources
     src = Sources(opts.model, sha, *(Path(getattr(opts, f) or ".") for f in STAGE_FOLDERS),
                   beam)
     return {"model": model, "request": request}, src
+
+
+def _test_users(opts: BenchOptions, bundle) -> dict:
+    """``--users N``: a seeded sample of the dataset's held-out test users, in a file the
+    workers read (removed after the run)."""
+    import tempfile
+
+    import numpy as np
+
+    from onerec_trt.data.samplers import held_out
+
+    rows, _ = held_out(bundle.load_data().split(), "test", opts.users, bundle.config.max_history,
+                       opts.seed)
+    handle = tempfile.NamedTemporaryFile(prefix="bench-users-", suffix=".npy", delete=False)
+    np.save(handle, rows)
+    handle.close()
+    return {"histories": f"{len(rows)} held-out test users of the model's dataset (seed "
+                         f"{opts.seed}, left-padded to {bundle.config.max_history})",
+            "histories_file": handle.name, "users": len(rows), "temporary_file": True}
+
+
+def _reps(opts: BenchOptions, request: dict) -> int | dict[int, int]:
+    """``--rounds R`` with a histories file: R passes over every user at each batch size."""
+    if not opts.rounds or not request.get("histories_file"):
+        return opts.reps
+    import numpy as np
+
+    n = len(np.load(request["histories_file"], mmap_mode="r"))
+    return {b: opts.rounds * -(-n // b) for b in opts.batches}
+
+
+def _peers(opts: BenchOptions, workers: dict, timings: dict, peer_names: list[str],
+           notes: dict) -> dict | None:
+    """Each peer's items against the project's graph on every user timed, and the speed-ups
+    (only for a peer that agrees: a disagreeing one is reported, not timed as if equal)."""
+    if not peer_names:
+        return None
+    reference = reference_of(list(workers), peer_names)
+    out = {"reference": reference, "notes": notes, "peers": {}}
+    if reference is None:
+        return out
+    answers = {}
+    for name in [reference, *peer_names]:
+        try:
+            answers[name] = workers[name].call("timed_outputs")["users"]
+        except WorkerFailed as exc:
+            out["peers"][name] = {"failed": str(exc)}
+    project = [n for n in workers if n not in peer_names]
+    for peer in peer_names:
+        if peer not in answers or reference not in answers or peer == reference:
+            continue
+        same = check(answers[reference], answers[peer])
+        out["peers"][peer] = {**same, "against": reference,
+                              "differs_by": DIFFERENCES.get(peer, ""),
+                              "speedups": peer_speedups(timings, peer, project)
+                              if same["agrees"] else {}}
+    return out
 
 
 def _start(found: list[BackendSpec], opts: BenchOptions, request: dict, skipped: dict,
@@ -141,6 +206,7 @@ def _backend_results(found, loaded, m: Measurements) -> dict:
             **spec.to_json(), "info": loaded[spec.name]["info"],
             "rss_start_kb": loaded[spec.name]["rss_start_kb"],
             "rss_loaded_kb": loaded[spec.name]["rss_loaded_kb"],
+            "load_s": loaded[spec.name].get("load_s"),
             "results": {str(b): latency_summary(t, b) for b, t in sorted(timings.items())},
             "memory": {str(b): {k: v for k, v in mem.items() if k != "ok"}
                        for b, mem in sorted(m.memory.get(spec.name, {}).items())},
@@ -156,28 +222,40 @@ def run_bench(opts: BenchOptions, log=print) -> BenchReport:
 
     _validate(opts)
     names = parse_names(opts.backends)
+    peer_names = parse_peers(opts.peers)
     if not resolve_model_path(opts.model).is_dir():
         load_model(opts.model)  # raises: a missing model is named before its graphs
     sha = model_hash(opts.model)
     opts = _resolve(opts, names, sha, log)  # before loading: a refusal costs no model load
     facts, src = _request(opts, load_model(opts.model), sha)
     found, skipped = discover(names, src)
+    from onerec_trt.model.folder import IMPORT_JSON
+
+    imported = (resolve_model_path(opts.model) / IMPORT_JSON).is_file()
+    extra, peer_skipped, notes = discover_peers(peer_names, imported, [s.name for s in found])
+    found += extra
+    skipped |= peer_skipped
+    peer_names = [n for n in notes] + [s.name for s in extra if s.name not in notes]
     for name, why in skipped.items():
         log(f"skip {name}: {why}")
     if not found:
         raise user_error("no backend can run here", "see the reasons above")
     machine = describe_machine(gpu=opts.device == "cuda" or any(s.kind == "trt" for s in found))
     log(f"bench on {one_line(machine)}: {', '.join(s.name for s in found)}; batches "
-        f"{sorted(opts.batches)}, {opts.reps} alternating repetitions")
+        f"{sorted(opts.batches)}, {_reps(opts, facts['request'])} alternating repetitions")
     workers, loaded = _start(found, opts, facts["request"], skipped, log)
     try:
-        m = measure(workers, sorted(set(opts.batches)), opts.reps, opts.warmup, opts.max_call_s,
-                    {s.name: s.max_batch for s in found}, opts.progress)
+        m = measure(workers, sorted(set(opts.batches)), _reps(opts, facts["request"]),
+                    opts.warmup, opts.max_call_s, {s.name: s.max_batch for s in found},
+                    opts.progress)
         limits = [s.max_batch for s in found if s.max_batch and s.name in workers]
         agreement = _agreement(workers, min([opts.agreement_batch, *limits]))
+        peers = _peers(opts, workers, m.timings, [n for n in peer_names if n in workers], notes)
     finally:
         for worker in workers.values():
             worker.close()
+        if facts["request"].get("temporary_file"):
+            Path(facts["request"]["histories_file"]).unlink(missing_ok=True)
     for name, why in m.stopped.items():
         log(f"note {name}: {why}")
     backends = _backend_results(found, loaded, m)
@@ -191,7 +269,7 @@ def run_bench(opts: BenchOptions, log=print) -> BenchReport:
         "command": opts.command or "onerec_trt.bench.bench(BenchOptions(...)): see options",
         "machine": machine, **facts, "options": asdict(opts), "schedule": SCHEDULE,
         "order_first_batch": m.order, "backends": backends, "pairs": pairs,
-        "skipped": skipped, "agreement": agreement,
+        "skipped": skipped, "agreement": agreement, "peers": peers,
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
     }
     if opts.scaling:
@@ -232,6 +310,19 @@ def _print_summary(result: dict, log) -> None:
                 f"throughput {r['throughput_ratio']:.3f}")
     if any(p["kind"] == "cpu-simulation" for p in result["pairs"]):
         log(CPU_CAVEAT)
+    for name, p in ((result.get("peers") or {}).get("peers") or {}).items():
+        if "failed" in p:
+            log(f"peer {name}: failed: {p['failed']}")
+            continue
+        log(f"peer {name} against {p['against']}: identical top-K for {p['identical']}/"
+            f"{p['users']} users, max score diff {p['max_score_diff']}"
+            + ("" if p["agrees"] else ": DISAGREES, not compared on speed"))
+        for backend, by_batch in p["speedups"].items():
+            for batch, r in by_batch.items():
+                log(f"  {backend} is {r['latency_ratio']:.1f}x faster than {name} at batch "
+                    f"{batch} (q25-q75 {r['ratio_q25']:.1f}-{r['ratio_q75']:.1f})")
+    for note in ((result.get("peers") or {}).get("notes") or {}).values():
+        log(f"peer: {note}")
     log(f"ran: {', '.join(result['backends']) or 'none'}")
     for name, why in result["skipped"].items():
         log(f"skipped {name}: {why}")

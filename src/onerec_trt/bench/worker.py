@@ -3,7 +3,8 @@ is its own. The parent sends one JSON command a line on stdin and reads one JSON
 
 Commands: ``load`` (build the backend), ``run`` (time ``calls`` requests of ``batch`` users),
 ``reset_peak`` (restart the peak-memory counters), ``memory``, ``outputs`` (the items of one
-request, for the agreement check), ``exit``. Anything a library prints goes to stderr; the
+request, for the agreement check), ``timed_outputs`` (every user's first timed answer, for the
+peer check), ``exit``. Anything a library prints goes to stderr; the
 protocol has stdout to itself.
 """
 
@@ -59,33 +60,56 @@ class Worker:
         self.run = None
         self.spec: dict = {}
         self.cuda = False
+        self.seen: dict[str, tuple[list, list]] = {}  # user -> (items, scores) of timed calls
 
     def load(self, msg: dict) -> dict:
         from onerec_trt.bench.runners import make_run
 
-        before = memory_kb()
+        before, start = memory_kb(), time.perf_counter()
         self.spec = msg["spec"]
         self.run, info = make_run(self.spec)
+        seconds = time.perf_counter() - start
         self.cuda = "cuda" in str(info.get("device", "")) or self.spec["kind"] == "trt"
         return {"ok": True, "info": info, "rss_start_kb": before.get("VmRSS"),
-                "rss_loaded_kb": memory_kb().get("VmRSS"), "pid": os.getpid()}
+                "rss_loaded_kb": memory_kb().get("VmRSS"), "pid": os.getpid(),
+                "load_s": seconds}
 
-    def _input(self, batch: int) -> np.ndarray:
+    def _users(self, batch: int, start: int = 0) -> tuple[np.ndarray, list[str]]:
+        """(histories [batch, S], their user keys): rows start.. of the file, in turn (wrapping);
+        synthetic rows are keyed by the batch size that drew them."""
         s = self.spec
         if s.get("histories_file"):  # the user's requests, rows in turn
             rows = np.load(s["histories_file"], allow_pickle=False).astype(np.int64)
-            return rows[np.arange(batch) % len(rows)]
-        return histories(batch, s["history_length"], s["num_items"], s["seed"])
+            index = (start + np.arange(batch)) % len(rows)
+            return rows[index], [str(i) for i in index.tolist()]
+        return (histories(batch, s["history_length"], s["num_items"], s["seed"]),
+                [f"synthetic {batch}:{i}" for i in range(batch)])
+
+    def _input(self, batch: int) -> np.ndarray:
+        return self._users(batch)[0]
 
     def time_calls(self, msg: dict) -> dict:
-        history = self._input(msg["batch"])
+        history, users = self._users(msg["batch"], msg.get("start", 0))
         seconds = []
         for _ in range(msg.get("calls", 1)):
             start = time.perf_counter()
-            self.run(history)
+            items, scores = self.run(history)
             self._sync()
             seconds.append(time.perf_counter() - start)
+        self._remember(users, items, scores)
         return {"ok": True, "seconds": seconds}
+
+    def _remember(self, users: list[str], items, scores) -> None:
+        """Each user's first timed answer: the peers are checked on what was timed."""
+        items = np.asarray(items).tolist()
+        scores = np.nan_to_num(np.asarray(scores, dtype=np.float64), neginf=-1e30).tolist()
+        for row, user in enumerate(users):
+            self.seen.setdefault(user, (items[row], scores[row]))
+
+    def timed_outputs(self, msg: dict) -> dict:
+        """Every user's items and scores from the timed calls."""
+        return {"ok": True, "users": {u: {"items": i, "scores": s}
+                                      for u, (i, s) in self.seen.items()}}
 
     def _sync(self) -> None:
         if self.cuda:
@@ -120,7 +144,8 @@ def main() -> int:
     sys.stdout = sys.stderr
     worker = Worker()
     handlers = {"load": worker.load, "run": worker.time_calls, "reset_peak": worker.reset,
-                "memory": worker.memory, "outputs": worker.outputs}
+                "memory": worker.memory, "outputs": worker.outputs,
+                "timed_outputs": worker.timed_outputs}
     for line in sys.stdin:
         msg = json.loads(line)
         if msg["cmd"] == "exit":

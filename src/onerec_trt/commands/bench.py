@@ -38,6 +38,16 @@ def add_arguments(p):
     option(p, "--backends", BenchOptions, type=_names,
            help=f"comma-separated subset of: {', '.join(NAMES)} (default: all that can run; "
                 "the others are listed with the reason they were skipped)")
+    option(p, "--peers", BenchOptions, type=_names,
+           help="what users run today, timed beside the backends and checked for the same "
+                "items: hf (transformers generate + prefix_allowed_tokens_fn; imported models; a "
+                "native model's peer is the torch loop), optimum (reported with why it cannot run)")
+    option(p, "--users", BenchOptions, type=positive_int,
+           help="time this many held-out test users of the model's dataset (instead of "
+                "synthetic histories)")
+    option(p, "--rounds", BenchOptions, type=positive_int,
+           help="with --users/--histories: passes over every user per batch size (replaces "
+                "--reps)")
     option(p, "--batch", BenchOptions, field="batches", type=int_list,
            help="users per request, comma-separated (e.g. 1,8,64)")
     option(p, "--histories", BenchOptions, metavar="FILE.npy",

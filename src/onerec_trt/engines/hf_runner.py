@@ -16,11 +16,13 @@ from onerec_trt.model.checkpoint import load_model, resolve_model_path
 
 class TransformersGenerateRunner(BaseRunner):
     """``generate(num_beams=beam, num_return_sequences=topk, prefix_allowed_tokens_fn=trie)``
-    on an imported model's checkpoint, fp32, one user at a time."""
+    on an imported model's checkpoint, fp32. ``batch``: users per ``generate`` call (1: one
+    unpadded prompt at a time, verify's oracle; None: the whole request, left-padded, as bench
+    times it)."""
 
-    def __init__(self, model: str, beam: int, topk: int, name=None):
+    def __init__(self, model: str, beam: int, topk: int, name=None, batch: int | None = 1):
         super().__init__(name=name, prefix="transformers-runner")
-        self.model_path, self.beam, self.topk = model, beam, topk
+        self.model_path, self.beam, self.topk, self.batch = model, beam, topk, batch
 
     def activate_impl(self):
         from onerec_trt.model.hf.record import IMPORT_JSON, ImportRecord
@@ -43,8 +45,9 @@ class TransformersGenerateRunner(BaseRunner):
         from onerec_trt.model.hf.oracle import transformers_generate
 
         start = time.perf_counter()
-        recs = transformers_generate(self.backbone, self.record, self.codes,
-                                     feed_dict["history"], self.beam, self.topk)
+        history = feed_dict["history"]
+        recs = transformers_generate(self.backbone, self.record, self.codes, history,
+                                     self.beam, self.topk, batch=self.batch or len(history))
         self.inference_time = time.perf_counter() - start
         return {"items": recs.items, "scores": recs.scores, "codes": recs.codes}
 

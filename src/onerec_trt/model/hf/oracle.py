@@ -37,36 +37,64 @@ class CatalogueTrie:
 
 def transformers_generate(backbone, record: ImportRecord, codes: np.ndarray,
                           histories: np.ndarray, beam: int, topk: int,
-                          progress=None) -> Recommendations:
-    """histories [N, S] (left-padded model item ids) -> the top-``topk`` items of each user."""
+                          progress=None, batch: int = 1) -> Recommendations:
+    """histories [N, S] (left-padded model item ids) -> the top-``topk`` items of each user.
+
+    ``batch`` users share one ``generate`` call, their prompts left-padded to the longest (the
+    pad token, attention mask 0): how a transformers user batches; 1: one unpadded prompt a call.
+    """
     from transformers import GenerationConfig
 
     trie = CatalogueTrie(codes, record.level_ids)
     table = record.prompt.item_table(codes, record.level_ids, record.pad_id)
     levels = codes.shape[1]
-    encoder_decoder = record.family == "encoder-decoder"
     config = GenerationConfig(
         num_beams=beam, num_return_sequences=topk, max_new_tokens=levels, do_sample=False,
         length_penalty=0.0, output_scores=True, return_dict_in_generate=True,
         pad_token_id=record.pad_id, eos_token_id=None,
         decoder_start_token_id=record.decoder_start_id)
     n = len(histories)
-    items = np.full((n, topk), -1, dtype=np.int64)
-    scores = np.full((n, topk), -np.inf, dtype=np.float32)
-    out_codes = np.full((n, topk, levels), -1, dtype=np.int64)
-    for u, history in enumerate(progress(histories) if progress else histories):
-        prompt = torch.tensor([record.prompt.render(history, table)])
-        skip = 1 if encoder_decoder else prompt.shape[1]  # the decoder start token / prompt
+    out = Recommendations(np.full((n, topk), -1, dtype=np.int64),
+                          np.full((n, topk), -np.inf, dtype=np.float32),
+                          np.full((n, topk, levels), -1, dtype=np.int64))
+    starts = range(0, n, max(1, batch))
+    for first in progress(starts) if progress else starts:
+        users = range(first, min(n, first + max(1, batch)))
+        prompts = [record.prompt.render(histories[u], table) for u in users]
+        _generate_batch(backbone, record, trie, config, prompts, list(users), out)
+    return out
 
-        def allowed(_batch, ids, skip=skip):
-            return trie.allowed(tuple(ids[skip:].tolist()))
 
-        with torch.no_grad():
-            out = backbone.generate(prompt, attention_mask=torch.ones_like(prompt),
-                                    generation_config=config, prefix_allowed_tokens_fn=allowed)
-        for k, (seq, score) in enumerate(zip(out.sequences[:, skip:].tolist(),
-                                             out.sequences_scores.tolist(), strict=True)):
-            key = tuple(seq)
-            if key in trie.item and score > -1e8:  # transformers' dead beams score ~-1e9
-                items[u, k], scores[u, k], out_codes[u, k] = trie.item[key], score, trie.codes[key]
-    return Recommendations(items, scores, out_codes)
+def _left_padded(prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) [n, longest], each prompt right-aligned behind pad tokens."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        if prompt:
+            ids[row, width - len(prompt):] = torch.tensor(prompt)
+            mask[row, width - len(prompt):] = 1
+    return ids, mask
+
+
+def _generate_batch(backbone, record: ImportRecord, trie: CatalogueTrie, config,
+                    prompts: list[list[int]], users: list[int], out: Recommendations) -> None:
+    """One ``generate`` call for ``users``; their items, scores and codes written into ``out``."""
+    ids, mask = _left_padded(prompts, record.pad_id)
+    skip = 1 if record.family == "encoder-decoder" else ids.shape[1]  # decoder start / prompt
+
+    def allowed(_batch, seq, skip=skip):
+        return trie.allowed(tuple(seq[skip:].tolist()))
+
+    with torch.no_grad():
+        result = backbone.generate(ids, attention_mask=mask, generation_config=config,
+                                   prefix_allowed_tokens_fn=allowed)
+    topk = out.items.shape[1]
+    sequences = result.sequences[:, skip:].tolist()
+    scores = result.sequences_scores.tolist()
+    for row, (seq, score) in enumerate(zip(sequences, scores, strict=True)):
+        u, k = users[row // topk], row % topk
+        key = tuple(seq)
+        if key in trie.item and score > -1e8:  # transformers' dead beams score ~-1e9
+            out.items[u, k], out.scores[u, k] = trie.item[key], score
+            out.codes[u, k] = trie.codes[key]
