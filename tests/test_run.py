@@ -25,3 +25,19 @@ def test_run_chains_every_stage_on_a_tiny_model(tiny_pipeline, tmp_path, capsys)
     assert all((run.plugins / name).is_file() for name in PLUGIN_GRAPHS.values())
     assert json.loads((run.root / "manifest.json").read_text())["stage"] == "run"
     assert "run folder:" in capsys.readouterr().out
+
+
+def test_run_shows_the_progress_of_its_long_stages(tiny_pipeline, tmp_path, capsys):
+    """Before: evaluate and analyze ran inside 'run' with progress off (150-330 s of silence on
+    the shipped model); now they show it: a line per 10% when stderr is not a terminal."""
+    from onerec_trt.run import RunOptions, _evaluate
+
+    layout = RunLayout(tmp_path / "run")
+    layout.root.mkdir(parents=True)
+    _evaluate(layout, RunOptions(model=str(tiny_pipeline / "model"), out=str(layout.root),
+                                 users=30), {})
+    err = capsys.readouterr().err
+    assert "generate" in err and "\r" not in err
+    _evaluate(layout, RunOptions(model=str(tiny_pipeline / "model"), out=str(layout.root),
+                                 users=30, progress=False), {})
+    assert "generate" not in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -27,23 +28,33 @@ def _module(name: str):
 
 class StageHelpFormatter(argparse.RawDescriptionHelpFormatter,
                          argparse.ArgumentDefaultsHelpFormatter):
-    """Defaults in the options' help; the description (wrapped here) and an epilog (a stage's
-    ``EPILOG``, e.g. a table) kept as written."""
+    """Defaults in the options' help, unless the help already says its default or the default
+    is None (an option whose absence means something the help explains); the description
+    (wrapped here) and an epilog (a stage's ``EPILOG``, e.g. a table) kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or re.search(r"\bdefaults?\b(?!/)", text):
+            return text
+        return super()._get_help_string(action)
 
 
 def get_parser() -> argparse.ArgumentParser:
     modules = {name: _module(name) for name in COMMANDS}
-    width = max(map(len, COMMANDS)) + 2
+    names = {n: " ".join([n, *(f"({a})" for a in getattr(m, "ALIASES", ()))])
+             for n, m in modules.items()}
+    width = max(map(len, names.values())) + 2
     parser = argparse.ArgumentParser(
         prog="onerec-trt",
         description="TensorRT FP8 compilation backend for OneRec-V2-style generative "
-                    "recommenders.\n\nstages:\n"
-                    + "\n".join(f"  {n:<{width}}{m.HELP}" for n, m in modules.items())
+                    "recommenders.\n\nstages (in pipeline order):\n"
+                    + "\n".join(f"  {names[n]:<{width}}{m.HELP}" for n, m in modules.items())
                     + "\n\n'onerec-trt STAGE --help' explains each stage.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="stage", metavar="STAGE")
+    # the stages are listed once, above (aligned, one line each): no help= on each sub-parser
+    sub = parser.add_subparsers(dest="stage", metavar="STAGE", help="one of the stages above")
     for name, module in modules.items():
-        p = sub.add_parser(name, help=module.HELP, aliases=getattr(module, "ALIASES", ()),
+        p = sub.add_parser(name, aliases=getattr(module, "ALIASES", ()),
                            description=textwrap.fill(getattr(module, "DESCRIPTION",
                                                              module.HELP), 90),
                            epilog=getattr(module, "EPILOG", None),

@@ -26,6 +26,7 @@ class RunOptions:
     verify_users: int = 1000  # test users the FP8 gate compares on
     analyze: bool = True
     bench: bool = True
+    progress: bool = True  # progress of the long stages (evaluate, analyze): a bar or log lines
     histories: str | None = None  # requests instead of the dataset (default for a model with
     # no dataset, from 'init' or 'import': its histories.npy; evaluation is skipped: no users)
 
@@ -52,7 +53,7 @@ def _evaluate(run: RunLayout, opts: RunOptions, done: dict):
     from onerec_trt.evaluate import EvalOptions, evaluate, format_report
 
     report = evaluate(EvalOptions(model=opts.model, users=opts.users, baselines=True),
-                      progress=False)
+                      progress=opts.progress)
     report.save(run.eval_json)
     print(format_report(report))
     markov = report.baselines["markov"]
@@ -67,7 +68,7 @@ def _analyze(run: RunLayout, opts: RunOptions, done: dict):
     from onerec_trt.analysis import AnalyzeOptions, analyze
 
     report = analyze(AnalyzeOptions(model=opts.model, out=str(run.analysis), force=True,
-                                    calib_data=opts.requests()), progress=False)
+                                    calib_data=opts.requests()), progress=opts.progress)
     speedup = report.predicted_speedup("paper", "H200")
     shown = f"paper preset on H200: predicted FP8 speed-up {speedup:.2f}x; " if speedup else ""
     claim = "holds" if report.claim_holds else "does not hold"
@@ -94,7 +95,8 @@ def _quantize(run: RunLayout, opts: RunOptions, done: dict):
                                       exclusions=str(exclusions)
                                       if exclusions.is_file() else None))
     return report, (f"{len(report.quantized_gemms)} GEMMs FP8 "
-                    f"({report.fp8_flop_share:.0%} of the FLOPs), "
+                    f"({report.fp8_flop_share:.0%} of a request's "
+                    f"{'GEMM ' if report.flop_basis.startswith('nn.Linear') else ''}FLOPs), "
                     f"{len(report.excluded_gemms)} bf16, "
                     f"{report.calibration['users']} calibration users",
                     "nvidia-modelopt (torch PTQ)")

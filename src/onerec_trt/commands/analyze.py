@@ -51,7 +51,8 @@ def add_arguments(p):
            help="B for the roofline (default: --beam; 512 for the paper preset)")
     option(f, "--candidates", AnalyzeOptions, field="roofline_candidates",
            help="candidates per user of the DCN's ranking request")
-    option(p, "--seed", AnalyzeOptions, type=non_negative_int)
+    option(p, "--seed", AnalyzeOptions, type=non_negative_int,
+           help="seed of the calibration users and the comparison models")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads: the work is many small ops, and on a busy 2-core "
                         "machine two threads made it 2x slower")

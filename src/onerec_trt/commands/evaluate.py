@@ -14,7 +14,8 @@ ALIASES = ("eval",)
 def add_arguments(p):
     add_model_argument(p)
     add_data_arguments(p)
-    option(p, "--split", EvalOptions, choices=("test", "valid"))
+    option(p, "--split", EvalOptions, choices=("test", "valid"),
+           help="the held-out item scored: test (each user's last) or valid (the one before)")
     option(p, "--users", EvalOptions, type=int, help="a seeded sample (default: all)")
     option(p, "--beam", EvalOptions, help="beam width B (results: top 10)")
     option(p, "--baselines", EvalOptions,

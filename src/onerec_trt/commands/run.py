@@ -15,6 +15,9 @@ def add_arguments(p):
                 "from 'onerec-trt init': its histories.npy); evaluation is skipped then")
     p.add_argument("--no-analyze", action="store_true", help="skip the analysis stage")
     p.add_argument("--no-bench", action="store_true", help="skip the benchmark")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress from evaluate and analyze (a bar on a terminal, a line per "
+                        "10%% in a log)")
 
 
 def check_outputs(args) -> None:
@@ -34,5 +37,5 @@ def run(args) -> int:
     from onerec_trt.run import run as run_all
 
     reports = run_all(options_from(args, RunOptions, analyze=not args.no_analyze,
-                                   bench=not args.no_bench))
+                                   bench=not args.no_bench, progress=not args.quiet))
     return 0 if reports["verify"].passed else 1

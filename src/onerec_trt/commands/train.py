@@ -12,7 +12,7 @@ from onerec_trt.commands import (
 from onerec_trt.errors import user_error
 from onerec_trt.model.hf.train_lm import LMConfig, LMOptions, lm_train_config
 from onerec_trt.model.train_defaults import CHOICES
-from onerec_trt.model.train_stage import TrainConfig, TrainOptions
+from onerec_trt.model.train_stage import THREADS_HELP, TrainConfig, TrainOptions
 
 HELP = "train a model (semantic-ID tokenizer + OneRec-V2-style model) on a dataset"
 DESCRIPTION = (
@@ -30,7 +30,8 @@ training.json; any flag overrides them):
                    on sparse data: 10% or more of the validation targets seen < 10 times
   --epochs         30, or enough for 2,000 steps; the cosine learning rate ends with the run,
                    within --max-minutes (45) when it cannot hold them
-  --warmup-steps   200, at most 5% of the steps; --eval-every: about 30 validations a run
+  --warmup-steps   200, at most 5% of the steps (of those the budget holds, when it is short);
+                   --eval-every: about 30 validations a run
 
 what to expect with the defaults (measured: 1 thread, other jobs on the same 2 cores; test
 users; popularity is far below every model; docs/data.md):
@@ -73,10 +74,13 @@ def add_arguments(p):
     p.add_argument("--max-minutes", type=float, default=argparse.SUPPRESS,
                    help=f"wall-time budget ({_both('max_minutes')}); the cosine learning rate "
                         "ends with the run: when the budget cannot hold --epochs, it is "
-                        "shortened to what the budget holds (re-estimated every epoch)")
+                        "shortened to what the budget holds (re-estimated as the run goes; "
+                        "the run ends at most one validation past the budget); a budget that "
+                        "holds under 1,000 steps says so: expect a model near popularity")
     p.add_argument("--warmup-steps", type=positive_int, default=argparse.SUPPRESS,
                    help="linear warm-up steps (onerec: 200, at most 5%% of the schedule; "
-                        "qwen3: 200)")
+                        "qwen3: 200); when --max-minutes shortens the cosine, at most 5%% of "
+                        "the steps it holds")
     p.add_argument("--lr", type=float, default=argparse.SUPPRESS,
                    help=f"peak learning rate ({_both('lr')})")
     p.add_argument("--batch-size", type=int, default=argparse.SUPPRESS,
@@ -96,8 +100,9 @@ def add_arguments(p):
                    help=f"qwen3 only: attention heads, dividing --d-model (default "
                         f"{LMConfig.heads})")
     p.add_argument("--codebook", type=positive_int, default=argparse.SUPPRESS,
-                   help="codes per semantic-ID level (onerec: chosen from the data, 32 on "
-                        "sparse data, 256 otherwise; qwen3: 256)")
+                   help="codes per semantic-ID level (onerec: chosen from the data: 256, or "
+                        "for a catalogue over 65,536 items the power of two whose square holds "
+                        "it; qwen3: 256)")
     option(p, "--levels", TrainOptions, type=positive_int,
            help="semantic-ID levels (default: the tokenizer's, 3)")
     p.add_argument("--prefix-inputs", action=argparse.BooleanOptionalAction,
@@ -121,12 +126,13 @@ def add_arguments(p):
     p.add_argument("--eval-every", type=positive_int, default=argparse.SUPPRESS, metavar="N",
                    help="onerec only: validate every N epochs (chosen from the data: about 30 "
                         "validations a run; the last epoch is always validated)")
-    option(p, "--seed", TrainConfig, type=non_negative_int)
+    option(p, "--seed", TrainConfig, type=non_negative_int,
+           help="seed of the tokenizer, the weights, the batch order and the validation users")
     p.add_argument("--checkpoint", default=argparse.SUPPRESS, metavar="DIR",
                    help="qwen3 only: also keep the Hugging Face checkpoint (config.json, "
                         "model.safetensors, tokenizer.json) with catalogue.tsv and training.json "
                         "in DIR (default: a temporary folder, removed after the import)")
-    option(p, "--threads", TrainOptions, type=positive_int, help="torch threads (default: all)")
+    option(p, "--threads", TrainOptions, type=positive_int, help=THREADS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

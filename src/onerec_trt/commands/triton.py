@@ -79,15 +79,17 @@ def _add_load(p) -> None:
     option(p, "--requests", LoadTestOptions, help="requests per client")
     option(p, "--batch-sizes", LoadTestOptions, type=positive_int_list, metavar="B,B,...",
            help="users per request, in turn")
-    option(p, "--protocol", LoadTestOptions, choices=("http", "grpc", "mixed"))
+    option(p, "--protocol", LoadTestOptions, choices=("http", "grpc", "mixed"),
+           help="the clients' protocol (mixed: clients alternate http and grpc)")
     option(p, "--time-limit", LoadTestOptions, field="time_limit_s",
            help="seconds after which no new request starts")
     p.add_argument("--json", default=None, help="write the statistics here")
 
 
 def add_arguments(p):
-    sub = p.add_subparsers(dest="triton_command", metavar="COMMAND", required=True)
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    sub = p.add_subparsers(dest="triton_command", metavar="COMMAND", required=True,
+                           help="what to do (each takes --help)")
+    fmt = p.formatter_class  # the stage's: a default said once
     _add_export(sub.add_parser("export", help="write a Triton model repository",
                                formatter_class=fmt))
     _add_serve(sub.add_parser("serve", formatter_class=fmt,

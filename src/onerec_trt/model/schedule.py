@@ -5,7 +5,11 @@ wall-time budget cannot hold the planned steps, the cosine is shortened to the s
 hold, re-estimated at every epoch from the pace of the last epoch (validation included: on a
 shared machine the pace changes as other jobs come and go, so it may lengthen again, never
 past the plan), so a run ends at the bottom of its cosine instead of being cut off halfway
-down it. Nothing changes while the budget holds the plan, so such a run is deterministic.
+down it. The estimate is also made within an epoch (every ``budget_seconds / ESTIMATES``
+seconds), so a large epoch on a slow machine cannot run past the budget: a run ends at most one
+validation after it. The warm-up never exceeds ``WARMUP_SHARE`` of the steps the budget holds
+(a 1-minute budget holding 20 steps must not spend 100 of them warming up). Nothing changes
+while the budget holds the plan, so such a run is deterministic.
 
 ``SmoothedStopping``: early stopping on the mean of the last few validation scores, and never
 before a given share of the schedule: a few hundred validation users move Recall@10 by about
@@ -16,6 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+WARMUP_SHARE = 0.05  # the most of the budgeted steps the warm-up may take
+ESTIMATES = 30  # pace estimates a budget holds at most (besides those at epoch ends)
+FIRST_ESTIMATE_S = 3.0  # the first estimate, once the pace is measurable
+USEFUL_STEPS = 1000  # a budget holding fewer steps gives a model near popularity
+WARN_AFTER = 0.1  # share of the budget spent before the pace is trusted for that warning
+
 
 
 @dataclass
@@ -30,9 +41,17 @@ class BudgetedCosine:
     def __post_init__(self) -> None:
         self.planned = self.planned or self.total_steps
 
+    @property
+    def warmup(self) -> int:
+        """The warm-up steps in effect: ``warmup_steps``, at most ``WARMUP_SHARE`` of the
+        cosine when the budget has shortened it."""
+        if self.total_steps >= self.planned:
+            return self.warmup_steps
+        return max(1, min(self.warmup_steps, int(self.total_steps * WARMUP_SHARE)))
+
     def lr(self, step: int) -> float:
         """The learning rate of optimizer step ``step`` (0-based)."""
-        warm = min(1.0, (step + 1) / max(1, self.warmup_steps))
+        warm = min(1.0, (step + 1) / max(1, self.warmup))
         progress = min(step / max(1, self.total_steps), 1.0)
         return self.peak_lr * warm * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -49,6 +68,12 @@ class BudgetedCosine:
         total = min(self.planned, max(steps_done, affordable))
         moved, self.total_steps = total != self.total_steps, total
         return moved
+
+    def estimate_due(self, seconds: float) -> bool:
+        """Whether to re-estimate within an epoch, ``seconds`` into training."""
+        last = self._last[1]
+        step = max(FIRST_ESTIMATE_S, self.budget_seconds / ESTIMATES)
+        return seconds - last >= (FIRST_ESTIMATE_S if last == 0 else step)
 
     def progress(self, steps_done: int) -> float:
         return min(steps_done / max(1, self.total_steps), 1.0)

@@ -24,7 +24,12 @@ from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.generate import Generator, beam_search
 from onerec_trt.model.losses import training_loss
 from onerec_trt.model.onerec import OneRecModel, PrefixEmbedding
-from onerec_trt.model.schedule import BudgetedCosine, SmoothedStopping
+from onerec_trt.model.schedule import (
+    USEFUL_STEPS,
+    WARN_AFTER,
+    BudgetedCosine,
+    SmoothedStopping,
+)
 from onerec_trt.model.tokenizer import SemanticIds, TokenizerConfig, build_tokenizer
 from onerec_trt.model.train_config import TrainConfig, require_trainable
 from onerec_trt.progress import progress_bar
@@ -71,9 +76,10 @@ def evaluate_model(model: OneRecModel, histories: list[np.ndarray], targets: np.
 
 def _train_epoch(model: OneRecModel, opt, schedule: BudgetedCosine, cfg: TrainConfig, windows,
                  order: np.ndarray, codes: torch.Tensor, steps_done: int,
-                 bar) -> tuple[list[float], int]:
+                 bar, fit) -> tuple[list[float], int]:
     """One pass over the windows in ``order`` (``bar`` iterates its steps), ending early where
-    the schedule or ``max_steps`` ends -> (losses, steps done in all)."""
+    the schedule or ``max_steps`` ends -> (losses, steps done in all). ``fit(steps_done)``
+    re-estimates the schedule against the budget when it is due."""
     losses = []
     for step in bar:
         idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
@@ -89,10 +95,46 @@ def _train_epoch(model: OneRecModel, opt, schedule: BudgetedCosine, cfg: TrainCo
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         steps_done += 1
+        fit(steps_done)
         if schedule.finished(steps_done) or (cfg.max_steps is not None
                                              and steps_done >= cfg.max_steps):
             break
     return losses, steps_done
+
+
+class BudgetFit:
+    """Re-estimates ``schedule`` against the wall-time budget and says what changed: the
+    first shortening of the cosine, and a budget too short for a useful model (``warning``)."""
+
+    def __init__(self, schedule: BudgetedCosine, max_minutes: float, t_train: float, log):
+        self.schedule, self.max_minutes, self.t_train, self.log = (schedule, max_minutes,
+                                                                   t_train, log)
+        self.shortened, self.warning = False, None
+
+    def when_due(self, steps_done: int) -> None:
+        seconds = time.time() - self.t_train
+        if self.schedule.estimate_due(seconds) or seconds >= self.schedule.budget_seconds:
+            self.fit(steps_done)
+
+    def fit(self, steps_done: int) -> None:
+        s, seconds = self.schedule, time.time() - self.t_train
+        s.fit_budget(steps_done, seconds)
+        if s.total_steps >= s.planned:
+            return
+        if not self.shortened:
+            self.shortened = True
+            self.log(f"the {self.max_minutes:g}-min budget cannot hold {s.planned:,} steps: the "
+                     f"cosine now ends at step {s.total_steps:,}, warm-up {s.warmup:,} steps "
+                     f"(re-estimated as the run goes)")
+        # judged once a tenth of the budget is spent: the first seconds' pace is too slow
+        if (self.warning is None and s.total_steps < USEFUL_STEPS
+                and seconds >= WARN_AFTER * s.budget_seconds):
+            minutes = math.ceil(self.max_minutes * USEFUL_STEPS / max(1, s.total_steps))
+            self.warning = (f"the {self.max_minutes:g}-min budget holds about "
+                            f"{s.total_steps:,} steps on this machine, under {USEFUL_STEPS:,}: "
+                            f"expect a model near popularity; give --max-minutes {minutes} "
+                            f"or more (or fewer --threads on a busy machine)")
+            self.log("warning: " + self.warning)
 
 
 def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: TrainConfig,
@@ -132,17 +174,15 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
     t_train = time.time()
     schedule = BudgetedCosine(cfg.lr, cfg.warmup_steps, cfg.epochs * steps_per_epoch,
                               cfg.max_minutes * 60 - (t_train - t0))
+    budget = BudgetFit(schedule, cfg.max_minutes, t_train, log)
     for epoch in range(cfg.epochs):
         model.train()
         order = rng.permutation(len(windows))
         bar = progress_bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}",
                            disable=not progress, leave=False)
         losses, steps_done = _train_epoch(model, opt, schedule, cfg, windows, order, codes,
-                                          steps_done, bar)
-        before = schedule.total_steps
-        if schedule.fit_budget(steps_done, time.time() - t_train) and before == schedule.planned:
-            log(f"the {cfg.max_minutes:g}-min budget cannot hold {before:,} steps: the cosine "
-                f"now ends at step {schedule.total_steps:,} (re-estimated every epoch)")
+                                          steps_done, bar, budget.when_due)
+        budget.fit(steps_done)
         ended = (schedule.finished(steps_done) or epoch + 1 == cfg.epochs
                  or (cfg.max_steps is not None and steps_done >= cfg.max_steps))
         if not ended and (epoch + 1) % cfg.eval_every:
@@ -171,5 +211,6 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
     info = {"dataset": data.name, "train_config": asdict(cfg), "tokenizer": asdict(tok_cfg),
             "epochs": epochs, "minutes": (time.time() - t0) / 60,
             "best_epoch": max(epochs, key=lambda e: e["valid_recall@10"] + e["valid_ndcg@10"]),
-            "threads": torch.get_num_threads(), "dataset_stats": data.stats}
+            "threads": torch.get_num_threads(), "dataset_stats": data.stats,
+            "budget_warning": budget.warning}
     return ModelBundle(model, model_cfg, ids, data.vocab, None, info)

@@ -14,7 +14,15 @@ from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
 from onerec_trt.model.train_config import TrainConfig, require_trainable
 
-__all__ = ["TrainConfig", "TrainOptions", "require_trainable", "train_stage", "with_seed"]
+__all__ = ["TrainConfig", "TrainOptions", "require_trainable", "train_stage", "with_seed",
+           "THREADS_HELP"]
+
+THREADS_HELP = (
+    "torch threads (default: 1, as in every measured run in docs/model.md: the small model's "
+    "matrices are too small for more threads to pay off, and on a busy machine threads wait for "
+    "each other: all threads of a loaded 2-core machine made 10 steps a minute, 1 thread 355; "
+    "the same seed and thread count give the same model; on an idle machine --threads 2 can "
+    "be faster)")
 
 
 @dataclass
@@ -33,7 +41,7 @@ class TrainOptions:
     codebook: int | None = None  # None: the tokenizer's default
     levels: int | None = None  # None: the tokenizer's default
     train: TrainConfig = field(default_factory=TrainConfig)
-    threads: int | None = None  # torch threads (None: all)
+    threads: int = 1  # torch threads (THREADS_HELP says why 1)
     auto: tuple[str, ...] = ()  # options chosen from the data (train_defaults.CHOICES)
     progress: bool = True
     force: bool = False

@@ -60,7 +60,7 @@ class LMOptions:
     levels: int | None = None  # None: the tokenizer's default (3)
     train: TrainConfig = field(default_factory=lm_train_config)
     checkpoint: str | None = None  # also keep the HF checkpoint + catalogue here
-    threads: int | None = None
+    threads: int = 1  # torch threads (train_stage.THREADS_HELP)
     progress: bool = True
     force: bool = False
 
