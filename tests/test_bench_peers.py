@@ -101,9 +101,12 @@ def test_a_native_models_peer_is_its_torch_loop(tiny_pipeline, tmp_path):
     lines = []
     res = bench(BenchOptions(model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"),
                              out=str(tmp_path / "b"), backends=["ort-fp32"], peers=["hf"],
-                             batches=[2], reps=2, warmup=0, agreement_batch=2, **QUIET),
+                             batches=[2], rounds=1, warmup=0, agreement_batch=2, **QUIET),
                 log=lines.append)
     assert set(res.backends) == {"ort-fp32", "torch-fp32"}
     assert "native model" in res.peers["notes"]["torch-fp32"]
     assert res.peers["peers"]["torch-fp32"]["against"] == "ort-fp32"
     assert any("the project's torch loop torch-fp32 is the peer" in line for line in lines)
+    # --peers without --users/--histories: the model's held-out test users (120 here, < 200)
+    assert res.request["histories"].startswith("120 held-out test users")
+    assert res.peers["peers"]["torch-fp32"]["users"] == 120

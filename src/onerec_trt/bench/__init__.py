@@ -31,7 +31,7 @@ class BenchOptions:
     out: str | None = None  # None: the run folder's bench/ (runs/<model>/bench for torch alone)
     backends: list[str] = field(default_factory=list)  # empty: every known backend
     peers: list[str] = field(default_factory=list)  # hf, optimum: what users run today (peers.py)
-    users: int | None = None  # time this many held-out test users of the model's dataset
+    users: int | None = None  # held-out test users to time (None: 200 with peers, else synthetic)
     rounds: int | None = None  # with users: passes over all of them per batch size (not --reps)
     batches: list[int] = field(default_factory=lambda: [1, 8, 64])  # users per request
     histories: str | None = None  # .npy [N, S] requests (default: synthetic random ids)

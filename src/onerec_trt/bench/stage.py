@@ -19,9 +19,13 @@ from onerec_trt.bench.sources import STAGE_FOLDERS, resolve_folders
 from onerec_trt.bench.stats import PAIRS, agreement, form_pairs, latency_summary
 from onerec_trt.errors import user_error
 
+PEER_USERS = 200  # --peers without --users: this many held-out test users
+
 SCHEDULE = ("per batch size: warm-up calls, then in every repetition each backend runs one "
             "request back to back, forward order on even repetitions and reversed on odd ones; "
-            "one backend computes at a time")
+            "one backend computes at a time; repetition r sends every backend the same users "
+            "(rows r*batch.. of the histories), so with --rounds R every user is timed R times "
+            "per batch size on every backend")
 
 
 def _validate(opts: BenchOptions) -> None:
@@ -84,7 +88,9 @@ def _request(opts: BenchOptions, bundle, sha: str | None) -> tuple[dict, Sources
                "histories": "synthetic: uniform random item ids, full length (the graphs' "
                             "cost does not depend on the ids)"}
     if opts.users:
-        request |= _test_users(opts, bundle)
+        request |= _test_users(opts, bundle, opts.users)
+    elif opts.peers and not opts.histories:  # peers are compared on real users by default
+        request |= _default_peer_users(opts, bundle)
     elif opts.histories:
         from onerec_trt.data.histories import load_histories
 
@@ -96,7 +102,19 @@ def _request(opts: BenchOptions, bundle, sha: str | None) -> tuple[dict, Sources
     return {"model": model, "request": request}, src
 
 
-def _test_users(opts: BenchOptions, bundle) -> dict:
+def _default_peer_users(opts: BenchOptions, bundle) -> dict:
+    """--peers without --users/--histories: the first PEER_USERS held-out test users, or the
+    synthetic histories (said so) when the model's dataset cannot be read here."""
+    from onerec_trt.errors import UserError
+
+    try:
+        return _test_users(opts, bundle, PEER_USERS)
+    except UserError as exc:
+        return {"histories": "synthetic: uniform random item ids, full length (the model's "
+                             f"test users could not be read: {str(exc).splitlines()[0]})"}
+
+
+def _test_users(opts: BenchOptions, bundle, users: int) -> dict:
     """``--users N``: a seeded sample of the dataset's held-out test users, in a file the
     workers read (removed after the run)."""
     import tempfile
@@ -105,7 +123,7 @@ def _test_users(opts: BenchOptions, bundle) -> dict:
 
     from onerec_trt.data.samplers import held_out
 
-    rows, _ = held_out(bundle.load_data().split(), "test", opts.users, bundle.config.max_history,
+    rows, _ = held_out(bundle.load_data().split(), "test", users, bundle.config.max_history,
                        opts.seed)
     handle = tempfile.NamedTemporaryFile(prefix="bench-users-", suffix=".npy", delete=False)
     np.save(handle, rows)

@@ -43,8 +43,8 @@ def add_arguments(p):
                 "items: hf (transformers generate + prefix_allowed_tokens_fn; imported models; a "
                 "native model's peer is the torch loop), optimum (reported with why it cannot run)")
     option(p, "--users", BenchOptions, type=positive_int,
-           help="time this many held-out test users of the model's dataset (instead of "
-                "synthetic histories)")
+           help="time this many held-out test users of the model's dataset (default: 200 with "
+                "--peers, else synthetic histories)")
     option(p, "--rounds", BenchOptions, type=positive_int,
            help="with --users/--histories: passes over every user per batch size (replaces "
                 "--reps)")
@@ -87,6 +87,8 @@ def command_line(args) -> str:
     for key, value in sorted(vars(args).items()):
         if key in ("stage", "force") or value is None or value is False or value == []:
             continue
+        if key == "reps" and getattr(args, "rounds", None):
+            continue  # --rounds replaces it
         flag = "--batch" if key == "batches" else "--" + key.replace("_", "-")
         if value is True:
             words.append(flag)
