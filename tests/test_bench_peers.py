@@ -4,13 +4,16 @@ items checked against the graph's on the same users; a disagreeing peer gets no 
 import numpy as np
 import pytest
 
-from hf_checkpoints import tiny_qwen3
+from hf_checkpoints import tiny_qwen3, tiny_t5
 from onerec_trt.bench import BenchOptions, bench
 from onerec_trt.bench.peers import check, optimum_reason
 from onerec_trt.bench.pool import BackendWorker, measure
 from onerec_trt.bench.report import peer_lines
 from onerec_trt.bench.stage import _peers
 from onerec_trt.cli import main as cli_main
+from onerec_trt.model.checkpoint import load_model
+from onerec_trt.model.hf.oracle import transformers_generate
+from onerec_trt.model.hf.record import ImportRecord
 
 QUIET = dict(progress=False)
 
@@ -110,3 +113,21 @@ def test_a_native_models_peer_is_its_torch_loop(tiny_pipeline, tmp_path):
     # --peers without --users/--histories: the model's held-out test users (120 here, < 200)
     assert res.request["histories"].startswith("120 held-out test users")
     assert res.peers["peers"]["torch-fp32"]["users"] == 120
+
+
+@pytest.mark.parametrize("maker", [tiny_qwen3, tiny_t5], ids=["qwen3", "t5"])
+def test_left_padded_generate_gives_the_unpadded_items(maker, tmp_path):
+    """The hf peer's batches (prompts of different lengths, left-padded) answer as one user at
+    a time does, for both families."""
+    checkpoint, catalogue = maker(tmp_path / "checkpoint")
+    assert cli_main(["import", "--hf", str(checkpoint), "--catalogue", str(catalogue),
+                     "--max-history", "6", "--histories", "8", "--out", str(tmp_path / "m")]) == 0
+    bundle = load_model(tmp_path / "m")
+    record = ImportRecord.load(tmp_path / "m")
+    histories = np.load(tmp_path / "m" / "histories.npy")
+    assert len(set((histories > 0).sum(1).tolist())) > 1  # the prompts differ in length
+    one, batched = (transformers_generate(bundle.model.backbone, record,
+                                          bundle.semantic_ids.codes, histories, 8, 5, batch=b)
+                    for b in (1, 8))
+    np.testing.assert_array_equal(one.items, batched.items)
+    np.testing.assert_allclose(one.scores, batched.scores, atol=1e-4, rtol=0)
