@@ -53,3 +53,21 @@ def test_a_spent_budget_ends_training_within_the_epoch_and_warns(tmp_path):
 def test_train_defaults_to_one_thread():
     """All cores of a busy 2-core machine made 10 steps a minute, 1 thread 355."""
     assert TrainOptions(dataset="sequences", out="m").threads == 1
+
+
+def test_the_short_budget_warning_is_withdrawn_when_the_machine_speeds_up():
+    """Judged a tenth into the budget, the pace may be a busy moment's: when the budget later
+    holds enough steps, the run says so and training.json keeps no warning."""
+    import time
+
+    from onerec_trt.model.train import BudgetFit
+
+    lines = []
+    schedule = BudgetedCosine(peak_lr=1.0, warmup_steps=100, total_steps=5000,
+                              budget_seconds=100)
+    budget = BudgetFit(schedule, 100 / 60, time.time() - 20, lines.append)
+    budget.fit(100)  # 0.2 s a step: 500 steps
+    assert "expect a model near popularity" in budget.warning
+    budget.t_train = time.time() - 30
+    budget.fit(1100)  # 0.01 s a step now: the plan again
+    assert budget.warning is None and "no longer applies" in lines[-1]

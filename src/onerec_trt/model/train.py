@@ -109,7 +109,7 @@ class BudgetFit:
     def __init__(self, schedule: BudgetedCosine, max_minutes: float, t_train: float, log):
         self.schedule, self.max_minutes, self.t_train, self.log = (schedule, max_minutes,
                                                                    t_train, log)
-        self.shortened, self.warning = False, None
+        self.shortened, self.warning, self.retracted = False, None, False
 
     def when_due(self, steps_done: int) -> None:
         seconds = time.time() - self.t_train
@@ -119,6 +119,10 @@ class BudgetFit:
     def fit(self, steps_done: int) -> None:
         s, seconds = self.schedule, time.time() - self.t_train
         s.fit_budget(steps_done, seconds)
+        if self.warning and s.total_steps >= USEFUL_STEPS:  # the machine got faster
+            self.log(f"the budget now holds about {s.total_steps:,} steps: the warning above "
+                     f"no longer applies")
+            self.warning, self.retracted = None, True
         if s.total_steps >= s.planned:
             return
         if not self.shortened:
@@ -126,14 +130,15 @@ class BudgetFit:
             self.log(f"the {self.max_minutes:g}-min budget cannot hold {s.planned:,} steps: the "
                      f"cosine now ends at step {s.total_steps:,}, warm-up {s.warmup:,} steps "
                      f"(re-estimated as the run goes)")
-        # judged once a tenth of the budget is spent: the first seconds' pace is too slow
-        if (self.warning is None and s.total_steps < USEFUL_STEPS
+        # judged once a tenth of the budget is spent (the first seconds' pace is too slow);
+        # said once, withdrawn at most once
+        if (self.warning is None and not self.retracted and s.total_steps < USEFUL_STEPS
                 and seconds >= WARN_AFTER * s.budget_seconds):
             minutes = math.ceil(self.max_minutes * USEFUL_STEPS / max(1, s.total_steps))
             self.warning = (f"the {self.max_minutes:g}-min budget holds about "
                             f"{s.total_steps:,} steps on this machine, under {USEFUL_STEPS:,}: "
                             f"expect a model near popularity; give --max-minutes {minutes} "
-                            f"or more (or fewer --threads on a busy machine)")
+                            f"or more")
             self.log("warning: " + self.warning)
 
 
