@@ -21,6 +21,7 @@ from pathlib import Path
 
 from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
+from onerec_trt.model.schedule import held_warmup
 from onerec_trt.model.train_config import TrainConfig
 
 CATALOGUE = "catalogue.tsv"
@@ -185,7 +186,8 @@ def fit(data, opts: LMOptions, log=print) -> Fitted:
                            desc=f"epoch {epoch + 1}", disable=not opts.progress, leave=False)
         for batch in bar:
             progress = max(steps / total, (time.time() - t0) / budget)
-            warm = min(1.0, (steps + 1) / max(cfg.warmup_steps, 1))
+            warmup = held_warmup(cfg.warmup_steps, steps, time.time() - t0, budget, total)
+            warm = min(1.0, (steps + 1) / warmup)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * min(progress, 1)))
             ids_np, targets_np = render_windows([windows[i] for i in batch], layout)
