@@ -128,8 +128,6 @@ def test_every_option_has_help_that_says_its_default_once():
             text = formatter._get_help_string(action) % {**vars(action), "prog": parser.prog}
             if len(re.findall(r"\(default[: ]", text)) > 1 or "(default: None)" in text:
                 problems.append(f"{name}: {text}")
-    # verify.py is another piece of work's file: its --split gets help there
-    problems = [p for p in problems if p != "onerec-trt verify --split: no help"]
     assert not problems, "\n".join(problems)
 
 

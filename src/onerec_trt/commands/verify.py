@@ -26,7 +26,9 @@ def add_arguments(p):
            help="int64 [N, S] requests (model item ids, 0 = left padding) instead of a "
                 "dataset's held-out users: agreement only, no Recall/NDCG (e.g. the "
                 "histories.npy 'onerec-trt init' writes)")
-    option(p, "--split", VerifyOptions, choices=("test", "valid"))
+    option(p, "--split", VerifyOptions, choices=("test", "valid"),
+           help="held-out users whose Recall/NDCG gates are judged: test, or valid while "
+                "choosing anything (a policy, a threshold)")
     option(p, "--users", VerifyOptions, type=positive_int, help="held-out users (seeded sample)")
     option(p, "--batch", VerifyOptions, type=positive_int, help="users per inference call")
     option(p, "--out", VerifyOptions, help="report folder")
