@@ -103,6 +103,8 @@ def peer_lines(result: dict) -> list[str]:
     for name, why in result["skipped"].items():
         if name in ("optimum", "hf"):
             lines.append(f"| {name} | - | - | - | skipped: {why} |")
+    if peers.get("optimum"):
+        lines.append(f"| optimum | - | - | - | {peers['optimum']} |")
     lines += ["", "| backend | peer | batch | x faster (median of paired ratios) | q25-q75 | "
               "min-max | repetitions |", "|---|---|---:|---:|---:|---:|---:|"]
     for name, p in peers["peers"].items():

@@ -11,7 +11,14 @@ from onerec_trt.artifacts import check_out, staged_folder, write_json, write_man
 from onerec_trt.bench import BenchOptions, BenchReport
 from onerec_trt.bench.backends import BackendSpec, Sources, discover, parse_names
 from onerec_trt.bench.machine import describe_machine, one_line
-from onerec_trt.bench.peers import DIFFERENCES, check, discover_peers, parse_peers, reference_of
+from onerec_trt.bench.peers import (
+    DIFFERENCES,
+    check,
+    discover_peers,
+    optimum_reason,
+    parse_peers,
+    reference_of,
+)
 from onerec_trt.bench.peers import speedups as peer_speedups
 from onerec_trt.bench.pool import BackendWorker, Measurements, WorkerFailed, measure
 from onerec_trt.bench.report import CPU_CAVEAT, format_markdown, pair_note, plot_throughput
@@ -151,6 +158,9 @@ def _peers(opts: BenchOptions, workers: dict, timings: dict, peer_names: list[st
         return None
     reference = reference_of(list(workers), peer_names)
     out = {"reference": reference, "notes": notes, "peers": {}}
+    if "optimum" not in opts.peers:  # said even when not requested: the table's other peer
+        out["optimum"] = f"not requested (--peers optimum); it would not run here: " \
+                         f"{optimum_reason()}"
     if reference is None:
         return out
     answers = {}
@@ -341,6 +351,8 @@ def _print_summary(result: dict, log) -> None:
                     f"{batch} (q25-q75 {r['ratio_q25']:.1f}-{r['ratio_q75']:.1f})")
     for note in ((result.get("peers") or {}).get("notes") or {}).values():
         log(f"peer: {note}")
+    if (result.get("peers") or {}).get("optimum"):
+        log(f"peer optimum: {result['peers']['optimum']}")
     log(f"ran: {', '.join(result['backends']) or 'none'}")
     for name, why in result["skipped"].items():
         log(f"skipped {name}: {why}")
