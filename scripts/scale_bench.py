@@ -57,7 +57,8 @@ def run_stage(name: str, args: list[str], log: Path, raw: bool = False) -> dict:
     code = os.waitstatus_to_exitcode(status)
     shown = shlex.join(args) if raw else "onerec-trt " + shlex.join(args)
     return {"stage": name, "command": shown, "exit": code,
-            "seconds": seconds, "peak_rss_gib": usage.ru_maxrss / 2**20,
+            "seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "peak_rss_gib": usage.ru_maxrss / 2**20,
             "log_tail": log.read_text()[-1500:] if code else ""}
 
 
@@ -77,11 +78,14 @@ def folder_bytes(folder: Path, seen: set[int]) -> dict[str, int]:
 
 def stage_table(stages: list[dict]) -> list[str]:
     """The markdown table of the stages' time, memory and disk."""
-    lines = ["| stage | wall time | peak RSS | new on disk | result |", "|---|---:|---:|---:|---|"]
+    lines = ["| stage | wall time | CPU time | peak RSS | new on disk | result |",
+             "|---|---:|---:|---:|---:|---|"]
     for r in stages:
         written = sum(r.get("bytes", {}).values()) / 2**30
-        lines.append(f"| {r['stage']} | {r['seconds'] / 60:.1f} min | {r['peak_rss_gib']:.1f} "
-                     f"GiB | {written:.2f} GiB | {'ok' if r['exit'] == 0 else 'FAILED'} |")
+        cpu = f"{r['cpu_seconds'] / 60:.1f} min" if "cpu_seconds" in r else "-"
+        lines.append(f"| {r['stage']} | {r['seconds'] / 60:.1f} min | {cpu} | "
+                     f"{r['peak_rss_gib']:.1f} GiB | {written:.2f} GiB | "
+                     f"{'ok' if r['exit'] == 0 else 'FAILED'} |")
     return lines
 
 
