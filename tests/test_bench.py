@@ -177,7 +177,7 @@ def test_bench_finds_the_named_models_graphs_and_says_what_ran(tiny_pipeline, tm
     assert f"skipped trt-fp8: {res.skipped['trt-fp8']}" in lines[-3:]
 
 
-def test_bench_refuses_a_model_without_graphs_naming_where_it_looked(tiny_pipeline, tmp_path,
+def test_bench_exports_the_graphs_of_a_model_without_any_into_its_out(tiny_pipeline, tmp_path,
                                                                      monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
     model = tmp_path / "lonely" / "mine"
@@ -186,12 +186,30 @@ def test_bench_refuses_a_model_without_graphs_naming_where_it_looked(tiny_pipeli
     other.mkdir(parents=True)
     (other / "reference.cpu.onnx").write_bytes(b"")
     (other / "export.json").write_text(json.dumps({"model_sha256": "f" * 64}))
-    run = cli("bench", "--model", model)
+    out, lines = tmp_path / "b", []
+    res = bench(BenchOptions(model=str(model), out=str(out), beam=10, batches=[1], reps=1,
+                             warmup=0, agreement_batch=2,
+                             backends=["torch-fp32", "ort-fp32", "ort-fp8"], **QUIET),
+                log=lines.append)
+    assert set(res.backends) == {"torch-fp32", "ort-fp32"}
+    assert f"exported the graphs of --model {model} into {out / 'onnx'} (no run folder held " \
+           "them; beam 10, top-K 10)" in lines
+    assert (out / "onnx" / "reference.fp32.onnx").is_file() and (out / "bench.md").is_file()
+    assert res.backends["ort-fp32"]["path"] == str(out / "onnx" / "reference.fp32.onnx")
+    assert ".partial" not in (out / "bench.json").read_text()
+    assert res.options["onnx"] == str(out / "onnx") and res.exported["options"]["beam"] == 10
+    why = res.skipped["ort-fp8"]
+    assert f"onerec-trt quantize --model {model} --onnx {out / 'onnx'} --out" in why
+    assert f"skipped ort-fp8: {why}" in lines
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["exported"]["options"]["out"] == str(out / "onnx")
+    assert "onnx/reference.fp32.onnx" in manifest["files"]
+    # only graphs bench does not make are asked for: refused, naming every place looked at
+    run = cli("bench", "--model", model, "--backends", "ort-fp8", "--out", tmp_path / "c")
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "no exported graphs of --model" in run.stderr
     for looked in ("runs/mine/onnx/reference.cpu.onnx (not found)",
                    f"{tmp_path}/lonely/onnx/reference.cpu.onnx (not found)",
                    "runs/default/onnx/reference.cpu.onnx (exported from another model"):
         assert looked in run.stderr
-    assert "--backends torch-fp32,torch-bf16" in run.stderr
-    assert not (tmp_path / "runs" / "mine").exists()
+    assert not (tmp_path / "runs" / "mine").exists() and not (tmp_path / "c").exists()

@@ -23,7 +23,7 @@ __all__ = ["bench", "BenchOptions", "BenchReport"]
 class BenchOptions:
     model: str = "default"
     # The stage folders; None: beside --onnx, else the run folder holding the model's graphs
-    # (bench/sources.py: runs/<model>, ..., runs/default; refused, naming them, if none has).
+    # (bench/sources.py: runs/<model>, ..., runs/default; none has: exported into <out>/onnx).
     onnx: str | None = None  # the export stage's folder
     fp8: str | None = None  # the quantize stage's folder
     plugins: str | None = None  # the plugins stage's folder
@@ -73,6 +73,7 @@ class BenchReport(Report):
     peers: dict | None = None  # peer -> same items as the project's graph?, speed-ups
     seconds: float = 0.0
     scaling: dict | None = None
+    exported: dict | None = None  # no run folder held the graphs: bench exported them (options)
 
 
 def bench(opts: BenchOptions, log=print) -> BenchReport:

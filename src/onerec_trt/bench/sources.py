@@ -5,7 +5,10 @@ default to the folders beside it (``fp8``, ``plugins``, ``engines``), as ``onere
 lays them out. ``--onnx`` not given: the first run folder whose ``onnx/reference.cpu.onnx`` was
 exported from ``--model`` (by the model hash export records): ``runs/<model name>``, the
 folder holding the model folder, ``runs/default``, then every other ``runs/*``. None found
-while a backend needs graphs: a user error naming every folder looked at and why it did not fit.
+while a backend needs the export stage's graphs: bench exports them itself into ``<out>/onnx``
+(inside its staged folder, so they are part of its artifact) and skips the backends that need
+graphs it does not make (fp8, plugins, engines), each with the command that makes them. None
+found while only those are requested: a user error naming every folder looked at.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class Folders:
     engines: Path | None
     out: Path  # --out, else the run folder's bench/
     found_in: Path | None = None  # the run folder found for the model (None: options given)
+    exported: bool = False  # no run folder held the graphs: bench exports them into onnx
+    looked: list[str] | None = None  # with exported: every graph looked at, and why it did not fit
 
 
 def needed_folders(names: list[str]) -> set[str]:
@@ -100,12 +105,12 @@ def resolve_folders(opts, sha: str | None, names: list[str]) -> Folders:
     """Bench's stage folders from ``opts`` (a ``BenchOptions``) and the requested backends."""
     given = {f: getattr(opts, f) for f in STAGE_FOLDERS}
     missing = needed_folders(names) - {f for f, v in given.items() if v}
-    root, found_in = None, None
+    root, found_in, passed = None, None, None
     if given["onnx"]:
         root = Path(given["onnx"]).parent
     elif missing:
         found_in, passed = find_run(opts.model, sha)
-        if found_in is None:
+        if found_in is None and "onnx" not in missing:
             run = named_run(opts.model)
             raise user_error(
                 f"no exported graphs of --model {opts.model}: looked for {'; '.join(passed)}",
@@ -116,4 +121,61 @@ def resolve_folders(opts, sha: str | None, names: list[str]) -> Folders:
         root = found_in
     folders = {f: Path(v) if v else (root / f if root else None) for f, v in given.items()}
     out = Path(opts.out) if opts.out else (root or named_run(opts.model)) / "bench"
-    return Folders(**folders, out=out, found_in=found_in)
+    exported = not given["onnx"] and "onnx" in missing and found_in is None
+    if exported:
+        folders["onnx"] = out / "onnx"
+    return Folders(**folders, out=out, found_in=found_in, exported=exported,
+                   looked=passed if exported else None)
+
+
+def not_made(names: list[str], folders: Folders, model: str) -> dict[str, str]:
+    """{backend: why it is skipped} for the backends needing graphs bench did not export itself
+    (fp8, plugins, engines), each with the command that makes them."""
+    if not folders.exported:
+        return {}
+    onnx, beside = folders.onnx, folders.out.parent
+    make = {
+        "fp8": f"onerec-trt quantize --model {model} --onnx {onnx} --out {beside / 'fp8'}",
+        "plugins": f"onerec-trt plugins --onnx {onnx} --fp8 {beside / 'fp8'} --out "
+                   f"{beside / 'plugins'}",
+        "engines": f"onerec-trt build --onnx {onnx}/reference.bf16.onnx --out "
+                   f"{beside / 'engines'} (on a GPU with TensorRT)",
+    }
+    why = {}
+    for name in names:
+        need = needed_folders([name]) - {"onnx"}
+        folder = next(iter(need), None)
+        if folder and getattr(folders, folder) is None:
+            why[name] = (f"needs the {folder} stage's graphs, which bench does not make (it "
+                         f"exported only {onnx}): run '{make[folder]}', then pass --{folder} "
+                         f"{beside / folder}")
+    return why
+
+
+def export_graphs(opts, into: Path, log) -> dict:
+    """Export ``opts.model``'s graphs into ``into`` (inside bench's staged folder) with the
+    bench's beam and top-K where given, else export's defaults; returns what the manifest
+    records (the export options, ``out`` as it will be once the bench's folder is in place)."""
+    from dataclasses import asdict
+
+    from onerec_trt.export import ExportOptions, export
+
+    beam = opts.beam or ExportOptions.beam
+    options = ExportOptions(model=opts.model, out=str(into), beam=beam,
+                            topk=opts.topk or min(ExportOptions.topk, beam))
+    export(options, log=lambda *_: None)
+    final = str(Path(opts.out) / "onnx")
+    log(f"exported the graphs of --model {opts.model} into {final} (no run folder held them; "
+        f"beam {options.beam}, top-K {options.topk})")
+    return {"into": final, "options": {**asdict(options), "out": final}}
+
+
+def final_paths(value, tmp: Path, out: str):
+    """``value`` (bench.json's dict) with the staged folder's paths as they will be."""
+    if isinstance(value, dict):
+        return {k: final_paths(v, tmp, out) for k, v in value.items()}
+    if isinstance(value, list):
+        return [final_paths(v, tmp, out) for v in value]
+    if isinstance(value, str) and str(tmp) in value:
+        return value.replace(str(tmp), out)
+    return value

@@ -22,7 +22,14 @@ from onerec_trt.bench.peers import (
 from onerec_trt.bench.peers import speedups as peer_speedups
 from onerec_trt.bench.pool import BackendWorker, Measurements, WorkerFailed, measure
 from onerec_trt.bench.report import CPU_CAVEAT, format_markdown, pair_note, plot_throughput
-from onerec_trt.bench.sources import STAGE_FOLDERS, resolve_folders
+from onerec_trt.bench.sources import (
+    STAGE_FOLDERS,
+    Folders,
+    export_graphs,
+    final_paths,
+    not_made,
+    resolve_folders,
+)
 from onerec_trt.bench.stats import PAIRS, agreement, form_pairs, latency_summary
 from onerec_trt.errors import user_error
 
@@ -62,7 +69,7 @@ def _validate(opts: BenchOptions) -> None:
 
 
 def _resolve(opts: BenchOptions, names: list[str], sha: str | None,
-             log) -> BenchOptions:
+             log) -> tuple[BenchOptions, Folders]:
     """``opts`` with every stage folder and ``--out`` filled in (``bench/sources.py``)."""
     folders = resolve_folders(opts, sha, names)
     if folders.found_in:
@@ -70,9 +77,14 @@ def _resolve(opts: BenchOptions, names: list[str], sha: str | None,
     paths = {f: None if getattr(folders, f) is None else str(getattr(folders, f))
              for f in (*STAGE_FOLDERS, "out")}
     resolved = replace(opts, **paths)
-    inputs = [opts.model, opts.histories, *(paths[f] for f in STAGE_FOLDERS)]
-    check_out(resolved.out, inputs, force=opts.force)  # --force must not delete the graphs
-    return resolved
+    check_out(resolved.out, _inputs(resolved, folders), force=opts.force)  # keep the graphs
+    return resolved, folders
+
+
+def _inputs(opts: BenchOptions, folders: Folders) -> BenchOptions:
+    """What ``--force`` must not delete: the options' paths, less the graphs bench exports
+    into its own ``--out``."""
+    return replace(opts, onnx=None) if folders.exported else opts
 
 
 def _request(opts: BenchOptions, bundle, sha: str | None) -> tuple[dict, Sources]:
@@ -254,11 +266,30 @@ def run_bench(opts: BenchOptions, log=print) -> BenchReport:
     if not resolve_model_path(opts.model).is_dir():
         load_model(opts.model)  # raises: a missing model is named before its graphs
     sha = model_hash(opts.model)
-    opts = _resolve(opts, names, sha, log)  # before loading: a refusal costs no model load
-    facts, src = _request(opts, load_model(opts.model), sha)
-    found, skipped = discover(names, src)
+    opts, folders = _resolve(opts, names, sha, log)  # before loading: a refusal costs no load
+    with staged_folder(opts.out, force=opts.force, inputs=_inputs(opts, folders)) as tmp:
+        made = export_graphs(opts, tmp / "onnx", log) if folders.exported else None
+        reading = replace(opts, onnx=str(tmp / "onnx")) if made else opts
+        result = _measure(opts, reading, names, not_made(names, folders, opts.model), sha,
+                          peer_names, log, t0)
+        if made:
+            result = final_paths({**result, "exported": made}, tmp, opts.out)
+        _write(tmp, opts, result)
+    _print_summary(result, log)
+    return BenchReport.from_json(result)
+
+
+def _measure(opts: BenchOptions, reading: BenchOptions, names: list[str],
+             unmade: dict[str, str], sha: str | None, peer_names: list[str], log,
+             t0: float) -> dict:
+    """bench.json's content: every backend that can run, measured (``reading``: ``opts`` with
+    the folders the workers read, the staged export when bench exported the graphs)."""
+    from onerec_trt.model.checkpoint import load_model, resolve_model_path
     from onerec_trt.model.folder import IMPORT_JSON
 
+    facts, src = _request(reading, load_model(opts.model), sha)
+    found, skipped = discover([n for n in names if n not in unmade], src)
+    skipped = {n: (unmade | skipped)[n] for n in names if n in unmade | skipped}
     imported = (resolve_model_path(opts.model) / IMPORT_JSON).is_file()
     extra, peer_skipped, notes = discover_peers(peer_names, imported, [s.name for s in found])
     found += extra
@@ -305,22 +336,22 @@ def run_bench(opts: BenchOptions, log=print) -> BenchReport:
 
         result["scaling"] = run_scaling(ScalingOptions.from_bench(opts, facts), log)
     result["seconds"] = time.perf_counter() - t0
-    _write(opts, result)
-    _print_summary(result, log)
-    return BenchReport.from_json(result)
+    return result
 
 
-def _write(opts: BenchOptions, result: dict) -> None:
-    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
-        write_json(tmp / "bench.json", result)
-        write_text(tmp / "bench.md", format_markdown(result))
-        plot_throughput(result, tmp / "bench.png")
-        if result.get("scaling"):
-            from onerec_trt.bench.scaling import plot_scaling
+def _write(tmp: Path, opts: BenchOptions, result: dict) -> None:
+    """The report into bench's staged folder ``tmp``; the manifest records an export bench made
+    (its options) beside the bench's own."""
+    write_json(tmp / "bench.json", result)
+    write_text(tmp / "bench.md", format_markdown(result))
+    plot_throughput(result, tmp / "bench.png")
+    if result.get("scaling"):
+        from onerec_trt.bench.scaling import plot_scaling
 
-            plot_scaling(result["scaling"], tmp / "scaling.png")
-        write_manifest(tmp, "bench", asdict(opts),
-                       inputs={"model": result["model"]["sha256"] or ""})
+        plot_scaling(result["scaling"], tmp / "scaling.png")
+    exported = {"exported": result["exported"]} if result.get("exported") else {}
+    write_manifest(tmp, "bench", asdict(opts),
+                   inputs={"model": result["model"]["sha256"] or ""}, **exported)
 
 
 def _print_summary(result: dict, log) -> None:

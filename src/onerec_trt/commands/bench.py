@@ -27,7 +27,8 @@ def add_arguments(p):
     option(p, "--onnx", BenchOptions,
            help="the export stage's folder (default: the run folder holding --model's graphs: "
                 "runs/<model>, the folder holding the model folder, runs/default, other runs/*; "
-                "refused, naming them, if none has)")
+                "if none has, bench exports them into <out>/onnx and skips the backends needing "
+                "fp8, plugin graphs or engines, each with the command that makes them)")
     option(p, "--fp8", BenchOptions, help="the quantize stage's folder (default: fp8 beside onnx)")
     option(p, "--plugins", BenchOptions,
            help="the plugins stage's folder (default: plugins beside onnx)")
