@@ -22,7 +22,7 @@ LAYERS = [
     {"quantize"},
     {"plugins"},
     {"lint"},
-    {"engines"},
+    {"backends"},
     {"builder"},
     {"verify"},
     {"triton"},

@@ -17,7 +17,7 @@ from onerec_trt.builder import BuildOptions, build
 from onerec_trt.builder.jobs import Batches, engine_job
 from onerec_trt.builder.stage import engine_metadata
 from onerec_trt.builder.trt_builder import BuiltEngine
-from onerec_trt.engines.metadata import EngineMetadata, GpuInfo, plan_version
+from onerec_trt.backends.metadata import EngineMetadata, GpuInfo, plan_version
 from onerec_trt.errors import UserError
 
 
@@ -270,7 +270,7 @@ def test_the_default_plugin_registration_exists():
     import importlib
 
     from onerec_trt.builder import DEFAULT_PLUGIN_MODULE
-    from onerec_trt.engines.tensorrt_lib import load_plugin_module
+    from onerec_trt.backends.tensorrt_lib import load_plugin_module
 
     module, _, function = DEFAULT_PLUGIN_MODULE.partition(":")
     assert callable(getattr(importlib.import_module(module), function))
@@ -360,7 +360,7 @@ def test_a_refused_optimization_profile_is_a_user_error(tiny_pipeline):
 def test_one_tensorrt_version_gate():
     import tomllib
 
-    from onerec_trt.engines import tensorrt_lib
+    from onerec_trt.backends import tensorrt_lib
     from onerec_trt.plugins import spec
 
     assert tensorrt_lib.MIN_VERSION == spec.MIN_TENSORRT == (10, 9)
@@ -391,7 +391,7 @@ class _Registry:
 
 
 def test_plugin_library_loads_are_checked(tmp_path):
-    from onerec_trt.engines.tensorrt_lib import load_libraries
+    from onerec_trt.backends.tensorrt_lib import load_libraries
 
     lib = tmp_path / "libplugins.so"
     lib.write_bytes(b"\x7fELF")

@@ -437,7 +437,7 @@ def test_large_graphs_are_checked_by_their_item_table_not_a_session(tiny_pipelin
 def test_which_engines_leak_plugin_modules(tmp_path, version, plugins, leaks):
     """TensorRT#4849: AOT plugins leak CUDA modules on every shape change in 11.1-11.2.1; the
     engine metadata records the version and the plugins."""
-    from onerec_trt.engines.metadata import EngineMetadata
+    from onerec_trt.backends.metadata import EngineMetadata
     from onerec_trt.triton.repository import leaks_plugin_modules
 
     meta = _engine_meta(tensorrt={"version": version} if version is not None else {})

@@ -11,7 +11,7 @@ import pytest
 from onerec_trt.builder.jobs import Batches, engine_job
 from onerec_trt.builder.stage import engine_metadata
 from onerec_trt.builder.trt_builder import BuiltEngine
-from onerec_trt.engines.metadata import EngineMetadata, GpuInfo
+from onerec_trt.backends.metadata import EngineMetadata, GpuInfo
 from onerec_trt.errors import UserError
 from onerec_trt.metrics import overlap
 
@@ -60,13 +60,13 @@ def fake_pair(tiny_pipeline, tmp_path):
 
 def test_engines_import_without_tensorrt():
     import onerec_trt.builder.trt_builder as builder
-    import onerec_trt.engines.tensorrt as runtime
+    import onerec_trt.backends.tensorrt as runtime
 
     assert runtime.engine_backend and runtime.load and builder.build_engine
 
 
 def test_a_plan_of_another_model_is_refused(fake_pair):
-    from onerec_trt.engines.runners import make_runner
+    from onerec_trt.backends.runners import make_runner
 
     plan, meta = fake_pair
     with pytest.raises(UserError, match=r"candidate .*fp8\.plan was made from another model "
@@ -75,7 +75,7 @@ def test_a_plan_of_another_model_is_refused(fake_pair):
 
 
 def test_a_plan_that_does_not_match_its_metadata_is_refused(fake_pair):
-    from onerec_trt.engines.tensorrt import engine_backend
+    from onerec_trt.backends.tensorrt import engine_backend
 
     plan, meta = fake_pair
     plan.write_bytes(plan.read_bytes() + b"tampered")
@@ -90,7 +90,7 @@ def test_a_plan_that_does_not_match_its_metadata_is_refused(fake_pair):
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
 def test_the_runner_without_tensorrt_is_one_clear_line(fake_pair):
-    from onerec_trt.engines.tensorrt import engine_backend, load
+    from onerec_trt.backends.tensorrt import engine_backend, load
 
     plan, meta = fake_pair
     for call in (lambda: engine_backend(str(plan), "candidate", meta["model_sha256"]),
@@ -104,7 +104,7 @@ def test_the_runner_without_tensorrt_is_one_clear_line(fake_pair):
 
 def test_runner_input_metadata_comes_from_the_json(fake_pair):
     pytest.importorskip("polygraphy")
-    from onerec_trt.engines.tensorrt import input_metadata
+    from onerec_trt.backends.tensorrt import input_metadata
 
     plan, _ = fake_pair
     inputs = input_metadata(EngineMetadata.read(plan))
@@ -134,8 +134,8 @@ def built_engines(tiny_pipeline, tmp_path_factory):
 def test_engines_agree_with_onnx_runtime(gpu, built_engines, tiny_pipeline, name, cpu_graph):
     import tensorrt as trt
 
-    from onerec_trt.engines.metadata import parse_version, plan_version
-    from onerec_trt.engines.tensorrt import load
+    from onerec_trt.backends.metadata import parse_version, plan_version
+    from onerec_trt.backends.tensorrt import load
     from onerec_trt.graphs import make_session
 
     meta = json.loads((built_engines / f"{name}.json").read_text())
@@ -157,7 +157,7 @@ def test_engines_agree_with_onnx_runtime(gpu, built_engines, tiny_pipeline, name
 
 @needs_tensorrt
 def test_cuda_graphs_replay_the_same_results(gpu, built_engines):
-    from onerec_trt.engines.tensorrt import load
+    from onerec_trt.backends.tensorrt import load
 
     plan = built_engines / "fp8.plan"
     plain, graphed = load(plan), load(plan, cuda_graphs=True, max_cached_shapes=2)
@@ -177,7 +177,7 @@ def test_cuda_graphs_replay_the_same_results(gpu, built_engines):
 # ---- CUDA-graph shapes, the plugins' PTX target, Triton batch buckets (review D7, D1, D5) -------
 
 def test_the_shape_cache_is_a_small_lru():
-    from onerec_trt.engines.tensorrt import MAX_CACHED_SHAPES, ShapeCache
+    from onerec_trt.backends.tensorrt import MAX_CACHED_SHAPES, ShapeCache
 
     assert 1 <= MAX_CACHED_SHAPES <= 8  # not one graph per batch size 1-256 forever
     cache = ShapeCache(3)
@@ -201,7 +201,7 @@ def test_replay_restores_the_context_shapes_first():
     import inspect
     import textwrap
 
-    from onerec_trt.engines.tensorrt import Engine
+    from onerec_trt.backends.tensorrt import Engine
 
     tree = ast.parse(textwrap.dedent(inspect.getsource(Engine.infer)))
     calls = [n.func.attr for n in ast.walk(tree)
@@ -270,7 +270,7 @@ PLUGIN = {"name": "TrieBeamExpand", "domain": "onerec", "namespace": "onerec", "
 def test_engine_metadata_never_chooses_plugin_code():
     """Issue 28 item 7: only this project's registration, or what the user names at load."""
     from onerec_trt.builder import DEFAULT_PLUGIN_MODULE
-    from onerec_trt.engines.tensorrt_lib import plugins_to_load
+    from onerec_trt.backends.tensorrt_lib import plugins_to_load
 
     ours = {"plugin_modules": [DEFAULT_PLUGIN_MODULE], "plugin_libraries": []}
     assert plugins_to_load(ours).modules == [DEFAULT_PLUGIN_MODULE]
@@ -291,7 +291,7 @@ def test_engine_metadata_never_chooses_plugin_code():
 
 def test_a_hostile_engine_metadata_is_refused_before_anything_is_imported(
         fake_pair, tmp_path, monkeypatch):
-    from onerec_trt.engines.tensorrt import engine_backend, load
+    from onerec_trt.backends.tensorrt import engine_backend, load
 
     marker = tmp_path / "imported.txt"
     (tmp_path / "sender_plugins.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
@@ -313,7 +313,7 @@ def test_known_bad_and_unpinned_tensorrt_versions_are_warned_about():
     import tomllib
     from pathlib import Path
 
-    from onerec_trt.engines import tensorrt_lib
+    from onerec_trt.backends import tensorrt_lib
 
     extra = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())[
         "project"]["optional-dependencies"]["tensorrt"]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from onerec_trt.engines.metadata import parse_version
+from onerec_trt.backends.metadata import parse_version
 from onerec_trt.errors import user_error
 from onerec_trt.plugins.spec import MIN_TENSORRT, version_text
 

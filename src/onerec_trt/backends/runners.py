@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from onerec_trt.engines.backend import KINDS, Backend
+from onerec_trt.backends.backend import KINDS, Backend
 from onerec_trt.errors import user_error
 from onerec_trt.export import find_report
 from onerec_trt.provenance import check_same_model, recorded_model
@@ -50,7 +50,7 @@ def _onnx_backend(spec: str, role: str, model_sha: str | None, threads: int | No
 
 def _torch_backend(spec: str, role: str, model: str, beam: int, topk: int,
                    device: str) -> Backend:
-    from onerec_trt.engines.torch_runner import TorchGenerationRunner
+    from onerec_trt.backends.torch_runner import TorchGenerationRunner
 
     runner = TorchGenerationRunner(model, beam, topk, TORCH_SPECS[spec], device=device,
                                    name=f"{role}:{spec}")
@@ -58,7 +58,7 @@ def _torch_backend(spec: str, role: str, model: str, beam: int, topk: int,
 
 
 def _hf_backend(role: str, model: str, beam: int, topk: int) -> Backend:
-    from onerec_trt.engines.hf_runner import TransformersGenerateRunner
+    from onerec_trt.backends.hf_runner import TransformersGenerateRunner
 
     runner = TransformersGenerateRunner(model, beam, topk, name=f"{role}:hf")
     return Backend(runner, "hf", "hf", ["history"], ["items", "scores", "codes"])
@@ -78,7 +78,7 @@ def make_runner(spec: str, role: str, model: str = "default", model_sha: str | N
         made = _hf_backend(role, model, beam, topk) if spec == "hf" else \
             _torch_backend(spec, role, model, beam, topk, device)
     elif spec.endswith(".plan"):
-        from onerec_trt.engines.tensorrt import engine_backend
+        from onerec_trt.backends.tensorrt import engine_backend
 
         made = engine_backend(spec, role, model_sha)
     elif spec.endswith(".onnx"):

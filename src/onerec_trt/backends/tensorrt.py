@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from onerec_trt.engines.metadata import EngineMetadata, current_gpu
-from onerec_trt.engines.tensorrt_lib import (
+from onerec_trt.backends.metadata import EngineMetadata, current_gpu
+from onerec_trt.backends.tensorrt_lib import (
     PluginsToLoad,
     import_tensorrt,
     load_libraries,
@@ -334,7 +334,7 @@ def engine_backend(spec: str, role: str, model_sha: str | None):
     """What ``make_runner`` returns for ``FILE.plan``: every check that needs no TensorRT runs
     here (metadata present, same model, plan matches its metadata); the TensorRT version and
     GPU are checked when the runner activates."""
-    from onerec_trt.engines.backend import Backend
+    from onerec_trt.backends.backend import Backend
     from onerec_trt.export import ExportReport
 
     path = Path(spec)
