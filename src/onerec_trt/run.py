@@ -127,7 +127,7 @@ def _lint(run: RunLayout, opts: RunOptions, done: dict):
 
 
 def _build(run: RunLayout, opts: RunOptions, done: dict):
-    from onerec_trt.engines.tensorrt_lib import import_tensorrt
+    from onerec_trt.backends.tensorrt_lib import import_tensorrt
     from onerec_trt.errors import UserError
 
     try:

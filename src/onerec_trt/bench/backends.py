@@ -159,7 +159,7 @@ def _ort(name: str, src: Sources) -> BackendSpec | str:
 
 
 def _trt(name: str, src: Sources) -> BackendSpec | str:
-    from onerec_trt.engines.metadata import EngineMetadata
+    from onerec_trt.backends.metadata import EngineMetadata
 
     if not src.engines.is_dir():
         return f"no engine folder {src.engines} (run 'onerec-trt build' on a GPU with TensorRT)"
@@ -179,7 +179,7 @@ def _trt(name: str, src: Sources) -> BackendSpec | str:
         except UserError as exc:
             return str(exc).splitlines()[0]
         try:
-            importlib.import_module("onerec_trt.engines.tensorrt_lib").import_tensorrt()
+            importlib.import_module("onerec_trt.backends.tensorrt_lib").import_tensorrt()
         except Exception as exc:  # UserError: TensorRT missing; anything else: broken install
             return f"{plan} exists but TensorRT cannot load here: {str(exc).splitlines()[0]}"
         return BackendSpec(name, "trt", precision, str(plan), max_batch=meta.max_batch)

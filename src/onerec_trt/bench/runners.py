@@ -16,7 +16,7 @@ Run = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 def make_run(spec: dict) -> tuple[Run, dict]:
     """(run, info) for ``spec`` (a ``BackendSpec.to_json()`` plus the request's settings)."""
-    from onerec_trt.engines.runners import make_runner
+    from onerec_trt.backends.runners import make_runner
 
     kind = spec["kind"]
     if kind in ("torch", "hf"):

@@ -9,7 +9,7 @@ from pathlib import Path
 from onerec_trt.artifacts import check_out, staged_folder, write_atomic, write_manifest
 from onerec_trt.builder import BuildOptions, BuildReport
 from onerec_trt.builder.jobs import Batches, EngineJob, engine_job
-from onerec_trt.engines.metadata import (
+from onerec_trt.backends.metadata import (
     FORMAT,
     EngineMetadata,
     GpuInfo,
@@ -71,7 +71,7 @@ def run_build(opts: BuildOptions, log=print) -> BuildReport:
 def _build_all(opts: BuildOptions, jobs: list[EngineJob], out: Path, cache_path: Path | None,
                log) -> BuildReport:
     from onerec_trt.builder.trt_builder import BuildSettings, build_engine
-    from onerec_trt.engines.tensorrt_lib import import_tensorrt
+    from onerec_trt.backends.tensorrt_lib import import_tensorrt
 
     import_tensorrt()  # one clear line when it is missing, before anything else
     gpu = current_gpu()

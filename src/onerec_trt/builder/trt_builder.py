@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from onerec_trt.builder import DEFAULT_PLUGIN_MODULE
 from onerec_trt.builder.jobs import EngineJob
-from onerec_trt.engines.metadata import parse_version
-from onerec_trt.engines.tensorrt_lib import (
+from onerec_trt.backends.metadata import parse_version
+from onerec_trt.backends.tensorrt_lib import (
     import_tensorrt,
     load_libraries,
     load_plugin_module,

@@ -192,7 +192,7 @@ def _check_ensemble(where: str, config, configs: dict) -> list[str]:
 
 
 def _check_tensorrt(folder: Path, where: str, config) -> list[str]:
-    from onerec_trt.engines.metadata import EngineMetadata
+    from onerec_trt.backends.metadata import EngineMetadata
 
     plan = folder / "1" / (config.default_model_filename or "model.plan")
     if not plan.is_file():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from onerec_trt.engines.metadata import normalize_dtype
+from onerec_trt.backends.metadata import normalize_dtype
 from onerec_trt.errors import user_error
 from onerec_trt.reports import Report
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from onerec_trt.artifacts import check_out, sha256_file, staged_folder, write_json, write_manifest
-from onerec_trt.engines.metadata import PLAN_SUFFIX, EngineMetadata
+from onerec_trt.backends.metadata import PLAN_SUFFIX, EngineMetadata
 from onerec_trt.errors import UserError, user_error
 from onerec_trt.export import ExportReport
 from onerec_trt.graphs import copy_graph

@@ -9,7 +9,7 @@ import numpy as np
 
 from onerec_trt.artifacts import check_out, staged_folder, write_manifest, write_text
 from onerec_trt.data.samplers import held_out
-from onerec_trt.engines.runners import make_runner
+from onerec_trt.backends.runners import make_runner
 from onerec_trt.errors import user_error
 from onerec_trt.layout import VERIFY_JSON, VERIFY_MD
 from onerec_trt.model.checkpoint import load_model, model_hash

@@ -29,7 +29,7 @@ def candidate_tie_order(backend) -> dict:
     """``tie_order`` of a verify backend (a ``.plan``'s plugins from its metadata)."""
     plugins = []
     if backend.kind == "trt":
-        from onerec_trt.engines.metadata import EngineMetadata
+        from onerec_trt.backends.metadata import EngineMetadata
 
         plugins = EngineMetadata.read(backend.spec).plugins
     return tie_order(backend.kind, plugins)
