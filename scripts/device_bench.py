@@ -124,7 +124,7 @@ def main(argv=None) -> int:
               "machine": describe_machine(gpu=opts.device == "cuda"),
               "options": opts.__dict__, "roofline": {
                   "gpu": gpu_key, "entry": gpu,
-                  "source": "onerec_trt.analysis.roofline" if roofline else
+                  "source": "onerec_trt.roofline" if roofline else
                   "unavailable: GEMM formulas derived in bench/device.py"},
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if opts.device != "cuda":

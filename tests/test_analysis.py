@@ -12,7 +12,7 @@ from helpers import random_histories, tiny_model
 from onerec_trt.analysis.capture import LinearInputs
 from onerec_trt.analysis.compare import compare_models, exclusions
 from onerec_trt.analysis.fp8 import fp8_round_trip, gemm_output_sqnr, round_trip_errors, sqnr_db
-from onerec_trt.analysis.roofline import (
+from onerec_trt.roofline import (
     dcn_ops,
     gemm,
     load_gpus,

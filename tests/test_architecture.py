@@ -13,7 +13,7 @@ SRC = Path(onerec_trt.__file__).resolve().parent
 # lowest first; docs/architecture.md shows the same table
 LAYERS = [
     {"errors", "artifacts", "layout", "reports", "tables", "metrics", "provenance", "graphs",
-     "progress"},
+     "progress", "fp8_format", "roofline"},
     {"data"},
     {"model"},
     {"evaluate"},
@@ -157,3 +157,12 @@ def test_only_the_generation_loop_calls_decode_step():
                     and node.func.attr == "decode_step":
                 callers.append(str(path.relative_to(SRC)))
     assert set(callers) == {"model/generate.py"}
+
+
+def test_quantize_and_bench_do_not_import_the_analyze_stage():
+    """E4M3_MAX and the request-FLOP model live on the ground floor (fp8_format.py,
+    roofline.py): quantize and bench read them there, not from analysis/."""
+    found = [f"{path.relative_to(SRC)} imports {module}"
+             for name, path in sources() if name in ("quantize", "bench")
+             for module in imports(path) if unit(module) == "analysis"]
+    assert not found, "\n".join(found)

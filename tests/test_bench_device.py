@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from helpers import REPO, random_histories, tiny_model
-from onerec_trt.analysis.roofline import onerec_ops
+from onerec_trt.roofline import onerec_ops
 from onerec_trt.bench.gpu_e2e import Fp8Linear, input_amax, to_fp8
 from onerec_trt.bench.gpu_gemm import request_gemms
 from onerec_trt.bench.scaling import ScalingOptions, plot_scaling, run_scaling, scaling_markdown
@@ -108,7 +108,7 @@ def test_device_script_dry_run(tiny_pipeline, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "end-to-end generation, tiny preset" in run.stdout
     result = json.loads((tmp_path / "device_bench.json").read_text())
-    assert result["roofline"]["source"] == "onerec_trt.analysis.roofline"
+    assert result["roofline"]["source"] == "onerec_trt.roofline"
     assert "CPU" in result["note"]
     points = result["gemm"]["presets"]["small"]["points"]
     assert [p["users"] for p in points] == [1, 2]

@@ -14,7 +14,6 @@ from onerec_trt.quantize.flops import RequestFlops
 from onerec_trt.quantize.policy import POLICY_JSON, read_policy
 from onerec_trt.quantize.search import search_layers
 
-QUIET = {"log": lambda *_: None}
 
 
 def _fake_overlap(loss: dict[str, float]):
@@ -30,7 +29,7 @@ def test_search_keeps_the_costliest_layers_per_flop_in_bf16_and_meets_the_target
     loss = {"big_noisy": 0.04, "big_clean": 0.01, "small_noisy": 0.03, "small_clean": 0.002}
     flops = RequestFlops({"big_noisy": 40, "big_clean": 40, "small_noisy": 5,
                           "small_clean": 5}, total=100, basis="test")
-    result = search_layers(_fake_overlap(loss), list(loss), flops, target=0.95, **QUIET)
+    result = search_layers(_fake_overlap(loss), list(loss), flops, target=0.95)
     # greedy: small_noisy (most loss per FLOP: 0.918 -> 0.948), then big_noisy (0.988); give
     # back, largest FLOPs first: big_noisy back fails (0.948), small_noisy back holds (0.958)
     assert result.bf16_layers == ["big_noisy"]
@@ -44,17 +43,17 @@ def test_search_keeps_the_costliest_layers_per_flop_in_bf16_and_meets_the_target
 def test_search_gives_back_layers_the_target_no_longer_needs():
     loss = {"a": 0.02, "b": 0.02, "c": 0.02}
     flops = RequestFlops({"a": 10, "b": 20, "c": 30}, total=60, basis="test")
-    result = search_layers(_fake_overlap(loss), list(loss), flops, target=0.97, **QUIET)
+    result = search_layers(_fake_overlap(loss), list(loss), flops, target=0.97)
     assert result.overlap_at_10 >= 0.97
     assert result.bf16_layers == ["a", "b"]  # c (largest FLOPs) stays FP8
-    easy = search_layers(_fake_overlap(loss), list(loss), flops, target=0.9, **QUIET)
+    easy = search_layers(_fake_overlap(loss), list(loss), flops, target=0.9)
     assert easy.bf16_layers == [] and easy.fp8_flop_share == 1.0
 
 
 def test_forced_layers_stay_bf16_whatever_the_search_finds():
     loss = {"a": 0.0, "b": 0.0}
     flops = RequestFlops({"a": 1, "b": 1}, total=2, basis="test")
-    result = search_layers(_fake_overlap(loss), list(loss), flops, 0.95, forced={"a"}, **QUIET)
+    result = search_layers(_fake_overlap(loss), list(loss), flops, 0.95, forced={"a"})
     assert result.bf16_layers == ["a"]
     assert "a" not in result.sensitivity
 
@@ -77,7 +76,7 @@ def searched(tiny_pipeline, tmp_path_factory):
         report = quantize(QuantizeOptions(
             model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"), out=str(out),
             calib_users=32, calib_batch=16, search=True, search_users=40,
-            target_overlap=0.999), **QUIET)
+            target_overlap=0.999))
     finally:
         mp.undo()
     return out, report, seen
@@ -107,7 +106,7 @@ def test_policy_from_the_report_reproduces_the_searched_graph(searched, tiny_pip
     again = quantize(QuantizeOptions(
         model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"),
         out=str(tmp_path / "fp8"), calib_users=32, calib_batch=16,
-        policy=str(out / QUANTIZE_REPORT)), **QUIET)
+        policy=str(out / QUANTIZE_REPORT)))
     assert again.quantized_gemms == report.quantized_gemms
     assert again.calibration["method"] == report.policy["calibration"]
     hist = random_histories(32, 20, 40, seed=3).numpy()
@@ -125,7 +124,7 @@ def test_the_model_folders_own_policy_is_the_default(tiny_pipeline, tmp_path):
     (model / POLICY_JSON).write_text(json.dumps({"bf16_layers": ["blocks.0.ffn.up"]}))
     report = quantize(QuantizeOptions(model=str(model), onnx=str(tiny_pipeline / "onnx"),
                                       out=str(tmp_path / "fp8"), calib_users=16,
-                                      calib_batch=16), **QUIET)
+                                      calib_batch=16))
     assert list(report.excluded_gemms) == ["blocks.0.ffn.up"]
     assert "fp8_policy.json" in report.excluded_gemms["blocks.0.ffn.up"]
     saved = QuantizeReport.load(tmp_path / "fp8" / QUANTIZE_REPORT)
@@ -144,7 +143,7 @@ def test_contradictory_or_missing_search_options_are_refused(tiny_pipeline, tmp_
     for key, value in change.items():
         setattr(opts, key, str(tmp_path / value) if key == "policy" else value)
     with pytest.raises(UserError, match=message):
-        quantize(opts, **QUIET)
+        quantize(opts)
     assert not (tmp_path / "fp8").exists()
 
 
@@ -154,7 +153,7 @@ def test_a_policy_for_another_model_is_refused(tiny_pipeline, tmp_path):
     with pytest.raises(UserError, match="does not have"):
         quantize(QuantizeOptions(model=str(tiny_pipeline / "model"),
                                  onnx=str(tiny_pipeline / "onnx"), out=str(tmp_path / "fp8"),
-                                 policy=str(path), calib_users=16, calib_batch=16), **QUIET)
+                                 policy=str(path), calib_users=16, calib_batch=16))
     path.write_text(json.dumps({"exclude": []}))
     with pytest.raises(UserError, match="not an FP8 policy"):
         read_policy(path)
@@ -168,13 +167,13 @@ def test_the_search_holds_the_lower_confidence_bound_not_the_mean_to_the_target(
         mean = 1.0 - sum(v for k, v in loss.items() if k not in bf16)
         return mean, mean - 0.015
 
-    result = search_layers(noisy, list(loss), flops, target=0.96, **QUIET)
+    result = search_layers(noisy, list(loss), flops, target=0.96)
     assert len(result.bf16_layers) == 2
     assert result.overlap_lower_95 >= 0.96 and result.overlap_at_10 == pytest.approx(0.98)
 
 
 def test_the_fp8_share_is_the_analysis_rooflines():
-    from onerec_trt.analysis.roofline import onerec_ops, totals
+    from onerec_trt.roofline import onerec_ops, totals
     from onerec_trt.model.config import ModelConfig
     from onerec_trt.quantize.flops import roofline_flops
 

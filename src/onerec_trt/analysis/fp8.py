@@ -13,7 +13,8 @@ import math
 
 import torch
 
-E4M3_MAX = 448.0
+from onerec_trt.fp8_format import E4M3_MAX
+
 SCHEMES = ("per_tensor", "per_channel")
 
 

@@ -10,9 +10,9 @@ import torch
 
 from onerec_trt.analysis import PAPER_BEAM, REFERENCES, AnalysisReport, AnalyzeOptions
 from onerec_trt.analysis.compare import compare_models, exclusions
-from onerec_trt.analysis.roofline import dcn_ops, load_gpus, onerec_ops, roofline_section
 from onerec_trt.artifacts import check_out, staged_folder, write_json, write_manifest, write_text
 from onerec_trt.errors import user_error
+from onerec_trt.roofline import dcn_ops, load_gpus, onerec_ops, roofline_section
 
 
 def _validate(opts: AnalyzeOptions) -> dict:

@@ -1,7 +1,7 @@
 """The device evidence without TensorRT (``scripts/device_bench.py``): real FP8 GEMMs against
 bf16 GEMMs at a request's GEMM shapes, end-to-end generation in bf16 and with FP8 linears,
-each next to the analyze stage's roofline prediction. Imports torch and numpy only (and the
-roofline module by file when the analysis package's imports are not available)."""
+each next to the roofline prediction (``roofline.py``). Imports torch and numpy only (and the
+roofline module by file when the package's imports are not available)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from onerec_trt.bench.gpu_gemm import load_scales, request_gemms, request_totals, time_shape
 from onerec_trt.model.config import ModelConfig
 
-ANALYSIS = Path(__file__).resolve().parent.parent / "analysis"
+PACKAGE = Path(__file__).resolve().parent.parent  # roofline.py and gpus.json
 
 
 @dataclass
@@ -53,16 +53,16 @@ class Budget:
 
 
 def load_roofline():
-    """The analyze stage's roofline module: imported normally, else by file path (its package
-    may import what the device machine lacks); None if neither works."""
+    """The roofline module: imported normally, else by file path (the package may import what
+    the device machine lacks); None if neither works."""
     try:
-        from onerec_trt.analysis import roofline
+        from onerec_trt import roofline
 
         return roofline
     except Exception:
         pass
     try:
-        spec = importlib.util.spec_from_file_location("onerec_roofline", ANALYSIS / "roofline.py")
+        spec = importlib.util.spec_from_file_location("onerec_roofline", PACKAGE / "roofline.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
@@ -72,7 +72,7 @@ def load_roofline():
 
 def gpu_entry(roofline, name: str | None, device_name: str | None) -> tuple[str | None, dict]:
     """(key, entry) of gpus.json for ``name`` or the device (H200 when neither matches)."""
-    table = json.loads((ANALYSIS / "gpus.json").read_text())["gpus"]
+    table = json.loads((PACKAGE / "gpus.json").read_text())["gpus"]
     if name:
         return name, table[name]
     for key, entry in table.items():

@@ -2,7 +2,7 @@
 
 For a model config, ``request_gemms`` lists every ``nn.Linear`` GEMM one request of N users
 and B beams runs (context processor: M = N*S rows; each of the L decode steps: M = N*B rows),
-the same list ``analysis/roofline.py`` counts. Each distinct (M, K, N) is timed as
+the same list ``roofline.py`` counts. Each distinct (M, K, N) is timed as
 - ``bf16``: ``x @ w.T`` in bf16 (what ``nn.Linear`` runs);
 - ``fp8``: ``torch._scaled_mm`` on E4M3 operands with per-tensor scales (the input already
   quantized: TensorRT fuses the quantization into the producer);
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from onerec_trt.analysis.fp8 import E4M3_MAX
+from onerec_trt.fp8_format import E4M3_MAX
 
 
 @dataclass

@@ -85,7 +85,7 @@ def point_config(opts: ScalingOptions, axis: str, value) -> tuple[ModelConfig, i
 
 def _flops(cfg: ModelConfig, users: int, beam: int) -> float | None:
     try:
-        from onerec_trt.analysis.roofline import onerec_ops
+        from onerec_trt.roofline import onerec_ops
     except ImportError:
         return None
     return float(sum(op.flops for op in onerec_ops(cfg, users, beam)))

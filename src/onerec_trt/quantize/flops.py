@@ -1,6 +1,6 @@
 """FLOPs per GEMM layer of one request, for the share of a request that runs in FP8.
 
-This project's models: the analysis roofline's op list (``analysis/roofline.py``: every GEMM,
+This project's models: the request-FLOP model's op list (``roofline.py``: every GEMM,
 attention, embedding and top-k of the generation graph), so the share is of the whole request's
 FLOPs. Imported transformers models have no analytic op list: their ``nn.Linear`` calls are
 counted with forward hooks on one real request, and the share is of those GEMM FLOPs.
@@ -26,7 +26,7 @@ class RequestFlops:
 
 
 def roofline_flops(config, users: int, beam: int) -> RequestFlops:
-    from onerec_trt.analysis.roofline import onerec_ops
+    from onerec_trt.roofline import onerec_ops
 
     ops = onerec_ops(config, users, beam)
     per_layer: dict[str, float] = {}

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from onerec_trt.analysis.fp8 import E4M3_MAX
 from onerec_trt.artifacts import (
     check_out,
     json_object,
@@ -26,6 +25,7 @@ from onerec_trt.errors import user_error
 from onerec_trt.export import ExportReport
 from onerec_trt.export.passes import render_bf16_on_cpu
 from onerec_trt.export.stage import check_graph, example_history, skeleton, write_graph
+from onerec_trt.fp8_format import E4M3_MAX
 from onerec_trt.layout import (
     CALIBRATION_JSON,
     EXPORT_JSON,

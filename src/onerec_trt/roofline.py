@@ -1,4 +1,6 @@
-"""Compute intensity and a roofline estimate of one request, BF16 against FP8.
+"""The request-FLOP model: every op of one request with its FLOPs and bytes, and a roofline
+estimate of its time, BF16 against FP8 (the analyze stage reports it; quantize weighs its FP8
+share by it; bench sets its measurements beside it).
 
 Counted per request (N users, B beams, history S, L levels), as the generation graph runs it:
 every GEMM (``nn.Linear``), attention (fused: Q, K, V read once, output written once; full S x S
