@@ -36,8 +36,8 @@ def tiny_pipeline(tmp_path_factory):
     from onerec_trt.model.checkpoint import save_model
     from onerec_trt.model.config import ModelConfig
     from onerec_trt.model.tokenizer import TokenizerConfig
-    from onerec_trt.model.train import train
-    from onerec_trt.model.train_stage import TrainConfig
+    from onerec_trt.model.train.onerec import train
+    from onerec_trt.model.train.stage import TrainConfig
     from onerec_trt.quantize import QuantizeOptions, quantize
 
     root = tmp_path_factory.mktemp("pipeline")

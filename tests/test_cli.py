@@ -138,7 +138,7 @@ def test_top_level_help_lists_each_stage_once():
 
 
 def test_codebook_help_states_the_rule_the_code_uses():
-    from onerec_trt.model.train_defaults import CODEBOOK
+    from onerec_trt.model.train.defaults import CODEBOOK
 
     out = run("train", "--help").stdout
     assert f"{CODEBOOK}, or for a catalogue over" in " ".join(out.split())

@@ -63,7 +63,7 @@ def test_torch_loop_matches_transformers_generate(imported):
 
 @pytest.mark.parametrize("kind", ["qwen2", "llama"])
 def test_other_decoder_only_families_match_transformers_generate(kind, tmp_path):
-    from onerec_trt.model.hf.importer import ImportOptions, import_checkpoint
+    from onerec_trt.model.hf_import.stage import ImportOptions, import_checkpoint
 
     checkpoint, catalogue = tiny_causal_lm(tmp_path / "ck", kind)
     bundle = import_checkpoint(ImportOptions(out=str(tmp_path / "m"), hf=str(checkpoint),

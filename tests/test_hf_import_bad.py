@@ -174,7 +174,7 @@ def test_a_catalogue_without_a_header_keeps_its_first_item(pattern, checkpoint, 
 
 
 def test_import_says_whether_the_catalogue_had_a_header(checkpoint, tmp_path):
-    from onerec_trt.model.hf.importer import ImportOptions, import_checkpoint
+    from onerec_trt.model.hf_import.stage import ImportOptions, import_checkpoint
 
     ck, cat = checkpoint
     lines: list[str] = []

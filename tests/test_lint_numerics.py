@@ -125,7 +125,7 @@ def test_imported_decoder_only_model_keeps_rope_in_the_compute_dtype(tmp_path):
     K cache and QK^T in bf16, as transformers does: the fp32 RoPE tables no longer promote."""
     from hf_checkpoints import tiny_qwen3
     from onerec_trt.model.checkpoint import load_model
-    from onerec_trt.model.hf.importer import ImportOptions, import_checkpoint
+    from onerec_trt.model.hf_import.stage import ImportOptions, import_checkpoint
 
     checkpoint, catalogue = tiny_qwen3(tmp_path / "ck")
     import_checkpoint(ImportOptions(out=str(tmp_path / "m"), hf=str(checkpoint),

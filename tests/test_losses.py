@@ -1,6 +1,6 @@
 import torch
 
-from onerec_trt.model.losses import code_marginals, distillation_loss
+from onerec_trt.model.train.losses import code_marginals, distillation_loss
 
 # items 1..4 with two-level codes; row 0 is padding
 CODES = torch.tensor([[0, 0], [0, 0], [0, 1], [1, 0], [1, 1]])

@@ -12,8 +12,8 @@ from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.generate import beam_search
 from onerec_trt.model.onerec import OneRecModel, PrefixEmbedding
 from onerec_trt.model.tokenizer import TokenizerConfig
-from onerec_trt.model.train import train, training_windows
-from onerec_trt.model.train_stage import TrainConfig
+from onerec_trt.model.train.onerec import train, training_windows
+from onerec_trt.model.train.stage import TrainConfig
 
 
 def _train_tiny(path, seed=0, steps=6, **options):

@@ -4,10 +4,10 @@ budget holds, the budget is checked within an epoch, and a budget too short says
 from helpers import write_sequences
 from onerec_trt.data import load_dataset
 from onerec_trt.model.config import ModelConfig
-from onerec_trt.model.schedule import WARMUP_SHARE, BudgetedCosine
 from onerec_trt.model.tokenizer import TokenizerConfig
-from onerec_trt.model.train import train
-from onerec_trt.model.train_stage import TrainConfig, TrainOptions
+from onerec_trt.model.train.onerec import train
+from onerec_trt.model.train.schedule import WARMUP_SHARE, BudgetedCosine
+from onerec_trt.model.train.stage import TrainConfig, TrainOptions
 
 
 def test_warmup_never_above_its_share_of_the_budgeted_steps():
@@ -60,7 +60,7 @@ def test_the_short_budget_warning_is_withdrawn_when_the_machine_speeds_up():
     holds enough steps, the run says so and training.json keeps no warning."""
     import time
 
-    from onerec_trt.model.train import BudgetFit
+    from onerec_trt.model.train.onerec import BudgetFit
 
     lines = []
     schedule = BudgetedCosine(peak_lr=1.0, warmup_steps=100, total_steps=5000,
@@ -76,7 +76,7 @@ def test_the_short_budget_warning_is_withdrawn_when_the_machine_speeds_up():
 def test_qwen3_warmup_shrinks_with_the_steps_its_budget_holds():
     """--arch qwen3's cosine ends where its budget does: 100 steps in 30 s of a 60 s budget
     hold 200 steps, so its warm-up is 10, not the configured 200 (before: 200 always)."""
-    from onerec_trt.model.schedule import held_warmup
+    from onerec_trt.model.train.schedule import held_warmup
 
     assert held_warmup(200, steps_done=100, seconds=30, budget_seconds=60, planned=5000) == 10
     assert held_warmup(200, steps_done=100, seconds=1, budget_seconds=60, planned=5000) == 200

@@ -9,12 +9,12 @@ import pytest
 from helpers import write_sequences
 from onerec_trt.cli import get_parser
 from onerec_trt.data import LeaveOneOut, load_dataset
-from onerec_trt.model import train_defaults as defaults
 from onerec_trt.model.config import ModelConfig
-from onerec_trt.model.schedule import BudgetedCosine, SmoothedStopping
 from onerec_trt.model.tokenizer import TokenizerConfig
-from onerec_trt.model.train import train
-from onerec_trt.model.train_stage import TrainConfig, TrainOptions, train_stage
+from onerec_trt.model.train import defaults
+from onerec_trt.model.train.onerec import train
+from onerec_trt.model.train.schedule import BudgetedCosine, SmoothedStopping
+from onerec_trt.model.train.stage import TrainConfig, TrainOptions, train_stage
 
 
 def _profile(**kw) -> defaults.DataProfile:

@@ -11,9 +11,9 @@ from helpers import write_sequences
 from onerec_trt.cli import get_parser, main
 from onerec_trt.commands.train import _lm_options
 from onerec_trt.data import load_dataset
-from onerec_trt.model.hf import train_lm as tl
 from onerec_trt.model.hf.itemic import UNK
-from onerec_trt.model.hf.lm_data import (
+from onerec_trt.model.train import qwen3 as tl
+from onerec_trt.model.train.qwen3_data import (
     CATALOGUE_HEADER,
     IGNORE,
     item_windows,
@@ -22,7 +22,7 @@ from onerec_trt.model.hf.lm_data import (
     rank_users,
     render_windows,
 )
-from onerec_trt.model.train_stage import TrainConfig
+from onerec_trt.model.train.stage import TrainConfig
 
 
 def _options(out, **train):

@@ -33,7 +33,7 @@ class RunOptions:
     def requests(self) -> str | None:
         """The requests file the stages use, or None for the model's dataset."""
         from onerec_trt.model.checkpoint import read_training, resolve_model_path
-        from onerec_trt.model.init_stage import HISTORIES
+        from onerec_trt.model.folder import HISTORIES
 
         training = read_training(self.model)
         if self.histories or (training.get("dataset") and not training.get("untrained")):

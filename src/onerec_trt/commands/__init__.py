@@ -138,7 +138,7 @@ def add_data_arguments(p: argparse.ArgumentParser, required: bool = False) -> No
 
 
 def add_filter_arguments(p: argparse.ArgumentParser) -> None:
-    from onerec_trt.model.train_stage import TrainOptions
+    from onerec_trt.model.train.stage import TrainOptions
 
     option(p, "--min-user", TrainOptions,
            help="drop users with fewer interactions (at least 3: leave-one-out)")

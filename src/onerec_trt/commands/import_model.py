@@ -5,7 +5,7 @@ from onerec_trt.commands import (
     options_from,
     positive_int,
 )
-from onerec_trt.model.hf.importer import ImportOptions
+from onerec_trt.model.hf_import.stage import ImportOptions
 
 HELP = "bring your own model: a Hugging Face checkpoint + item catalogue, or a protocol factory"
 DESCRIPTION = (
@@ -47,7 +47,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from onerec_trt.model.hf.importer import import_checkpoint
+    from onerec_trt.model.hf_import.stage import import_checkpoint
 
     import_checkpoint(options_from(args, ImportOptions))
     return 0

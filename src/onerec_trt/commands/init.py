@@ -1,5 +1,5 @@
 from onerec_trt.commands import non_negative_int, option, options_from, positive_int
-from onerec_trt.model.init_stage import InitOptions
+from onerec_trt.model.init.stage import InitOptions
 
 HELP = "an untrained model of any size: random weights and a synthetic catalogue, no data"
 DESCRIPTION = (HELP + ". Every later stage takes it (--model OUT); it holds histories.npy, "
@@ -18,7 +18,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from onerec_trt.model.init_stage import init_stage
+    from onerec_trt.model.init.stage import init_stage
 
     init_stage(options_from(args, InitOptions))
     return 0

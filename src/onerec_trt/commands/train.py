@@ -10,9 +10,9 @@ from onerec_trt.commands import (
     positive_int,
 )
 from onerec_trt.errors import user_error
-from onerec_trt.model.hf.train_lm import LMConfig, LMOptions, lm_train_config
-from onerec_trt.model.train_defaults import CHOICES
-from onerec_trt.model.train_stage import THREADS_HELP, TrainConfig, TrainOptions
+from onerec_trt.model.train.defaults import CHOICES
+from onerec_trt.model.train.qwen3 import LMConfig, LMOptions, lm_train_config
+from onerec_trt.model.train.stage import THREADS_HELP, TrainConfig, TrainOptions
 
 HELP = "train a model (semantic-ID tokenizer + OneRec-V2-style model) on a dataset"
 DESCRIPTION = (
@@ -158,12 +158,12 @@ def _lm_options(args) -> LMOptions:
 
 def run(args) -> int:
     if args.arch == "qwen3":
-        from onerec_trt.model.hf.train_lm import train_lm
+        from onerec_trt.model.train.qwen3 import train_lm
 
         _refuse(args, ONEREC_ONLY, "qwen3")
         train_lm(_lm_options(args))
         return 0
-    from onerec_trt.model.train_stage import train_stage
+    from onerec_trt.model.train.stage import train_stage
 
     _refuse(args, QWEN3_ONLY, "onerec")
     auto = tuple(name for name in CHOICES if not hasattr(args, name))

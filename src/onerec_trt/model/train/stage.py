@@ -1,7 +1,7 @@
 """The train stage: data -> tokenizer -> model -> a model folder with its manifest.
 
 ``TrainOptions`` holds every option of ``onerec-trt train`` (the CLI takes its defaults from
-here and from ``TrainConfig``); ``train_stage`` checks them, trains (``model/train.py``) and
+here and from ``TrainConfig``); ``train_stage`` checks them, trains (``onerec.py``) and
 writes the folder. This module imports nothing heavy at load time.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
-from onerec_trt.model.train_config import TrainConfig, require_trainable
+from onerec_trt.model.train.config import TrainConfig, require_trainable
 
 __all__ = ["TrainConfig", "TrainOptions", "require_trainable", "train_stage", "with_seed",
            "THREADS_HELP"]
@@ -42,7 +42,7 @@ class TrainOptions:
     levels: int | None = None  # None: the tokenizer's default
     train: TrainConfig = field(default_factory=TrainConfig)
     threads: int = 1  # torch threads (THREADS_HELP says why 1)
-    auto: tuple[str, ...] = ()  # options chosen from the data (train_defaults.CHOICES)
+    auto: tuple[str, ...] = ()  # options chosen from the data (defaults.CHOICES)
     progress: bool = True
     force: bool = False
 
@@ -91,7 +91,7 @@ def train_stage(opts: TrainOptions, log=print):
     from onerec_trt.data import load_dataset
     from onerec_trt.model.checkpoint import save_model
     from onerec_trt.model.tokenizer import TokenizerConfig
-    from onerec_trt.model.train import train
+    from onerec_trt.model.train.onerec import train
 
     _validate(opts)
     if opts.threads:
@@ -129,12 +129,12 @@ def train_stage(opts: TrainOptions, log=print):
 
 def _choose_from_data(opts: TrainOptions, data, log) -> tuple[TrainOptions, list]:
     """``opts`` with the options named in ``opts.auto`` chosen from the data (printed), and
-    the ``train_defaults.Choice`` list (every choosable option, given or chosen)."""
+    the ``defaults.Choice`` list (every choosable option, given or chosen)."""
     import math
 
-    from onerec_trt.model import train_defaults as defaults
     from onerec_trt.model.config import ModelConfig
-    from onerec_trt.model.train import training_windows
+    from onerec_trt.model.train import defaults
+    from onerec_trt.model.train.onerec import training_windows
 
     unknown = set(opts.auto) - set(defaults.CHOICES)
     if unknown:

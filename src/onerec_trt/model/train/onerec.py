@@ -22,16 +22,16 @@ from onerec_trt.metrics import recall_ndcg
 from onerec_trt.model.checkpoint import ModelBundle
 from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.generate import Generator, beam_search
-from onerec_trt.model.losses import training_loss
 from onerec_trt.model.onerec import OneRecModel, PrefixEmbedding
-from onerec_trt.model.schedule import (
+from onerec_trt.model.tokenizer import SemanticIds, TokenizerConfig, build_tokenizer
+from onerec_trt.model.train.config import TrainConfig, require_trainable
+from onerec_trt.model.train.losses import training_loss
+from onerec_trt.model.train.schedule import (
     USEFUL_STEPS,
     WARN_AFTER,
     BudgetedCosine,
     SmoothedStopping,
 )
-from onerec_trt.model.tokenizer import SemanticIds, TokenizerConfig, build_tokenizer
-from onerec_trt.model.train_config import TrainConfig, require_trainable
 from onerec_trt.progress import progress_bar
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
-from onerec_trt.model.schedule import held_warmup
-from onerec_trt.model.train_config import TrainConfig
+from onerec_trt.model.train.config import TrainConfig
+from onerec_trt.model.train.schedule import held_warmup
 
 CATALOGUE = "catalogue.tsv"
 TRAINING = "training.json"
@@ -61,7 +61,7 @@ class LMOptions:
     levels: int | None = None  # None: the tokenizer's default (3)
     train: TrainConfig = field(default_factory=lm_train_config)
     checkpoint: str | None = None  # also keep the HF checkpoint + catalogue here
-    threads: int = 1  # torch threads (train_stage.THREADS_HELP)
+    threads: int = 1  # torch threads (stage.THREADS_HELP)
     progress: bool = True
     force: bool = False
 
@@ -71,7 +71,7 @@ class Fitted:
     """A trained LM with what its checkpoint needs."""
 
     model: object  # Qwen3ForCausalLM, best validation state
-    layout: object  # lm_data.ItemicLayout
+    layout: object  # qwen3_data.ItemicLayout
     semantic_ids: object  # tokenizer.SemanticIds: codes [num_items + 1, levels], the trie
     item_ids: list[str]  # the dataset's ids of model items 1..N
     record: dict  # training.json
@@ -120,7 +120,7 @@ def lm_loss(model, ids, targets):
     """Mean cross-entropy of the scored next tokens; the LM head runs on those positions only."""
     import torch.nn.functional as F
 
-    from onerec_trt.model.hf.lm_data import IGNORE
+    from onerec_trt.model.train.qwen3_data import IGNORE
 
     hidden = model.model(input_ids=ids, use_cache=False).last_hidden_state
     keep = targets != IGNORE
@@ -142,14 +142,14 @@ def fit(data, opts: LMOptions, log=print) -> Fitted:
     from transformers import Qwen3ForCausalLM
 
     from onerec_trt.metrics import recall_ndcg
-    from onerec_trt.model.hf.lm_data import (
+    from onerec_trt.model.tokenizer import TokenizerConfig, build_tokenizer
+    from onerec_trt.model.train.qwen3_data import (
         item_windows,
         itemic_layout,
         length_batches,
         rank_users,
         render_windows,
     )
-    from onerec_trt.model.tokenizer import TokenizerConfig, build_tokenizer
     from onerec_trt.progress import progress_bar
 
     cfg, m = opts.train, opts.model
@@ -244,7 +244,7 @@ def write_checkpoint(folder: str | Path, fitted: Fitted) -> Path:
     generation_config.json, tokenizer.json, catalogue.tsv and training.json."""
     from onerec_trt.artifacts import write_json
     from onerec_trt.model.hf.itemic import write_itemic_tokenizer
-    from onerec_trt.model.hf.lm_data import write_catalogue
+    from onerec_trt.model.train.qwen3_data import write_catalogue
 
     folder = Path(folder)
     fitted.model.save_pretrained(folder)
@@ -268,8 +268,8 @@ def _save_checkpoint(out: str, fitted: Fitted, opts: LMOptions) -> Path:
 
 def import_model(checkpoint: Path, opts: LMOptions, record: dict, log=print) -> Path:
     """The import stage turns the checkpoint into the model folder ``opts.out``."""
-    from onerec_trt.model.hf.importer import ImportOptions, import_checkpoint
-    from onerec_trt.model.hf.lm_data import ITEM_TEMPLATE, PROMPT_TEMPLATE
+    from onerec_trt.model.hf_import.stage import ImportOptions, import_checkpoint
+    from onerec_trt.model.train.qwen3_data import ITEM_TEMPLATE, PROMPT_TEMPLATE
 
     import_checkpoint(ImportOptions(
         hf=str(checkpoint), catalogue=str(checkpoint / CATALOGUE), out=opts.out,
@@ -284,7 +284,7 @@ def train_lm(opts: LMOptions, log=print) -> Path:
     import torch
 
     from onerec_trt.data import load_dataset
-    from onerec_trt.model.train_config import require_trainable
+    from onerec_trt.model.train.config import require_trainable
 
     _validate(opts)
     if opts.threads:

@@ -1,6 +1,6 @@
 """What training needs before it starts: the loop's hyperparameters (``TrainConfig``) and the
-least data that can make a model (``require_trainable``). Both the train stage
-(``train_stage.py``) and the loop (``train.py``) use them; this module imports neither, and
+least data that can make a model (``require_trainable``). The train stage (``stage.py``) and
+the trainers (``onerec.py``, ``qwen3.py``) use them; this module imports none of them, and
 nothing heavy at load time."""
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The init stage (``onerec-trt init``): an untrained model folder of any preset."""
