@@ -159,7 +159,7 @@ def test_quantize_refuses_an_npz_as_calibration_histories(tiny_pipeline, tmp_pat
     from onerec_trt.quantize import quantize
 
     np.savez(tmp_path / "x.npz", history=np.ones((4, 20), np.int64))
-    opts = _quantize_opts(tiny_pipeline, tmp_path / "fp8", calib_data=str(tmp_path / "x.npz"))
+    opts = _quantize_opts(tiny_pipeline, tmp_path / "fp8", histories=str(tmp_path / "x.npz"))
     with pytest.raises(UserError, match="is an .npz archive, not a .npy array"):
         quantize(opts, log=lambda *_: None)
 

@@ -104,14 +104,14 @@ def test_bad_calibration_data_is_one_clear_error(tiny_pipeline, tmp_path, array,
     with pytest.raises(UserError, match=message):
         quantize(QuantizeOptions(model=str(tiny_pipeline / "model"),
                                  onnx=str(tiny_pipeline / "onnx"), out=str(out),
-                                 calib_data=str(path)), log=lambda *_: None)
+                                 histories=str(path)), log=lambda *_: None)
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"model": "/nonexistent"}, "model folder not found"),
     ({"calib_method": "magic"}, "unknown --calib-method"),
-    ({"calibration": "c.json", "calib_data": "d.npy"}, "contradict"),
+    ({"calibration": "c.json", "histories": "d.npy"}, "contradict"),
     ({"exclude": ["("]}, "not a valid regex"),
     ({"onnx": "/nonexistent"}, "--onnx folder not found"),
 ])

@@ -184,7 +184,7 @@ def _relation(out: Path, source: Path) -> str | None:
 # Options (dataclass fields and CLI arguments of these names, in every stage) that name a file or
 # folder the stage reads: --force must not replace one, --json not overwrite one. An options
 # dataclass declares another field an input with ``field(metadata={"input": True})``.
-INPUT_FIELDS = ("model", "data", "histories", "calib_data", "onnx", "fp8", "plugins", "engines",
+INPUT_FIELDS = ("model", "data", "histories", "onnx", "fp8", "plugins", "engines",
                 "engine", "reference", "candidate", "exclusions", "calibration", "policy",
                 "timing_cache", "plugin_library", "repo", "hf", "catalogue")
 

@@ -68,7 +68,7 @@ def _analyze(run: RunLayout, opts: RunOptions, done: dict):
     from onerec_trt.analysis import AnalyzeOptions, analyze
 
     report = analyze(AnalyzeOptions(model=opts.model, out=str(run.analysis), force=True,
-                                    calib_data=opts.requests()), progress=opts.progress)
+                                    histories=opts.requests()), progress=opts.progress)
     speedup = report.predicted_speedup("paper", "H200")
     shown = f"paper preset on H200: predicted FP8 speed-up {speedup:.2f}x; " if speedup else ""
     claim = "holds" if report.claim_holds else "does not hold"
@@ -91,7 +91,7 @@ def _quantize(run: RunLayout, opts: RunOptions, done: dict):
 
     exclusions = run.analysis / "exclusions.json"
     report = quantize(QuantizeOptions(model=opts.model, onnx=str(run.onnx), out=str(run.fp8),
-                                      force=True, calib_data=opts.requests(),
+                                      force=True, histories=opts.requests(),
                                       exclusions=str(exclusions)
                                       if exclusions.is_file() else None))
     return report, (f"{len(report.quantized_gemms)} GEMMs FP8 "

@@ -36,7 +36,7 @@ class AnalyzeOptions:
     calib_users: int = 256
     calib_batch: int = 64  # users per batch (x beam rows in the decoder)
     beam: int = 20
-    calib_data: str | None = None  # .npy [users, S] histories instead of the dataset sample
+    histories: str | None = None  # .npy [users, S] histories instead of the dataset sample
     dataset: str | None = None
     data: str | None = None
     columns: str | None = None

@@ -74,7 +74,7 @@ def _profiles(opts: AnalyzeOptions, bundle, progress: bool, log):
     seconds, skipped = {}, {}
     t = time.perf_counter()
     histories, source = bundle.calibration_histories(
-        opts.calib_users, opts.seed, opts.calib_data, opts.dataset, opts.data, opts.columns)
+        opts.calib_users, opts.seed, opts.histories, opts.dataset, opts.data, opts.columns)
     profiles = {"onerec": profile_onerec(bundle, histories, source, opts.beam, opts.calib_batch,
                                          opts.max_rows, progress, opts.seed)}
     seconds["onerec"] = time.perf_counter() - t

@@ -26,8 +26,8 @@ def add_arguments(p):
     option(g, "--calib-users", AnalyzeOptions, help="training-split users")
     option(g, "--calib-batch", AnalyzeOptions, help="users per batch")
     option(g, "--beam", AnalyzeOptions, help="beam width B of the generation")
-    add_histories_argument(g, AnalyzeOptions, "calib_data", ("--calib-data",),
-                           "the dataset's training histories")
+    add_histories_argument(g, AnalyzeOptions, aliases=("--calib-data",),
+                           instead_of="the dataset's training histories")
     option(g, "--max-rows", AnalyzeOptions,
            help="input rows kept per layer (a uniform sample beyond that)")
     r = p.add_argument_group("reference models")

@@ -22,8 +22,8 @@ def add_arguments(p):
     option(p, "--calib-method", QuantizeOptions, choices=("max", "mse"),
            help="ModelOpt's FP8 calibration algorithm (default: the policy's, else max; "
                 "--search tries both)")
-    add_histories_argument(p, QuantizeOptions, "calib_data", ("--calib-data",),
-                           "the dataset's training histories")
+    add_histories_argument(p, QuantizeOptions, aliases=("--calib-data",),
+                           instead_of="the dataset's training histories")
     option(p, "--exclude", QuantizeOptions, action="append", metavar="REGEX",
            help="keep matching layers (e.g. '^heads\\\\.') in bf16; repeatable")
     p.add_argument("--quantize-all", action="store_true",

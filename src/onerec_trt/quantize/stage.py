@@ -75,7 +75,7 @@ def _validate(opts: QuantizeOptions) -> tuple[ExportReport, list[str]]:
                          "the search decides which layers stay bf16")
     if not 0.0 < opts.target_overlap <= 1.0 or opts.search_users <= 0:
         raise user_error("--target-overlap must lie in (0, 1] and --search-users be positive")
-    if opts.calibration and opts.calib_data:
+    if opts.calibration and opts.histories:
         raise user_error("--calibration and --histories contradict each other",
                          "a calibration file skips calibration; pass one or the other")
     if opts.calib_users <= 0 or opts.calib_batch <= 0:
@@ -152,7 +152,7 @@ def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
     histories, source = None, ""
     if opts.calibration is None:
         histories, source = bundle.calibration_histories(
-            opts.calib_users, opts.seed, opts.calib_data, opts.dataset, opts.data, opts.columns)
+            opts.calib_users, opts.seed, opts.histories, opts.dataset, opts.data, opts.columns)
     calibrated = partial(_calibrated, bundle, beam, topk, export_meta.step, histories,
                          opts.calib_batch, log, opts.search)
     reuse = partial(_reuse, bundle, beam, topk, export_meta.step)
