@@ -18,17 +18,19 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
-from onerec_trt.artifacts import read_json, staged_folder, write_json, write_manifest
+from onerec_trt.analysis import AnalysisReport
+from onerec_trt.artifacts import staged_folder, write_json, write_manifest
 from onerec_trt.errors import user_error
+from onerec_trt.quantize import QuantizeReport
+from onerec_trt.reports import read_stage
 from onerec_trt.tables import format_table
 
 
 def pairs(analysis: Path, search: Path) -> list[tuple[str, float, float]]:
     """(layer, GEMM output SQNR dB, overlap@10 lost alone in FP8) for every layer in both."""
-    report = read_json(analysis / "report.json", "analysis report")
-    layers = report.get("models", {}).get("onerec", {}).get("layers")
-    quantized = read_json(search / "quantize_report.json", "quantize report")
-    lost = (quantized.get("search") or {}).get("sensitivity")
+    report = read_stage(analysis, AnalysisReport, flag="--analysis")
+    layers = report.models.get("onerec", {}).get("layers")
+    lost = (read_stage(search, QuantizeReport, flag="--search").search or {}).get("sensitivity")
     if not isinstance(layers, dict):
         raise user_error(f"{analysis} has no per-layer FP8 profile", "run 'onerec-trt analyze'")
     if not lost:

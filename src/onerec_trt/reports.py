@@ -3,6 +3,8 @@
 ``Report`` gives a dataclass ``to_json`` / ``from_json`` (and ``save`` / ``load``), so a later
 stage, ``onerec-trt run`` and the tests read attributes, not nested keys. JSON keys that are
 not Python names (``recall@10``) are mapped by ``JSON_NAMES``; nested values stay plain JSON.
+A stage's report also names its stage and file (``STAGE``, ``FILE``): ``read_stage(folder,
+ExportReport)`` is how any stage reads another stage's folder.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ class Report:
     """Mix into a ``@dataclass``: its fields are the report's JSON keys, in order."""
 
     JSON_NAMES: ClassVar[dict[str, str]] = {}  # attribute -> JSON key, where they differ
+    STAGE: ClassVar[str] = ""  # the stage that writes it, as its manifest records it
+    FILE: ClassVar[str] = ""  # its file name in that stage's folder
+    COMMAND: ClassVar[str] = ""  # the command that writes it, where not ``STAGE``
 
     def to_json(self) -> dict[str, Any]:
         names = self.JSON_NAMES
@@ -65,3 +70,36 @@ class Report:
 
         what = what or f"{cls.__name__} {path}"
         return cls.from_json(read_json(path, what), what)
+
+
+def _an(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
+def read_stage(folder: str | Path, report_type: type[R], flag: str | None = None) -> R:
+    """The report of a stage's output folder, typed; a one-line user error where ``folder`` is
+    missing, a file, another stage's folder (its manifest says so, or the report is absent) or
+    holds a damaged report. ``flag``: the option that named the folder (``--onnx``), for the
+    messages."""
+    from onerec_trt.artifacts import json_object
+    from onerec_trt.layout import MANIFEST
+
+    folder, stage, name = Path(folder), report_type.STAGE, report_type.FILE
+    command = report_type.COMMAND or stage
+    if not stage or not name:
+        raise TypeError(f"{report_type.__name__} names no STAGE and FILE: not a stage's report")
+    if folder.is_file():
+        raise user_error(f"{flag} takes the {stage} stage's folder, not a file: {folder}"
+                         if flag else f"{folder} is a file, not the {stage} stage's folder",
+                         f"pass {folder.parent}")
+    if not folder.is_dir():
+        raise user_error(f"{flag or stage} folder not found: {folder}",
+                         f"run 'onerec-trt {command}' first")
+    written_by = json_object(folder / MANIFEST).get("stage")
+    if not isinstance(written_by, str):
+        written_by = None
+    if written_by not in (None, stage) or not (folder / name).is_file():
+        what = f"written by 'onerec-trt {written_by}'" if written_by else f"no {name}"
+        raise user_error(f"{flag + ' ' if flag else ''}{folder} is not {_an(stage)} folder "
+                         f"({what})", f"pass the folder 'onerec-trt {command}' wrote (its --out)")
+    return report_type.load(folder / name, f"{stage} report {folder / name}")

@@ -61,6 +61,7 @@ class AnalyzeOptions:
 class AnalysisReport(Report):
     """``report.json``: statistics per model, the comparison, exclusions and the roofline."""
 
+    STAGE, FILE = "analyze", "report.json"
     stage: str
     model: str
     backend: str

@@ -46,6 +46,7 @@ class ExportOptions:
 class ExportReport(Report):
     """``export.json``: what the graphs take and return, and what made them."""
 
+    STAGE, FILE = "export", EXPORT_JSON
     options: dict
     model: str
     model_sha256: str | None

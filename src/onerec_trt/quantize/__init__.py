@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from onerec_trt.layout import DEFAULT_RUN
+from onerec_trt.layout import DEFAULT_RUN, QUANTIZE_REPORT
 from onerec_trt.reports import Report
 
 __all__ = ["quantize", "QuantizeOptions", "QuantizeReport"]
@@ -49,6 +49,7 @@ class QuantizeOptions:
 class QuantizeReport(Report):
     """``quantize_report.json``: which GEMMs are FP8, why the others are not, the calibration."""
 
+    STAGE, FILE = "quantize", QUANTIZE_REPORT
     path: str
     format: str
     calibration: dict  # method, source, users, batch shape, split

@@ -7,14 +7,12 @@ import re
 import time
 from dataclasses import asdict
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from onerec_trt.artifacts import (
     check_out,
-    json_object,
     read_json,
     staged_folder,
     write_json,
@@ -28,10 +26,8 @@ from onerec_trt.export.stage import check_graph, example_history, skeleton, writ
 from onerec_trt.fp8_format import E4M3_MAX
 from onerec_trt.layout import (
     CALIBRATION_JSON,
-    EXPORT_JSON,
     FP8_CPU_GRAPH,
     FP8_GRAPH,
-    MANIFEST,
     QUANTIZE_REPORT,
     SEARCH_MD,
 )
@@ -59,6 +55,7 @@ from onerec_trt.quantize.ptq import (
 )
 from onerec_trt.quantize.qdq import standardize_trt_qdq, swap_fp8_transpose
 from onerec_trt.quantize.search import SearchResult, trials_table
+from onerec_trt.reports import read_stage
 
 
 def _validate(opts: QuantizeOptions) -> tuple[ExportReport, list[str]]:
@@ -89,7 +86,7 @@ def _validate(opts: QuantizeOptions) -> tuple[ExportReport, list[str]]:
         read_policy(opts.policy)  # a missing or malformed file, before any work
     # before any work: not a file, writable, new or --force, and never one of its inputs
     check_out(opts.out, opts, force=opts.force)
-    export_meta = export_report(Path(opts.onnx))
+    export_meta = read_stage(opts.onnx, ExportReport, flag="--onnx")
     return export_meta, read_exclusions(opts.exclusions) if opts.exclusions else []
 
 
@@ -101,22 +98,6 @@ def read_exclusions(path: str) -> list[str]:
         raise user_error(f"{path}: expected {{\"exclude\": [layer names]}}",
                          "pass the exclusions.json 'onerec-trt analyze' wrote")
     return names
-
-
-def export_report(folder: Path) -> ExportReport:
-    """The ``export.json`` of an ``--onnx`` folder, with the options quantize reads; a user
-    error naming what the folder is otherwise (a graph file, a model or another stage's)."""
-    fix = "pass the folder 'onerec-trt export' wrote (its --out)"
-    if folder.is_file():
-        raise user_error(f"--onnx takes the export stage's folder, not a file: {folder}",
-                         f"pass {folder.parent}")
-    if not folder.is_dir():
-        raise user_error(f"--onnx folder not found: {folder}", "run 'onerec-trt export' first")
-    if not (folder / EXPORT_JSON).is_file():
-        stage = json_object(folder / MANIFEST).get("stage")
-        what = f"written by 'onerec-trt {stage}'" if isinstance(stage, str) else "no export.json"
-        raise user_error(f"--onnx {folder} is not an export folder ({what})", fix)
-    return ExportReport.load(folder / EXPORT_JSON, f"export metadata {folder / EXPORT_JSON}")
 
 
 FIX_FILE = "recalibrate (omit --calibration) or correct the file"

@@ -18,9 +18,9 @@ from pathlib import Path
 from onerec_trt.artifacts import MANIFEST, sha256_file
 from onerec_trt.errors import UserError
 from onerec_trt.triton import config as cfg
-from onerec_trt.triton.contract import TRITON_DTYPES, Contract, TensorSpec
+from onerec_trt.triton.contract import TRITON_DTYPES, Contract, RepositoryReport, TensorSpec
 
-REPOSITORY_JSON = "repository.json"
+REPOSITORY_JSON = RepositoryReport.FILE
 
 
 def _declared(value) -> tuple[str, list]:

@@ -78,6 +78,7 @@ def _spec(name: str, shape: list) -> TensorSpec:
 class RepositoryReport(Report):
     """``repository.json``: what a model repository serves and where it came from."""
 
+    STAGE, FILE, COMMAND = "triton", "repository.json", "triton export"
     JSON_NAMES = {"loaded": "load"}
 
     format: int

@@ -26,6 +26,7 @@ from onerec_trt.export import ExportReport
 from onerec_trt.graphs import copy_graph
 from onerec_trt.layout import DEFAULT_RUN, EXPORT_JSON
 from onerec_trt.provenance import check_same_model, recorded_model
+from onerec_trt.reports import read_stage
 from onerec_trt.triton import config as cfg
 from onerec_trt.triton.check import REPOSITORY_JSON, check_repository, graph_problems
 from onerec_trt.triton.contract import Contract, RepositoryReport, TensorSpec
@@ -84,7 +85,7 @@ def _load_sources(opts: RepositoryOptions) -> tuple[ExportReport, Contract, str 
 
     if not resolve_model_path(opts.model).is_dir():
         raise user_error(f"model folder not found: {resolve_model_path(opts.model)}")
-    meta = ExportReport.load(Path(opts.onnx) / EXPORT_JSON, "export metadata (run export first)")
+    meta = read_stage(opts.onnx, ExportReport, flag="--onnx")
     contract = Contract.from_export(meta.to_json())
     _check_contract_against_model(contract, read_config(resolve_model_path(opts.model)),
                                   Path(opts.onnx) / EXPORT_JSON)

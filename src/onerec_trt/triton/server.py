@@ -44,7 +44,7 @@ from pathlib import Path
 
 from onerec_trt.errors import user_error
 from onerec_trt.layout import DEFAULT_RUN
-from onerec_trt.triton.check import REPOSITORY_JSON
+from onerec_trt.reports import read_stage
 from onerec_trt.triton.contract import RepositoryReport
 from onerec_trt.triton.gateway import Gateway, Limits
 
@@ -115,9 +115,7 @@ def make_backend_folder(root: Path, into: Path) -> Path:
 
 
 def read_repository(repo: str | Path) -> RepositoryReport:
-    info = RepositoryReport.load(Path(repo) / REPOSITORY_JSON,
-                                 "repository.json (write the repository with 'onerec-trt triton "
-                                 "export')")
+    info = read_stage(repo, RepositoryReport, flag="--repo")
     if info.variant != "cpu":
         raise user_error(f"{repo} is a GPU repository (TensorRT engines)",
                          "the local tritonserver has only the python backend; serve a GPU "
