@@ -60,7 +60,7 @@ def test_the_short_budget_warning_is_withdrawn_when_the_machine_speeds_up():
     holds enough steps, the run says so and training.json keeps no warning."""
     import time
 
-    from onerec_trt.model.train.onerec import BudgetFit
+    from onerec_trt.model.train.fit import BudgetFit
 
     lines = []
     schedule = BudgetedCosine(peak_lr=1.0, warmup_steps=100, total_steps=5000,
@@ -71,14 +71,3 @@ def test_the_short_budget_warning_is_withdrawn_when_the_machine_speeds_up():
     budget.t_train = time.time() - 30
     budget.fit(1100)  # 0.01 s a step now: the plan again
     assert budget.warning is None and "no longer applies" in lines[-1]
-
-
-def test_qwen3_warmup_shrinks_with_the_steps_its_budget_holds():
-    """--arch qwen3's cosine ends where its budget does: 100 steps in 30 s of a 60 s budget
-    hold 200 steps, so its warm-up is 10, not the configured 200 (before: 200 always)."""
-    from onerec_trt.model.train.schedule import held_warmup
-
-    assert held_warmup(200, steps_done=100, seconds=30, budget_seconds=60, planned=5000) == 10
-    assert held_warmup(200, steps_done=100, seconds=1, budget_seconds=60, planned=5000) == 200
-    assert held_warmup(200, steps_done=100, seconds=30, budget_seconds=1e6,
-                       planned=5000) == 200

@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("lm")
     path = write_sequences(root / "seq.txt", users=120, items=40)
     data = load_dataset("sequences", path)
-    fitted = tl.fit(data, _options(root / "model"), log=lambda *_: None)
+    fitted = tl.fit_lm(data, _options(root / "model"), log=lambda *_: None)
     folder = root / "ckpt"
     folder.mkdir()
     tl.write_checkpoint(folder, fitted)

@@ -1,13 +1,50 @@
-"""What training needs before it starts: the loop's hyperparameters (``TrainConfig``) and the
-least data that can make a model (``require_trainable``). The train stage (``stage.py``) and
+"""What training needs before it starts: the data both architectures read (``DataOptions``),
+the loop's hyperparameters (``TrainConfig``) and the least data that can make a model
+(``require_trainable``). The train stage (``stage.py``) and
 the trainers (``onerec.py``, ``qwen3.py``) use them; this module imports none of them, and
 nothing heavy at load time."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from onerec_trt.errors import user_error
+
+
+@dataclass(kw_only=True)
+class DataOptions:
+    """The training data, as ``onerec-trt train`` reads it for either ``--arch`` (the options
+    of both stages extend it; keyword-only, so theirs may come first)."""
+
+    dataset: str
+    data: str | None = None  # the dataset's file
+    columns: str | None = None  # for --dataset table: user=COL,item=COL[,time=COL]
+    min_user: int = 3  # users with fewer interactions are dropped (leave-one-out needs 3)
+    min_item: int = 1
+    kcore: int = 0
+
+    def check(self) -> None:
+        for name in ("min_user", "min_item", "kcore"):
+            if getattr(self, name) < 0:
+                raise user_error(f"--{name.replace('_', '-')} must not be negative, "
+                                 f"got {getattr(self, name)}")
+
+    def filters(self) -> dict:
+        return {"min_user": self.min_user, "min_item": self.min_item, "kcore": self.kcore}
+
+    def load(self, log=print):
+        """The filtered dataset (described in the log), refused when it cannot make a model."""
+        from onerec_trt.data import load_dataset
+
+        data = load_dataset(self.dataset, self.data, columns=self.columns, **self.filters())
+        log(data.describe())
+        require_trainable(data)
+        return data
+
+    def data_path(self) -> str | None:
+        """``data`` resolved, as training.json records it."""
+        return str(Path(self.data).resolve()) if self.data else None
 
 
 @dataclass

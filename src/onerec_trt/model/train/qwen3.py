@@ -10,7 +10,6 @@ torch and transformers are imported when training starts.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import shutil
@@ -21,8 +20,7 @@ from pathlib import Path
 
 from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
-from onerec_trt.model.train.config import TrainConfig
-from onerec_trt.model.train.schedule import held_warmup
+from onerec_trt.model.train.config import DataOptions, TrainConfig
 
 CATALOGUE = "catalogue.tsv"
 TRAINING = "training.json"
@@ -48,14 +46,8 @@ def lm_train_config() -> TrainConfig:
 
 
 @dataclass
-class LMOptions:
-    dataset: str
+class LMOptions(DataOptions):
     out: str
-    data: str | None = None
-    columns: str | None = None
-    min_user: int = 3
-    min_item: int = 1
-    kcore: int = 0
     model: LMConfig = field(default_factory=LMConfig)
     codebook: int | None = None  # None: the tokenizer's default (256)
     levels: int | None = None  # None: the tokenizer's default (3)
@@ -94,6 +86,7 @@ def _validate(opts: LMOptions) -> None:
                              f"got {getattr(cfg, name)}")
     if cfg.patience < 0:
         raise user_error("--patience must not be negative")
+    opts.check()
     for name in ("codebook", "levels", "threads"):
         value = getattr(opts, name)
         if value is not None and value <= 0:
@@ -134,15 +127,16 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
 
 
-def fit(data, opts: LMOptions, log=print) -> Fitted:
-    """Semantic IDs, then the LM; the state with the best validation Recall@10 + NDCG@10 is
-    kept. The cosine schedule runs over the epochs or the time budget, whichever ends first."""
+def fit_lm(data, opts: LMOptions, log=print) -> Fitted:
+    """Semantic IDs, then the LM, through the one training loop (``fit.fit``): the state with
+    the best validation Recall@10 + NDCG@10 is kept."""
     import numpy as np
     import torch
     from transformers import Qwen3ForCausalLM
 
     from onerec_trt.metrics import recall_ndcg
     from onerec_trt.model.tokenizer import TokenizerConfig, build_tokenizer
+    from onerec_trt.model.train.fit import Trainee, fit
     from onerec_trt.model.train.qwen3_data import (
         item_windows,
         itemic_layout,
@@ -150,7 +144,6 @@ def fit(data, opts: LMOptions, log=print) -> Fitted:
         rank_users,
         render_windows,
     )
-    from onerec_trt.progress import progress_bar
 
     cfg, m = opts.train, opts.model
     t0 = time.time()
@@ -168,72 +161,32 @@ def fit(data, opts: LMOptions, log=print) -> Fitted:
     windows = item_windows(split.train, m.max_history)
     lengths = np.array([len(w) for w in windows])
     steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    budget = cfg.max_minutes * 60
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     eval_idx = np.sort(rng.choice(split.num_users, min(cfg.eval_users, split.num_users),
                                   replace=False))
     eval_hist = [split.train[i] for i in eval_idx]
+
+    def loss(batch) -> torch.Tensor:
+        ids_np, targets_np = render_windows([windows[i] for i in batch], layout)
+        return lm_loss(model, torch.from_numpy(ids_np), torch.from_numpy(targets_np))
+
+    def validate() -> dict:
+        ranked = rank_users(model, eval_hist, m.max_history, layout, ids, cfg.eval_beam)
+        return recall_ndcg(ranked, split.valid_targets[eval_idx])
+
     n_params = sum(p.numel() for p in model.parameters())
     log(f"training Qwen3 ({n_params:,} parameters, {m.layers} layers x {m.hidden}) on "
         f"{len(windows):,} windows ({int(lengths.sum()) * layout.width:,} tokens), "
         f"{steps_per_epoch} steps/epoch, up to {cfg.epochs} epochs or {cfg.max_minutes:g} min")
-    best, best_state, epochs, bad, steps, eval_s, stop = -1.0, None, [], 0, 0, 0.0, None
-    for epoch in range(cfg.epochs):
-        model.train()
-        losses = []
-        bar = progress_bar(length_batches(lengths, cfg.batch_size, rng),
-                           desc=f"epoch {epoch + 1}", disable=not opts.progress, leave=False)
-        for batch in bar:
-            progress = max(steps / total, (time.time() - t0) / budget)
-            warmup = held_warmup(cfg.warmup_steps, steps, time.time() - t0, budget, total)
-            warm = min(1.0, (steps + 1) / warmup)
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * min(progress, 1)))
-            ids_np, targets_np = render_windows([windows[i] for i in batch], layout)
-            loss = lm_loss(model, torch.from_numpy(ids_np), torch.from_numpy(targets_np))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            losses.append(float(loss.detach()))
-            steps += 1
-            if steps % 20 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
-            if cfg.max_steps is not None and steps >= cfg.max_steps:
-                stop = "step limit reached"
-            elif time.time() - t0 + eval_s >= budget:
-                stop = "time budget reached"
-            if stop:
-                break
-        start = time.time()
-        ranked = rank_users(model, eval_hist, m.max_history, layout, ids, cfg.eval_beam)
-        metrics = recall_ndcg(ranked, split.valid_targets[eval_idx])
-        eval_s = time.time() - start
-        minutes = (time.time() - t0) / 60
-        epochs.append({"epoch": epoch + 1, "steps": steps, "loss": float(np.mean(losses)),
-                       "minutes": minutes, **{f"valid_{k}": v for k, v in metrics.items()}})
-        log(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}  valid recall@10 "
-            f"{metrics['recall@10']:.4f} ndcg@10 {metrics['ndcg@10']:.4f}  ({minutes:.1f} min, "
-            f"validation {eval_s:.0f}s)")
-        score = metrics["recall@10"] + metrics["ndcg@10"]
-        if score > best:
-            best, best_state, bad = score, copy.deepcopy(model.state_dict()), 0
-        else:
-            bad += 1
-        if not stop and cfg.patience and bad >= cfg.patience:
-            stop = "early stop"
-        if stop:
-            log(stop)
-            break
-    model.load_state_dict(best_state)
-    model.eval()
+    trainee = Trainee(model, opt, steps_per_epoch,
+                      lambda: length_batches(lengths, cfg.batch_size, rng), loss, validate)
+    result = fit(trainee, cfg, t0, opts.progress, log)
     record = {
         "dataset": data.name, "arch": "qwen3", "lm": asdict(m), "train_config": asdict(cfg),
         "tokenizer": asdict(tok_cfg), "semantic_ids": ids.stats, "parameters": n_params,
-        "epochs": epochs, "minutes": (time.time() - t0) / 60,
-        "best_epoch": max(epochs, key=lambda e: e["valid_recall@10"] + e["valid_ndcg@10"]),
-        "threads": torch.get_num_threads(), "dataset_stats": data.stats,
+        "epochs": result.epochs, "minutes": (time.time() - t0) / 60,
+        "best_epoch": result.best_epoch, "threads": torch.get_num_threads(),
+        "dataset_stats": data.stats, "budget_warning": result.budget_warning,
         "loss": "cross-entropy on the code tokens of every window item but the first",
     }
     return Fitted(model, layout, ids, list(data.vocab.tokens), record)
@@ -283,19 +236,13 @@ def train_lm(opts: LMOptions, log=print) -> Path:
     """``onerec-trt train --arch qwen3``: returns the model folder written (``opts.out``)."""
     import torch
 
-    from onerec_trt.data import load_dataset
-    from onerec_trt.model.train.config import require_trainable
 
     _validate(opts)
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    filters = {"min_user": opts.min_user, "min_item": opts.min_item, "kcore": opts.kcore}
-    data = load_dataset(opts.dataset, opts.data, columns=opts.columns, **filters)
-    log(data.describe())
-    require_trainable(data)
-    fitted = fit(data, opts, log)
-    fitted.record.update(filters=filters, columns=opts.columns,
-                         data=str(Path(opts.data).resolve()) if opts.data else None)
+    data = opts.load(log)
+    fitted = fit_lm(data, opts, log)
+    fitted.record.update(filters=opts.filters(), columns=opts.columns, data=opts.data_path())
     best = fitted.record["best_epoch"]
     log(f"best epoch {best['epoch']}: valid recall@10 {best['valid_recall@10']:.4f} "
         f"ndcg@10 {best['valid_ndcg@10']:.4f}, {fitted.record['minutes']:.1f} min")

@@ -82,16 +82,6 @@ class BudgetedCosine:
         return steps_done >= self.total_steps
 
 
-def held_warmup(warmup_steps: int, steps_done: int, seconds: float, budget_seconds: float,
-                planned: int) -> int:
-    """The warm-up of a schedule whose end is wherever the budget runs out (``--arch qwen3``):
-    at most ``WARMUP_SHARE`` of the steps the budget holds at the pace so far."""
-    if seconds < FIRST_ESTIMATE_S or steps_done == 0:
-        return warmup_steps
-    held = min(planned, int(steps_done * budget_seconds / seconds))
-    return max(1, min(warmup_steps, int(held * WARMUP_SHARE)))
-
-
 @dataclass
 class SmoothedStopping:
     patience: int  # evaluations without a better smoothed score (0 = never stop early)

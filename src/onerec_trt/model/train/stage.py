@@ -8,14 +8,13 @@ writes the folder. This module imports nothing heavy at load time.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
-from onerec_trt.model.train.config import TrainConfig, require_trainable
+from onerec_trt.model.train.config import DataOptions, TrainConfig, require_trainable
 
-__all__ = ["TrainConfig", "TrainOptions", "require_trainable", "train_stage", "with_seed",
-           "THREADS_HELP"]
+__all__ = ["DataOptions", "TrainConfig", "TrainOptions", "require_trainable", "train_stage",
+           "with_seed", "THREADS_HELP"]
 
 THREADS_HELP = (
     "torch threads (default: 1, as in every measured run in docs/model.md: the small model's "
@@ -26,14 +25,8 @@ THREADS_HELP = (
 
 
 @dataclass
-class TrainOptions:
-    dataset: str
+class TrainOptions(DataOptions):
     out: str
-    data: str | None = None
-    columns: str | None = None
-    min_user: int = 3  # users with fewer interactions are dropped (leave-one-out needs 3)
-    min_item: int = 1
-    kcore: int = 0
     preset: str = "small"
     max_history: int | None = None  # None: the preset's
     dropout: float | None = None  # None: the preset's
@@ -65,10 +58,7 @@ def _validate(opts: TrainOptions) -> None:
                              f"got {getattr(cfg, name)}")
     if cfg.patience < 0 or cfg.distill < 0:
         raise user_error("--patience and --distill must not be negative")
-    for name in ("min_user", "min_item", "kcore"):
-        if getattr(opts, name) < 0:
-            raise user_error(f"--{name.replace('_', '-')} must not be negative, "
-                             f"got {getattr(opts, name)}")
+    opts.check()
     check_out(opts.out, [opts.data], opts.force)  # before the training, not after it
 
 
@@ -88,7 +78,6 @@ def train_stage(opts: TrainOptions, log=print):
     import torch
 
     from onerec_trt.artifacts import staged_folder, write_manifest
-    from onerec_trt.data import load_dataset
     from onerec_trt.model.checkpoint import save_model
     from onerec_trt.model.tokenizer import TokenizerConfig
     from onerec_trt.model.train.onerec import train
@@ -96,10 +85,7 @@ def train_stage(opts: TrainOptions, log=print):
     _validate(opts)
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    filters = {"min_user": opts.min_user, "min_item": opts.min_item, "kcore": opts.kcore}
-    data = load_dataset(opts.dataset, opts.data, columns=opts.columns, **filters)
-    log(data.describe())
-    require_trainable(data)
+    data = opts.load(log)
     choices = []
     if opts.auto:
         opts, choices = _choose_from_data(opts, data, log)
@@ -111,10 +97,10 @@ def train_stage(opts: TrainOptions, log=print):
         tok_cfg.levels = opts.levels
     bundle = train(data, model_cfg, tok_cfg, opts.train, progress=opts.progress)
     if opts.data:
-        bundle.training["data"] = str(Path(opts.data).resolve())
+        bundle.training["data"] = opts.data_path()
     bundle.training["columns"] = opts.columns
     bundle.training["chosen_from_data"] = [asdict(c) for c in choices]
-    bundle.training["filters"] = filters
+    bundle.training["filters"] = opts.filters()
     with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
         save_model(tmp, bundle)
         write_manifest(tmp, "train", {"preset": opts.preset, "model": model_cfg.to_dict(),
