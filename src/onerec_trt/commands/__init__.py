@@ -138,12 +138,12 @@ def add_data_arguments(p: argparse.ArgumentParser, required: bool = False) -> No
 
 
 def add_filter_arguments(p: argparse.ArgumentParser) -> None:
-    from onerec_trt.model.train.stage import TrainOptions
+    from onerec_trt.model.train.config import DataOptions
 
-    option(p, "--min-user", TrainOptions,
+    option(p, "--min-user", DataOptions,
            help="drop users with fewer interactions (at least 3: leave-one-out)")
-    option(p, "--min-item", TrainOptions, help="drop items with fewer interactions")
-    option(p, "--kcore", TrainOptions,
+    option(p, "--min-item", DataOptions, help="drop items with fewer interactions")
+    option(p, "--kcore", DataOptions,
            help="repeat both filters with this threshold until they hold (k-core)")
 
 
