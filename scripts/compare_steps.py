@@ -46,6 +46,7 @@ def main() -> int:
     from onerec_trt.graphs import make_session
     from onerec_trt.layout import CPU_GRAPH
     from onerec_trt.model.checkpoint import load_model
+    from onerec_trt.tables import markdown_lines
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="default")
@@ -92,13 +93,13 @@ def main() -> int:
              f" median of {a.reps} alternating calls; identical outputs on 512 test users: "
              f"{same}; graph size csr {sizes['csr'] / 2**20:.1f} MiB, dense "
              f"{sizes['dense'] / 2**20:.1f} MiB", "",
-             "| batch | csr ms | dense ms | csr / dense (paired median) | q25-q75 "
-             "| beam-step kernels csr ms | dense ms |",
-             "|---:|---:|---:|---:|---|---:|---:|"]
-    lines += [f"| {r['batch']} | {r['csr_ms']:.2f} | {r['dense_ms']:.2f} | "
-              f"{r['latency_ratio']:.3f} | {r['ratio_q25']:.3f}-{r['ratio_q75']:.3f} | "
-              f"{r['csr_step_ms']:.3f} | {r['dense_step_ms']:.3f} |"
-              for r in rows]
+             *markdown_lines(["batch", "csr ms", "dense ms", "csr / dense (paired median)",
+                              "q25-q75", "beam-step kernels csr ms", "dense ms"],
+                             [[r["batch"], f"{r['csr_ms']:.2f}", f"{r['dense_ms']:.2f}",
+                               f"{r['latency_ratio']:.3f}",
+                               f"{r['ratio_q25']:.3f}-{r['ratio_q75']:.3f}",
+                               f"{r['csr_step_ms']:.3f}", f"{r['dense_step_ms']:.3f}"]
+                              for r in rows], "rrrrlrr")]
     (out / "steps.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "steps.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -36,6 +36,7 @@ from onerec_trt.bench.device import (  # noqa: E402
     save,
 )
 from onerec_trt.bench.machine import describe_machine  # noqa: E402
+from onerec_trt.tables import plain_lines  # noqa: E402
 
 DRY_RUN = dict(
     device="cpu", presets={"small": {"beam": 4, "users": [1, 2]}}, gemm_iters=2, gemm_reps=2,
@@ -80,29 +81,30 @@ def options(args) -> DeviceOptions:
 def print_table(result: dict) -> None:
     print("\n== FP8 vs bf16 GEMMs, one request's GEMMs summed (measured on "
           f"{result['machine'].get('gpu', {}) and result['machine']['gpu']['name'] or 'CPU'}) ==")
-    print(f"{'preset':<7}{'N':>6}{'N*B':>8}{'bf16 ms':>11}{'fp8 ms':>11}{'x':>7}{'x+q':>7}"
-          f"{'roofline x':>12}")
-    for preset, sec in (result.get("gemm") or {}).get("presets", {}).items():
-        for pt in sec["points"]:
-            t = pt["totals"]
-            print(f"{preset:<7}{pt['users']:>6}{pt['rows_decoder']:>8}{t['bf16_ms']:>11.3f}"
-                  f"{t.get('fp8_ms', float('nan')):>11.3f}{t.get('speedup', float('nan')):>7.2f}"
-                  f"{t.get('speedup_with_quantize', float('nan')):>7.2f}"
-                  f"{t['roofline_speedup']:>12.2f}")
+    nan = float("nan")
+    rows = [[preset, pt["users"], pt["rows_decoder"], t["bf16_ms"], t.get("fp8_ms", nan),
+             t.get("speedup", nan), t.get("speedup_with_quantize", nan), t["roofline_speedup"]]
+            for preset, sec in (result.get("gemm") or {}).get("presets", {}).items()
+            for pt in sec["points"] for t in [pt["totals"]]]
+    print("\n".join(plain_lines(["preset", "N", "N*B", "bf16 ms", "fp8 ms", "x", "x+q",
+                                 "roofline x"],
+                                ["<7", ">6", ">8", ">11.3f", ">11.3f", ">7.2f", ">7.2f", ">12.2f"],
+                                rows)))
     e2e = result.get("e2e")
     if not e2e:
         return
     print(f"\n== end-to-end generation, {e2e['preset']} preset, beam {e2e['beam']} "
           f"({e2e['beam_step']}) ==")
-    print(f"{'N':>5}{'bf16 p50':>11}{'fp8 p50':>11}{'speedup':>9}{'lat -%':>8}{'thr +%':>8}"
-          f"{'roofline x':>12}{'bf16 eff':>10}{'bf16 GiB':>10}")
-    for users, c in e2e["comparison"].items():
-        b, f = e2e["bf16"][users], e2e["fp8"][users]
-        print(f"{users:>5}{b['p50_ms']:>11.2f}{f['p50_ms']:>11.2f}{c['measured_speedup']:>9.2f}"
-              f"{100 * c['latency_reduction']:>8.1f}{100 * c['throughput_gain']:>8.1f}"
-              f"{c.get('roofline_speedup') or float('nan'):>12.2f}"
-              f"{c.get('bf16_efficiency') or float('nan'):>10.2f}"
-              f"{b.get('peak_memory_gib', float('nan')):>10.1f}")
+    rows = [[users, b["p50_ms"], f["p50_ms"], c["measured_speedup"],
+             100 * c["latency_reduction"], 100 * c["throughput_gain"],
+             c.get("roofline_speedup") or nan, c.get("bf16_efficiency") or nan,
+             b.get("peak_memory_gib", nan)]
+            for users, c in e2e["comparison"].items()
+            for b, f in [(e2e["bf16"][users], e2e["fp8"][users])]]
+    print("\n".join(plain_lines(["N", "bf16 p50", "fp8 p50", "speedup", "lat -%", "thr +%",
+                                 "roofline x", "bf16 eff", "bf16 GiB"],
+                                [">5", ">11.2f", ">11.2f", ">9.2f", ">8.1f", ">8.1f", ">12.2f",
+                                 ">10.2f", ">10.1f"], rows)))
     for users, row in e2e.get("beam_step_timing", {}).items():
         print(f"beam step 0 alone, N={users}: " + ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()))

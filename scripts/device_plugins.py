@@ -336,12 +336,13 @@ def _guarded(result: dict, key: str, fn, t0: float, single: bool = False) -> Non
 
 def _print_summary(result: dict) -> None:
     bw = result.get("nominal_GBps") or result.get("copy_GBps")
-    print(f"\n{'dtype':9}{'N':>4}{'B':>5}{'ours ms':>10}{'torch ms':>10}{'speedup':>9}"
-          f"{'ours GB/s':>11}{'% of bw':>9}")
-    for r in result["timing"]:
-        print(f"{r['dtype']:9}{r['N']:>4}{r['B']:>5}{r['ours_ms']:>10.3f}"
-              f"{r['torch_baseline_ms']:>10.3f}{r['speedup']:>9.2f}{r['ours_GBps']:>11.0f}"
-              f"{100 * r['ours_GBps'] / bw:>8.1f}%")
+    from onerec_trt.tables import plain_lines
+
+    rows = [[r["dtype"], r["N"], r["B"], r["ours_ms"], r["torch_baseline_ms"], r["speedup"],
+             r["ours_GBps"], f"{100 * r['ours_GBps'] / bw:.1f}%"] for r in result["timing"]]
+    print("\n" + "\n".join(plain_lines(
+        ["dtype", "N", "B", "ours ms", "torch ms", "speedup", "ours GB/s", "% of bw"],
+        ["9", ">4", ">5", ">10.3f", ">10.3f", ">9.2f", ">11.0f", ">9"], rows)))
     print(f"{len(result['errors'])} error(s); {result['seconds']:.0f}s")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 
+from onerec_trt.tables import markdown_lines, markdown_row
 from onerec_trt.verify.noninferiority import FAIL, INCONCLUSIVE, PASS, simulate_gate
 
 
@@ -36,17 +37,17 @@ def main() -> None:
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per trial")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    print("| true change | users | users changed | pass | inconclusive | fail | old gate: fail |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n".join(markdown_lines(["true change", "users", "users changed", "pass",
+                                    "inconclusive", "fail", "old gate: fail"], [])))
     for change in a.changes:
         for users in a.users:
             for changed in a.changed:
                 r = simulate_gate(change, users, hit_rate=a.hit_rate, changed=changed,
                                   margin=a.margin, confidence=a.confidence,
                                   resamples=a.resamples, trials=a.trials, seed=a.seed)
-                print(f"| {change:+.1%} | {users:,} | {changed:.0%} | {r[PASS]:.1%} | "
-                      f"{r[INCONCLUSIVE]:.1%} | {r[FAIL]:.1%} | {r['point_fail']:.1%} |",
-                      flush=True)
+                print(markdown_row([f"{change:+.1%}", f"{users:,}", f"{changed:.0%}",
+                                    f"{r[PASS]:.1%}", f"{r[INCONCLUSIVE]:.1%}", f"{r[FAIL]:.1%}",
+                                    f"{r['point_fail']:.1%}"]), flush=True)
 
 
 if __name__ == "__main__":

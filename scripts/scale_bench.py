@@ -78,15 +78,17 @@ def folder_bytes(folder: Path, seen: set[int]) -> dict[str, int]:
 
 def stage_table(stages: list[dict]) -> list[str]:
     """The markdown table of the stages' time, memory and disk."""
-    lines = ["| stage | wall time | CPU time | peak RSS | new on disk | result |",
-             "|---|---:|---:|---:|---:|---|"]
+    from onerec_trt.tables import markdown_lines
+
+    rows = []
     for r in stages:
         written = sum(r.get("bytes", {}).values()) / 2**30
         cpu = f"{r['cpu_seconds'] / 60:.1f} min" if "cpu_seconds" in r else "-"
-        lines.append(f"| {r['stage']} | {r['seconds'] / 60:.1f} min | {cpu} | "
-                     f"{r['peak_rss_gib']:.1f} GiB | {written:.2f} GiB | "
-                     f"{'ok' if r['exit'] == 0 else 'FAILED'} |")
-    return lines
+        rows.append([r["stage"], f"{r['seconds'] / 60:.1f} min", cpu,
+                     f"{r['peak_rss_gib']:.1f} GiB", f"{written:.2f} GiB",
+                     "ok" if r["exit"] == 0 else "FAILED"])
+    return markdown_lines(["stage", "wall time", "CPU time", "peak RSS", "new on disk", "result"],
+                          rows, "lrrrrl")
 
 
 def markdown(result: dict) -> str:

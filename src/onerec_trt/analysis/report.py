@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from onerec_trt.tables import markdown_table
+
 NAMES = {"onerec": "OneRec-style", "traditional": "traditional (DCN)", "lm": "language model"}
 SUMMARY_ROWS = (("weights", "variance_max"), ("weights", "variance_median"),
                 ("weights", "absmax_max"), ("weights", "kurtosis_median"),
@@ -24,9 +26,7 @@ def _g(value, digits: int = 3) -> str:
 
 
 def _md_table(headers: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_g(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(headers, [[_g(c) for c in row] for row in rows])
 
 
 def _models_section(report: dict) -> list[str]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from onerec_trt.artifacts import write_atomic
 from onerec_trt.bench.machine import one_line
+from onerec_trt.tables import markdown_lines
 
 CPU_CAVEAT = ("CPU simulation: ONNX Runtime's CPU provider has neither FP8 nor bf16 GEMMs, so "
               "both graphs compute in fp32 and the FP8 graph adds QuantizeLinear/"
@@ -25,38 +26,36 @@ def _mib(kb: int | None) -> str:
 
 
 def latency_rows(result: dict) -> list[str]:
-    rows = ["| backend | batch | p50 ms | p99 ms | users/s | peak RSS MiB | samples |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = []
     for name, backend in result["backends"].items():
         for batch, r in backend["results"].items():
             mem = backend["memory"].get(str(batch), backend["memory"].get(batch, {}))
             cuda = mem.get("cuda_max_allocated")
             peak = _mib(mem.get("VmHWM")) + (f" (GPU {cuda / 2**20:.0f})" if cuda else "")
-            rows.append(f"| {name} | {batch} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                        f"{r['throughput_users_per_s']:.1f} | {peak} | {r['samples']} |")
-    return rows
+            rows.append([name, batch, f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
+                         f"{r['throughput_users_per_s']:.1f}", peak, r["samples"]])
+    return markdown_lines(["backend", "batch", "p50 ms", "p99 ms", "users/s", "peak RSS MiB",
+                           "samples"], rows, "lrrrrrr")
 
 
 def load_rows(result: dict) -> list[str]:
     """Each backend's load: resident memory before and after building it."""
-    rows = ["| backend | load s | RSS before load MiB | RSS loaded MiB |", "|---|---:|---:|---:|"]
-    rows += [f"| {n} | {'-' if b.get('load_s') is None else format(b['load_s'], '.1f')} | "
-             f"{_mib(b.get('rss_start_kb'))} | {_mib(b.get('rss_loaded_kb'))} |"
-             for n, b in result["backends"].items()]
-    return rows + [""]
+    rows = [[n, "-" if b.get("load_s") is None else format(b["load_s"], ".1f"),
+             _mib(b.get("rss_start_kb")), _mib(b.get("rss_loaded_kb"))]
+            for n, b in result["backends"].items()]
+    return markdown_lines(["backend", "load s", "RSS before load MiB", "RSS loaded MiB"], rows,
+                          "lrrr") + [""]
 
 
 def ratio_rows(result: dict) -> list[str]:
     if not result["pairs"]:
         return ["No FP8/BF16 pair could be formed (both backends of a pair must run)."]
-    rows = ["| pair | batch | latency FP8/BF16 (median) | q25-q75 | throughput FP8/BF16 | note |",
-            "|---|---:|---:|---:|---:|---|"]
-    for pair in result["pairs"]:
-        for batch, r in pair["by_batch"].items():
-            rows.append(f"| {pair['fp8']} / {pair['bf16']} | {batch} | "
-                        f"{r['latency_ratio']:.3f} | {r['ratio_q25']:.3f}-{r['ratio_q75']:.3f} "
-                        f"| {r['throughput_ratio']:.3f} | {pair['kind']} |")
-    return rows
+    rows = [[f"{pair['fp8']} / {pair['bf16']}", batch, f"{r['latency_ratio']:.3f}",
+             f"{r['ratio_q25']:.3f}-{r['ratio_q75']:.3f}", f"{r['throughput_ratio']:.3f}",
+             pair["kind"]]
+            for pair in result["pairs"] for batch, r in pair["by_batch"].items()]
+    return markdown_lines(["pair", "batch", "latency FP8/BF16 (median)", "q25-q75",
+                           "throughput FP8/BF16", "note"], rows, "lrrrrl")
 
 
 def agreement_lines(agreement: dict) -> list[str]:
@@ -65,18 +64,16 @@ def agreement_lines(agreement: dict) -> list[str]:
              "backend runs the same computation in another rendering: overlap near 1 and score "
              "differences at bf16 rounding level (the exact order can differ where two items "
              "score within a rounding step of each other). An FP8 backend differs from its BF16 "
-             "partner by design; the verify stage judges whether that is acceptable.", "",
-             "| backend | against | identical top-K | overlap@K | median abs score diff |",
-             "|---|---|---:|---:|---:|"]
+             "partner by design; the verify stage judges whether that is acceptable.", ""]
+    rows = []
     for name, refs in agreement.get("pairs", {}).items():
         for ref, a in refs.items():
             diff = "-" if a["score_abs_diff_median"] is None else \
                 f"{a['score_abs_diff_median']:.4f}"
-            lines.append(f"| {name} | {ref} | {a['exact_match']:.3f} | {a['overlap']:.3f} | "
-                         f"{diff} |")
-    lines += [f"| {name} | (failed) | {why} | | |"
-              for name, why in agreement.get("failed", {}).items()]
-    return lines + [""]
+            rows.append([name, ref, f"{a['exact_match']:.3f}", f"{a['overlap']:.3f}", diff])
+    rows += [[name, "(failed)", why, "", ""] for name, why in agreement.get("failed", {}).items()]
+    return lines + markdown_lines(["backend", "against", "identical top-K", "overlap@K",
+                                   "median abs score diff"], rows, "llrrr") + [""]
 
 
 def peer_lines(result: dict) -> list[str]:
@@ -89,30 +86,30 @@ def peer_lines(result: dict) -> list[str]:
     lines = ["## Against what users run today (peers)", "",
              f"Every peer answered the same users as `{ref}` (the same histories, in the same "
              "requests, alternating). A peer is timed against the project only when its items "
-             "are identical for every user; one that disagrees is reported, with no ratio.", "",
-             "| peer | against | identical top-K | max abs score diff | verdict |",
-             "|---|---|---:|---:|---|"]
+             "are identical for every user; one that disagrees is reported, with no ratio.", ""]
+    rows = []
     for name, p in peers["peers"].items():
         if "failed" in p:
-            lines.append(f"| {name} | {ref} | - | - | failed: {p['failed']} |")
+            rows.append([name, ref, "-", "-", f"failed: {p['failed']}"])
             continue
         diff = "-" if p["max_score_diff"] is None else f"{p['max_score_diff']:.2g}"
         verdict = "same items" if p["agrees"] else "DISAGREES: not compared on speed"
-        lines.append(f"| {name} | {p['against']} | {p['identical']}/{p['users']} | {diff} | "
-                     f"{verdict} |")
-    for name, why in result["skipped"].items():
-        if name in ("optimum", "hf"):
-            lines.append(f"| {name} | - | - | - | skipped: {why} |")
+        rows.append([name, p["against"], f"{p['identical']}/{p['users']}", diff, verdict])
+    rows += [[name, "-", "-", "-", f"skipped: {why}"] for name, why in result["skipped"].items()
+             if name in ("optimum", "hf")]
     if peers.get("optimum"):
-        lines.append(f"| optimum | - | - | - | {peers['optimum']} |")
-    lines += ["", "| backend | peer | batch | x faster (median of paired ratios) | q25-q75 | "
-              "min-max | repetitions |", "|---|---|---:|---:|---:|---:|---:|"]
-    for name, p in peers["peers"].items():
-        for backend, by_batch in p.get("speedups", {}).items():
-            for batch, r in by_batch.items():
-                lines.append(f"| {backend} | {name} | {batch} | {r['latency_ratio']:.1f} | "
-                             f"{r['ratio_q25']:.1f}-{r['ratio_q75']:.1f} | "
-                             f"{r['ratio_min']:.1f}-{r['ratio_max']:.1f} | {r['repetitions']} |")
+        rows.append(["optimum", "-", "-", "-", peers["optimum"]])
+    lines += markdown_lines(["peer", "against", "identical top-K", "max abs score diff",
+                             "verdict"], rows, "llrrl")
+    speedups = [[backend, name, batch, f"{r['latency_ratio']:.1f}",
+                 f"{r['ratio_q25']:.1f}-{r['ratio_q75']:.1f}",
+                 f"{r['ratio_min']:.1f}-{r['ratio_max']:.1f}", r["repetitions"]]
+                for name, p in peers["peers"].items()
+                for backend, by_batch in p.get("speedups", {}).items()
+                for batch, r in by_batch.items()]
+    lines += ["", *markdown_lines(["backend", "peer", "batch",
+                                   "x faster (median of paired ratios)", "q25-q75", "min-max",
+                                   "repetitions"], speedups, "llrrrrr")]
     lines += ["", "What each peer does differently:", ""]
     lines += [f"- {name}: {p['differs_by']}" for name, p in peers["peers"].items()
               if p.get("differs_by")]
@@ -143,9 +140,8 @@ def format_markdown(result: dict) -> str:
     if result["agreement"]:
         lines += agreement_lines(result["agreement"])
     if result["skipped"]:
-        lines += ["## Skipped backends", "", "| backend | reason |", "|---|---|"]
-        lines += [f"| {n} | {why} |" for n, why in result["skipped"].items()]
-        lines.append("")
+        lines += ["## Skipped backends", "",
+                  *markdown_lines(["backend", "reason"], list(result["skipped"].items())), ""]
     if result.get("scaling"):
         from onerec_trt.bench.scaling import scaling_markdown
 

@@ -24,6 +24,7 @@ from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.generate import Generator, make_step
 from onerec_trt.model.synthetic import csr_bytes, dense_table_bytes, random_model, synthetic_ids
 from onerec_trt.progress import progress_bar
+from onerec_trt.tables import markdown_lines
 
 # axis -> values; catalogue values are (items, codebook size per level)
 AXES = {
@@ -173,18 +174,19 @@ def scaling_markdown(scaling: dict) -> list[str]:
              "(the ratio: median of the per-repetition ratios), "
              f"on {scaling['device']}. Paths: reference = {scaling['paths']['reference']}; "
              f"csr = {scaling['paths'].get('csr', '-')}; "
-             f"plugin = {scaling['paths']['plugin']}.", "",
-             "| axis | value | S | B | items | V | L | reference ms | csr ms | plugin ms | "
-             "plugin / reference | dense tables MiB | CSR MiB | GFLOP |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"plugin = {scaling['paths']['plugin']}.", ""]
+    rows = []
     for r in scaling["points"]:
         ref = f"{r['reference_ms']:.1f}" if "reference_ms" in r else "not run"
         csr = f"{r['csr_ms']:.1f}" if "csr_ms" in r else "-"
         ratio = f"{r['plugin_over_reference']:.2f}" if "plugin_over_reference" in r else "-"
-        lines.append(f"| {r['axis']} | {r['value']} | {r['history']} | {r['beam']} | "
-                     f"{r['items']} | {r['codebook_sizes'][0]} | {r['levels']} | {ref} | "
-                     f"{csr} | {r['plugin_ms']:.1f} | {ratio} | {r['dense_tables_mb']:.1f} | "
-                     f"{r['csr_trie_mb']:.2f} | {r['gflops_per_request']:.2f} |")
+        rows.append([r["axis"], str(r["value"]), r["history"], r["beam"], r["items"],
+                     r["codebook_sizes"][0], r["levels"], ref, csr, f"{r['plugin_ms']:.1f}",
+                     ratio, f"{r['dense_tables_mb']:.1f}", f"{r['csr_trie_mb']:.2f}",
+                     f"{r['gflops_per_request']:.2f}"])
+    lines += markdown_lines(["axis", "value", "S", "B", "items", "V", "L", "reference ms",
+                             "csr ms", "plugin ms", "plugin / reference", "dense tables MiB",
+                             "CSR MiB", "GFLOP"], rows, "llrrrrrrrrrrrr")
     skipped = [r for r in scaling["points"] if "reference_skipped" in r]
     lines += [""] + [f"- {r['axis']} {r['value']}: reference not run: {r['reference_skipped']}"
                      for r in skipped] + [""]
