@@ -62,7 +62,7 @@ def main() -> int:
     for step in ("csr", "dense"):
         folder = out / step
         export(ExportOptions(model=a.model, out=str(folder), beam=a.beam, step=step,
-                             force=True), log=lambda *_: None)
+                             force=True))
         graphs[step] = folder / CPU_GRAPH
     bundle = load_model(a.model)
     users, _ = held_out(bundle.load_data().split(), "test", 512, bundle.config.max_history)

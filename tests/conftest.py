@@ -49,11 +49,9 @@ def tiny_pipeline(tmp_path_factory):
     bundle.training["data"] = str(data)
     save_model(root / "model", bundle)
     write_manifest(root / "model", "train", {})
-    export(ExportOptions(model=str(root / "model"), out=str(root / "onnx"), beam=10, topk=10),
-           log=lambda *_: None)
+    export(ExportOptions(model=str(root / "model"), out=str(root / "onnx"), beam=10, topk=10))
     quantize(QuantizeOptions(model=str(root / "model"), onnx=str(root / "onnx"),
-                             out=str(root / "fp8"), calib_users=64, calib_batch=16),
-             log=lambda *_: None)
+                             out=str(root / "fp8"), calib_users=64, calib_batch=16))
     return root
 
 
@@ -69,9 +67,7 @@ def shipped_pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("shipped")
     from onerec_trt.plugins import PluginsOptions, plugins
 
-    export(ExportOptions(out=str(root / "onnx")), log=lambda *_: None)
-    quantize(QuantizeOptions(onnx=str(root / "onnx"), out=str(root / "fp8")),
-             log=lambda *_: None)
-    plugins(PluginsOptions(onnx=str(root / "onnx"), out=str(root / "plugins")),
-            log=lambda *_: None)
+    export(ExportOptions(out=str(root / "onnx")))
+    quantize(QuantizeOptions(onnx=str(root / "onnx"), out=str(root / "fp8")))
+    plugins(PluginsOptions(onnx=str(root / "onnx"), out=str(root / "plugins")))
     return root

@@ -91,8 +91,7 @@ def test_exclusions_file_is_read_by_the_quantize_stage(analysis, tiny_pipeline, 
     report = quantize(QuantizeOptions(model=str(tiny_pipeline / "model"),
                                       onnx=str(tiny_pipeline / "onnx"), out=str(tmp_path / "q"),
                                       calib_users=32, calib_batch=16, default_exclusions=False,
-                                      exclusions=str(tmp_path / "some.json")),
-                      log=lambda *_: None)
+                                      exclusions=str(tmp_path / "some.json")))
     assert sorted(report.excluded_gemms) == sorted(linear[:2])
     assert all("exclusions file" in why for why in report.excluded_gemms.values())
     assert not report.unknown_exclusions

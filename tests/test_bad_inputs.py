@@ -128,7 +128,7 @@ def test_quantize_names_a_folder_of_the_wrong_kind(tiny_pipeline, tmp_path, fold
     opts = _quantize_opts(tiny_pipeline, tmp_path / "fp8")
     opts.onnx = str(tiny_pipeline / folder)
     with pytest.raises(UserError, match=message):
-        quantize(opts, log=lambda *_: None)
+        quantize(opts)
     assert not (tmp_path / "fp8").exists()
 
 
@@ -151,7 +151,7 @@ def test_quantize_refuses_a_calibration_file_with_a_nan_amax(tiny_pipeline, tmp_
     (tmp_path / "cal.json").write_text(json.dumps(saved))  # json writes NaN, and reads it
     opts = _quantize_opts(tiny_pipeline, tmp_path / "fp8", calibration=str(tmp_path / "cal.json"))
     with pytest.raises(UserError, match=f"the amax of {first} is nan"):
-        quantize(opts, log=lambda *_: None)
+        quantize(opts)
     assert not (tmp_path / "fp8").exists()
 
 
@@ -161,7 +161,7 @@ def test_quantize_refuses_an_npz_as_calibration_histories(tiny_pipeline, tmp_pat
     np.savez(tmp_path / "x.npz", history=np.ones((4, 20), np.int64))
     opts = _quantize_opts(tiny_pipeline, tmp_path / "fp8", histories=str(tmp_path / "x.npz"))
     with pytest.raises(UserError, match="is an .npz archive, not a .npy array"):
-        quantize(opts, log=lambda *_: None)
+        quantize(opts)
 
 
 @pytest.mark.parametrize("options", [{}, {"beam": "10", "topk": 10}, None,
@@ -174,7 +174,7 @@ def test_quantize_refuses_an_export_json_without_its_options(tiny_pipeline, tmp_
     opts = _quantize_opts(tiny_pipeline, tmp_path / "fp8")
     opts.onnx = str(tmp_path / "onnx")
     with pytest.raises(UserError, match="does not record the export's options"):
-        quantize(opts, log=lambda *_: None)
+        quantize(opts)
 
 
 def _qdq(scale_value):
@@ -307,25 +307,26 @@ def test_lint_checks_a_graph_with_hard_linked_external_data(tiny_pipeline, tmp_p
     assert [p.rule for p in lint(broken).errors] == ["onnx"]
 
 
-def test_print_commands_lints_first(tiny_pipeline, tmp_path):
+def test_print_commands_lints_first(tiny_pipeline, tmp_path, caplog):
     from onerec_trt.builder import BuildOptions, build
 
     good = tiny_pipeline / "fp8" / "fp8.onnx"
     model = onnx.load(str(good))
     model.graph.output[0].name = "nothing"
     onnx.save(model, str(tmp_path / "bad.onnx"))
-    lines = []
+    caplog.set_level("INFO", logger="onerec_trt")
     report = build(BuildOptions(onnx=[str(good), str(tmp_path / "bad.onnx")],
-                                out=str(tmp_path / "eng"), print_commands=True), log=lines.append)
+                                out=str(tmp_path / "eng"), print_commands=True))
+    lines = caplog.messages
     assert not report.ok and report.commands is None
     assert any("[onnx]" in line for line in lines) and not any("trtexec" in x for x in lines)
     report = build(BuildOptions(onnx=[str(good)], out=str(tmp_path / "eng"),
-                                print_commands=True), log=lines.append)
+                                print_commands=True))
     assert report.ok and f"# lint: {good}: OK for TensorRT" in report.commands
     (tmp_path / "empty.onnx").write_bytes(b"")
     with pytest.raises(UserError, match="is empty"):
         build(BuildOptions(onnx=[str(tmp_path / "empty.onnx")], out=str(tmp_path / "eng"),
-                           print_commands=True), log=lines.append)
+                           print_commands=True))
 
 
 # ---- item 6: verify -------------------------------------------------------------------------

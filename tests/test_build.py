@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from onerec_trt.backends.metadata import EngineMetadata, GpuInfo, plan_version
 from onerec_trt.builder import BuildOptions, build
 from onerec_trt.builder.jobs import Batches, engine_job
 from onerec_trt.builder.stage import engine_metadata
 from onerec_trt.builder.trt_builder import BuiltEngine
-from onerec_trt.backends.metadata import EngineMetadata, GpuInfo, plan_version
 from onerec_trt.errors import UserError
 
 
@@ -95,10 +95,10 @@ def test_option_errors(tiny_pipeline, tmp_path):
     for opts, message in cases:
         opts.out = str(tmp_path / "out")
         with pytest.raises(UserError, match=message):
-            build(opts, log=lambda *_: None)
+            build(opts)
     (tmp_path / "exists").mkdir()
     with pytest.raises(UserError, match="already exists"):
-        build(BuildOptions(onnx=[str(bf16)], out=str(tmp_path / "exists")), log=lambda *_: None)
+        build(BuildOptions(onnx=[str(bf16)], out=str(tmp_path / "exists")))
 
 
 def test_only_the_batch_axis_may_be_dynamic(tmp_path):
@@ -269,8 +269,8 @@ def test_the_default_plugin_registration_exists():
     without TensorRT calling it fails with that package's own clear error."""
     import importlib
 
-    from onerec_trt.builder import DEFAULT_PLUGIN_MODULE
     from onerec_trt.backends.tensorrt_lib import load_plugin_module
+    from onerec_trt.builder import DEFAULT_PLUGIN_MODULE
 
     module, _, function = DEFAULT_PLUGIN_MODULE.partition(":")
     assert callable(getattr(importlib.import_module(module), function))
@@ -331,20 +331,20 @@ class _Config:
         return self.profile_index
 
 
-def test_timing_cache_falls_back_to_an_empty_one():
+def test_timing_cache_falls_back_to_an_empty_one(caplog):
     from onerec_trt.builder.trt_builder import apply_timing_cache
 
-    logs = []
+    caplog.set_level("INFO", logger="onerec_trt")
     config = _Config(unreadable=[b"corrupt"], mismatched=[b"other gpu"])
-    assert apply_timing_cache(config, b"good", logs.append) is True
-    assert config.cache.blob == b"good" and logs == []
-    assert apply_timing_cache(config, b"corrupt", logs.append) is False  # None: no traceback
-    assert config.cache.blob == b"" and "could not be read" in logs[-1]
-    assert apply_timing_cache(config, b"other gpu", logs.append) is False
-    assert config.cache.blob == b"" and "does not match" in logs[-1]
-    assert apply_timing_cache(config, b"", logs.append) is False and len(logs) == 2
+    assert apply_timing_cache(config, b"good") is True
+    assert config.cache.blob == b"good" and caplog.messages == []
+    assert apply_timing_cache(config, b"corrupt") is False  # None: no traceback
+    assert config.cache.blob == b"" and "could not be read" in caplog.messages[-1]
+    assert apply_timing_cache(config, b"other gpu") is False
+    assert config.cache.blob == b"" and "does not match" in caplog.messages[-1]
+    assert apply_timing_cache(config, b"") is False and len(caplog.messages) == 2
     with pytest.raises(UserError, match="could not create an empty timing cache"):
-        apply_timing_cache(_Config(unreadable=[b"", b"corrupt"]), b"corrupt", logs.append)
+        apply_timing_cache(_Config(unreadable=[b"", b"corrupt"]), b"corrupt")
 
 
 def test_a_refused_optimization_profile_is_a_user_error(tiny_pipeline):

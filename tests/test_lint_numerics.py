@@ -140,19 +140,20 @@ def test_imported_decoder_only_model_keeps_rope_in_the_compute_dtype(tmp_path):
     assert model.cos.dtype == torch.float32  # the table stays exact; each use casts it
 
 
-def test_build_stops_on_a_tensor_too_large_at_its_max_batch(tmp_path):
+def test_build_stops_on_a_tensor_too_large_at_its_max_batch(tmp_path, caplog):
     """The build lints at its own --max-batch (nothing else runs: no TensorRT needed)."""
     from onerec_trt.builder import BuildOptions, build
 
     path = tmp_path / "wide.onnx"
     onnx.save(beam_like_graph(), path)
-    lines = []
+    caplog.set_level("INFO", logger="onerec_trt")
     result = build(BuildOptions(onnx=[str(path)], out=str(tmp_path / "engines"), max_batch=512,
-                                print_commands=True), log=lines.append)
+                                print_commands=True))
     assert not result.ok
+    lines = caplog.messages
     assert any("[size]" in line and "--max-batch 511" in line for line in lines), lines
     ok = build(BuildOptions(onnx=[str(path)], out=str(tmp_path / "engines"), max_batch=511,
-                            print_commands=True), log=lines.append)
+                            print_commands=True))
     assert ok.ok
 
 

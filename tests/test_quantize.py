@@ -62,7 +62,7 @@ def test_fp8_cpu_graph_runs_and_stays_close_to_bf16(tiny_pipeline):
 def test_quantize_all_leaves_nothing_in_bf16(tiny_pipeline, tmp_path):
     report = quantize(QuantizeOptions(
         model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"),
-        out=str(tmp_path / "all"), default_exclusions=False), log=lambda *_: None)
+        out=str(tmp_path / "all"), default_exclusions=False))
     assert not report.excluded_gemms
     assert any(k.startswith("heads.") for k in report.quantized_gemms)
 
@@ -72,8 +72,7 @@ def test_calibration_file_reproduces_the_graph(tiny_pipeline, tmp_path):
     saved = json.loads(calib.read_text())
     assert saved["amax"] and all(v > 0 for v in saved["amax"].values())
     quantize(QuantizeOptions(model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"),
-                             out=str(tmp_path / "again"), calibration=str(calib)),
-             log=lambda *_: None)
+                             out=str(tmp_path / "again"), calibration=str(calib)))
     hist = random_histories(16, 20, 40, seed=6).numpy()
     a = make_session(tiny_pipeline / "fp8" / FP8_CPU_GRAPH).run(None, {"history": hist})
     b = make_session(tmp_path / "again" / FP8_CPU_GRAPH).run(None, {"history": hist})
@@ -85,7 +84,7 @@ def test_exclusion_by_regex_is_reported(tiny_pipeline, tmp_path):
     report = quantize(QuantizeOptions(
         model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"),
         out=str(tmp_path / "ex"), calib_users=32, calib_batch=16, exclude=[r"^heads\."],
-        default_exclusions=False), log=lambda *_: None)
+        default_exclusions=False))
     assert report.excluded_gemms and all(k.startswith("heads.") for k in
                                             report.excluded_gemms)
     assert all(v == r"--exclude ^heads\." for v in report.excluded_gemms.values())
@@ -104,7 +103,7 @@ def test_bad_calibration_data_is_one_clear_error(tiny_pipeline, tmp_path, array,
     with pytest.raises(UserError, match=message):
         quantize(QuantizeOptions(model=str(tiny_pipeline / "model"),
                                  onnx=str(tiny_pipeline / "onnx"), out=str(out),
-                                 histories=str(path)), log=lambda *_: None)
+                                 histories=str(path)))
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
@@ -119,7 +118,7 @@ def test_bad_options_are_refused(tiny_pipeline, tmp_path, kwargs, message):
     opts = {"model": str(tiny_pipeline / "model"), "onnx": str(tiny_pipeline / "onnx"),
             "out": str(tmp_path / "out"), **kwargs}
     with pytest.raises(UserError, match=message):
-        quantize(QuantizeOptions(**opts), log=lambda *_: None)
+        quantize(QuantizeOptions(**opts))
     assert not (tmp_path / "out").exists()
 
 

@@ -15,7 +15,6 @@ from onerec_trt.quantize.policy import POLICY_JSON, read_policy
 from onerec_trt.quantize.search import search_layers
 
 
-
 def _fake_overlap(loss: dict[str, float]):
     """overlap@10 = 1 - the summed losses of the layers in FP8 (a stand-in for a model)."""
     def evaluate(bf16):
@@ -70,8 +69,10 @@ def searched(tiny_pipeline, tmp_path_factory):
         seen.append(which)
         return original(split, which, *args, **kwargs)
 
+    from onerec_trt.quantize import choose  # onerec_trt.quantize is the stage function
+
     mp = pytest.MonkeyPatch()
-    mp.setattr("onerec_trt.quantize.choose.held_out", spy)
+    mp.setattr(choose, "held_out", spy)
     try:
         report = quantize(QuantizeOptions(
             model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"), out=str(out),
@@ -173,9 +174,9 @@ def test_the_search_holds_the_lower_confidence_bound_not_the_mean_to_the_target(
 
 
 def test_the_fp8_share_is_the_analysis_rooflines():
-    from onerec_trt.roofline import onerec_ops, totals
     from onerec_trt.model.config import ModelConfig
     from onerec_trt.quantize.flops import roofline_flops
+    from onerec_trt.roofline import onerec_ops, totals
 
     cfg = ModelConfig.from_preset("small")
     flops = roofline_flops(cfg, 64, 20)

@@ -268,11 +268,10 @@ def test_a_killed_plugins_run_leaves_nothing_that_a_rerun_trips_on(model, tmp_pa
 
 
 def test_run_rewrites_its_own_folder_but_not_a_model_in_a_stage_folder(model, tmp_path):
-    from onerec_trt.commands import run as run_command
+    from onerec_trt.run import RunOptions, check_run_folder
 
-    def check(out: Path, model: Path) -> None:
-        run_command.check_outputs(cli.get_parser().parse_args(
-            ["run", "--model", str(model), "--out", str(out)]))
+    def check(out: Path, model: Path) -> None:  # what 'onerec-trt run' checks before any work
+        check_run_folder(RunOptions(model=str(model), out=str(out)))
 
     (tmp_path / "onnx").mkdir()  # an earlier run's folders are replaced: no error
     check(tmp_path, model)
@@ -362,7 +361,7 @@ def test_quantize_api_refuses_its_own_onnx_folder_as_out(tiny_pipeline, tmp_path
     opts = QuantizeOptions(model=str(tiny_pipeline / "model"), onnx=str(onnx), out=str(onnx),
                            calib_users=16, calib_batch=16, force=True)
     with pytest.raises(UserError, match="is an input of this command"):
-        quantize(opts, log=lambda *_: None)
+        quantize(opts)
     assert _tree(onnx) == before
 
 
@@ -372,8 +371,7 @@ def test_export_api_refuses_a_folder_holding_the_models_training_data(trained):
     model, data = trained
     before = _tree(data.parent)
     with pytest.raises(UserError, match="contains an input of this command"):
-        export(ExportOptions(model=str(model), out=str(data.parent), force=True),
-               log=lambda *_: None)
+        export(ExportOptions(model=str(model), out=str(data.parent), force=True))
     assert _tree(data.parent) == before
 
 

@@ -82,7 +82,7 @@ def _engine_dir(folder, metas):
 
 def test_cpu_repository_layout_parses_and_serves_the_graphs(tiny_pipeline, tmp_path):
     repo = tmp_path / "repo"
-    info = export_repository(_opts(tiny_pipeline, repo, ab=True), log=lambda *_: None)
+    info = export_repository(_opts(tiny_pipeline, repo, ab=True))
     assert info.variant == "cpu" and info.public == {"onerec": "fp8", "onerec_bf16": "bf16"}
     assert info.contract["max_history"] == S and info.contract["num_items"] == ITEMS
     configs = {p.parent.name: _config(p) for p in repo.glob("*/config.pbtxt")}
@@ -120,8 +120,7 @@ def test_gpu_repository_matches_the_engine_metadata(tiny_pipeline, tmp_path):
     meta = _engine_meta(max_batch=32, opt=16)
     engines = _engine_dir(tmp_path / "engines", {"fp8": meta})
     repo = tmp_path / "gpu"
-    info = export_repository(_opts(tiny_pipeline, repo, engine=str(engines), instances=2),
-                             log=lambda *_: None)
+    info = export_repository(_opts(tiny_pipeline, repo, engine=str(engines), instances=2))
     assert info.variant == "gpu"
     runner = _config(repo / "onerec_fp8_runner" / "config.pbtxt")
     assert runner.platform == "tensorrt_plan" and runner.default_model_filename == "model.plan"
@@ -142,8 +141,7 @@ def test_gpu_repository_matches_the_engine_metadata(tiny_pipeline, tmp_path):
     assert check_repository(repo) == []
     # the guard and the public ensemble are the CPU repository's, byte for byte
     cpu = tmp_path / "cpu"
-    export_repository(_opts(tiny_pipeline, cpu, max_batch_size=32, preferred_batch_sizes=[16]),
-                      log=lambda *_: None)
+    export_repository(_opts(tiny_pipeline, cpu, max_batch_size=32, preferred_batch_sizes=[16]))
     for name in ("onerec", "onerec_guard"):
         assert (repo / name / "config.pbtxt").read_text() == (
             cpu / name / "config.pbtxt").read_text()
@@ -157,8 +155,7 @@ def test_minimal_metadata_and_an_engine_found_by_its_precision_for_ab(tiny_pipel
     engines = _engine_dir(tmp_path / "engines", {
         "fp8": minimal, "other": _engine_meta(max_batch=48, precision="bf16")})
     repo = tmp_path / "repo"
-    info = export_repository(_opts(tiny_pipeline, repo, engine=str(engines), ab=True),
-                             log=lambda *_: None)
+    info = export_repository(_opts(tiny_pipeline, repo, engine=str(engines), ab=True))
     assert info.public == {"onerec": "fp8", "onerec_bf16": "bf16"}
     assert info.runners["bf16"]["engine"].endswith("other.plan")
     for name in ("onerec", "onerec_fp8_runner", "onerec_bf16_runner"):
@@ -312,8 +309,7 @@ def _graph_with(src, out, history_length=None, table_rows=None):
 def test_the_stand_in_graph_serves_the_contract(tiny_pipeline, tmp_path):
     """The graphs the next test refuses differ from this one in one thing only."""
     folder = _graph_with(tiny_pipeline, tmp_path / "fp8")
-    export_repository(_opts(tiny_pipeline, tmp_path / "repo", fp8=str(folder)),
-                      log=lambda *_: None)
+    export_repository(_opts(tiny_pipeline, tmp_path / "repo", fp8=str(folder)))
     assert check_repository(tmp_path / "repo") == []
 
 
@@ -350,7 +346,7 @@ def test_export_refuses_an_export_json_of_another_history_length(tiny_pipeline, 
 
 def test_check_finds_edited_model_py_and_a_swapped_graph(tiny_pipeline, tmp_path):
     repo = tmp_path / "repo"
-    export_repository(_opts(tiny_pipeline, repo), log=lambda *_: None)
+    export_repository(_opts(tiny_pipeline, repo))
     assert "OK" in _cli("check", "--repo", repo).stdout
     code = repo / "onerec_fp8_runner" / "1" / "model.py"
     code.write_text(code.read_text() + "\n# edited by hand\n")
@@ -414,7 +410,7 @@ def test_large_graphs_are_checked_by_their_item_table_not_a_session(tiny_pipelin
     import onerec_trt.graphs
 
     monkeypatch.setattr(onerec_trt.graphs, "LARGE_BYTES", -1)  # every graph counts as large
-    export_repository(_opts(tiny_pipeline, tmp_path / "ok"), log=lambda *_: None)
+    export_repository(_opts(tiny_pipeline, tmp_path / "ok"))
     fp8 = tmp_path / "fp8"
     fp8.mkdir()
     graph = onnx.load(str(tiny_pipeline / "fp8" / "fp8.cpu.onnx"))
@@ -423,8 +419,7 @@ def test_large_graphs_are_checked_by_their_item_table_not_a_session(tiny_pipelin
     onnx.save(graph, str(fp8 / "fp8.cpu.onnx"))  # another model's: 3 items fewer, no manifest
     with pytest.raises(UserError, match=f"its item embedding has {ITEMS - 3} items, the model "
                                         f"{ITEMS}"):
-        export_repository(_opts(tiny_pipeline, tmp_path / "bad", fp8=str(fp8)),
-                          log=lambda *_: None)
+        export_repository(_opts(tiny_pipeline, tmp_path / "bad", fp8=str(fp8)))
     assert not (tmp_path / "bad").exists()
 
 
@@ -447,7 +442,7 @@ def test_which_engines_leak_plugin_modules(tmp_path, version, plugins, leaks):
     assert leaks_plugin_modules(EngineMetadata.read(tmp_path / "fp8.plan")) == leaks
 
 
-def test_batch_buckets_default_to_max_for_an_engine_that_leaks(tiny_pipeline, tmp_path):
+def test_batch_buckets_default_to_max_for_an_engine_that_leaks(tiny_pipeline, tmp_path, caplog):
     """An engine with plugins built by TensorRT 11.1-11.2.1 gets --batch-buckets max unless
     told otherwise (none, or other buckets); other engines keep every batch size."""
     leaky = _engine_dir(tmp_path / "leaky", {"fp8": _engine_meta(
@@ -456,9 +451,11 @@ def test_batch_buckets_default_to_max_for_an_engine_that_leaks(tiny_pipeline, tm
     for engines, buckets, want in ((leaky, None, [32]), (leaky, "none", []),
                                    (leaky, "1,8,32", [1, 8, 32]), (fine, None, [])):
         repo = tmp_path / f"repo-{engines.name}-{buckets}"
-        logged = []
+        caplog.clear()
+        caplog.set_level("INFO", logger="onerec_trt")
         export_repository(_opts(tiny_pipeline, repo, engine=str(engines),
-                                batch_buckets=buckets), log=logged.append)
+                                batch_buckets=buckets))
+        logged = caplog.messages
         parsed = _config(repo / "onerec_fp8_runner" / "config.pbtxt")
         assert [g.batch_size for g in parsed.optimization.cuda.graph_spec] == want
         assert ("TensorRT#4849" in "".join(logged)) == (buckets is None and want == [32])

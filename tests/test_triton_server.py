@@ -68,7 +68,7 @@ def repo(tiny_pipeline, tmp_path_factory):
     out = tmp_path_factory.mktemp("triton") / "repo"
     export_repository(RepositoryOptions(
         model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"), out=str(out),
-        ab=True, max_batch_size=MAX_BATCH, instances=1, threads=1), log=lambda *_: None)
+        ab=True, max_batch_size=MAX_BATCH, instances=1, threads=1))
     return out.resolve()
 
 

@@ -123,7 +123,7 @@ def built_engines(tiny_pipeline, tmp_path_factory):
     result = build(BuildOptions(
         onnx=[str(tiny_pipeline / "onnx" / "reference.bf16.onnx"),
               str(tiny_pipeline / "fp8" / "fp8.onnx")],
-        out=str(out), min_batch=1, opt_batch=8, max_batch=32, opt_level=0), log=print)
+        out=str(out), min_batch=1, opt_batch=8, max_batch=32, opt_level=0))
     assert result.ok
     return out
 

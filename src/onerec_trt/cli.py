@@ -13,6 +13,7 @@ import textwrap
 from onerec_trt.commands import check_outputs
 from onerec_trt.errors import UserError, disk_error
 from onerec_trt.model.hf.trust import trusted_factory
+from onerec_trt.stage_runner import log_to_stdout
 
 # Stages in pipeline order; each name is a module in onerec_trt.commands (or in MODULES).
 COMMANDS = ("run", "init", "train", "import", "evaluate", "analyze", "export", "quantize",
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = _module(args.stage)
+    log_to_stdout()  # what the stages log (logging, INFO) is the CLI's output, line by line
     # 'triton serve' installs its own handlers for both signals (a flag) inside run()
     previous = _on_sigterm(_terminate)
     try:

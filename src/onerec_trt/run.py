@@ -9,6 +9,7 @@ summary row reads that report's attributes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -16,6 +17,8 @@ from dataclasses import asdict, dataclass
 from onerec_trt.layout import BF16_GRAPH, DEFAULT_RUN, FP8_GRAPH, PLUGIN_GRAPHS, RunLayout
 
 __all__ = ["run", "RunOptions"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,7 +58,7 @@ def _evaluate(run: RunLayout, opts: RunOptions, done: dict):
     report = evaluate(EvalOptions(model=opts.model, users=opts.users, baselines=True),
                       progress=opts.progress)
     report.save(run.eval_json)
-    print(format_report(report))
+    log.info(format_report(report))
     markov = report.baselines["markov"]
     return report, (f"Recall@10 {report.recall_at_10:.4f} NDCG@10 {report.ndcg_at_10:.4f} "
                     f"(Markov {markov['recall@10']:.4f} / {markov['ndcg@10']:.4f}), "
@@ -120,7 +123,7 @@ def _lint(run: RunLayout, opts: RunOptions, done: dict):
               run.plugins / PLUGIN_GRAPHS[BF16_GRAPH], run.plugins / PLUGIN_GRAPHS[FP8_GRAPH]]
     reports = {g.name: lint(g) for g in graphs if g.is_file()}
     for name, report in reports.items():
-        print(f"{name}: {report.summary()}")
+        log.info(f"{name}: {report.summary()}")
     errors = sum(len(r.errors) for r in reports.values())
     return ({k: r.summary() for k, r in reports.items()},
             (f"{len(reports)} graphs, {errors} errors", "TensorRT ONNX support table (10.15)"))
@@ -133,7 +136,7 @@ def _build(run: RunLayout, opts: RunOptions, done: dict):
     try:
         import_tensorrt()
     except UserError as exc:
-        print(f"skipped: {exc}")
+        log.info(f"skipped: {exc}")
         return None, ("skipped: TensorRT is not installed here", "-")
     from onerec_trt.builder import BuildOptions, build
 
@@ -189,18 +192,32 @@ STAGES: list[tuple[str, Stage]] = [
     ("verify", _verify), ("triton", _triton), ("bench", _bench)]
 
 
+def check_run_folder(opts: RunOptions) -> None:
+    """Before any work: the run folder is rewritten, not replaced; each stage's folder in it
+    is replaced (``force`` for every stage), so none may be, hold or lie in the model or
+    ``histories`` (``artifacts.check_out``, as the stage runner checks each stage)."""
+    from onerec_trt.artifacts import check_out, inputs_of
+
+    layout = RunLayout(opts.out)
+    inputs = inputs_of(opts)
+    for folder in (layout.analysis, layout.onnx, layout.fp8, layout.plugins, layout.engines,
+                   layout.verify, layout.triton, layout.bench):
+        check_out(folder, inputs, force=True)
+
+
 def run(opts: RunOptions) -> dict:
     """Every stage into ``opts.out``; returns each stage's report by stage name."""
     from onerec_trt.artifacts import write_manifest, write_text
     from onerec_trt.tables import format_table
 
     t0 = time.time()
+    check_run_folder(opts)
     layout = RunLayout(opts.out)
     layout.root.mkdir(parents=True, exist_ok=True)
     reports, rows = {}, []
     for name, stage in STAGES:
         start = time.time()
-        print(f"\n== {name} ==")
+        log.info(f"\n== {name} ==")
         report, row = stage(layout, opts, reports)
         reports[name] = report
         if row is not None:
@@ -208,6 +225,6 @@ def run(opts: RunOptions) -> dict:
     summary = "# onerec-trt run\n\n" + format_table(["stage", "result", "backend", "time"], rows)
     write_text(layout.summary, summary + "\n")
     write_manifest(layout.root, "run", asdict(opts))
-    print("\n" + summary)
-    print(f"\nrun folder: {layout.root} ({time.time() - t0:.0f} s)")
+    log.info("\n" + summary)
+    log.info(f"\nrun folder: {layout.root} ({time.time() - t0:.0f} s)")
     return reports

@@ -19,7 +19,8 @@ import dataclasses
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,7 +63,8 @@ def check_stage_out(opts: Any, out: str | Path | None = None, inputs: object = N
 
 def run_stage(stage: str, opts: Any, body: Callable[[StagedRun], R], *,
               report: str | None = None, out: str | Path | None = None,
-              inputs: object = None, force: bool | None = None) -> R:
+              inputs: object = None, force: bool | None = None,
+              check: Callable[[Path], None] | None = None) -> R:
     """Run ``body`` in a staged folder that becomes ``out`` (default ``opts.out``) on success.
 
     ``body(run)`` writes its files into ``run.folder`` and returns the stage's result; where
@@ -70,7 +72,8 @@ def run_stage(stage: str, opts: Any, body: Callable[[StagedRun], R], *,
     (``stage``, ``run.options``, ``run.inputs``, ``run.extra``) is written last, so it hashes
     every file. ``inputs``: what replacing ``out`` must never delete (paths or options
     objects; default ``opts``, whose input fields are read); ``force`` defaults to
-    ``opts.force``.
+    ``opts.force``; ``check(folder)``: a last look at the finished folder (manifest included)
+    before it replaces ``out``, raising to keep ``out`` as it was.
     """
     started = time.perf_counter()
     out = Path(opts.out if out is None else out)
@@ -84,6 +87,8 @@ def run_stage(stage: str, opts: Any, body: Callable[[StagedRun], R], *,
         if report is not None and isinstance(result, Report):
             result.save(tmp / report)
         write_manifest(tmp, stage, run.options, run.inputs, **run.extra)
+        if check is not None:
+            check(tmp)
     log.debug("%s: %s written in %.1fs", stage, out, time.perf_counter() - started)
     return result
 
@@ -109,3 +114,16 @@ def log_to_stdout(name: str = "onerec_trt") -> None:
     logger.setLevel(logging.INFO)
     if not any(isinstance(h, StdoutHandler) for h in logger.handlers):
         logger.addHandler(StdoutHandler())
+
+
+@contextmanager
+def quiet(name: str) -> Iterator[None]:
+    """No INFO lines from logger ``name`` and its children (a stage run inside another, whose
+    own line says what happened)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

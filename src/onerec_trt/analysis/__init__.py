@@ -86,8 +86,8 @@ class AnalysisReport(Report):
         return self.roofline.get(entry, {}).get(gpu, {}).get("predicted_speedup")
 
 
-def analyze(opts: AnalyzeOptions, progress: bool = True, log=print) -> AnalysisReport:
+def analyze(opts: AnalyzeOptions, progress: bool = True) -> AnalysisReport:
     """Run the analysis and write the report folder (see the module docstring)."""
     from onerec_trt.analysis.stage import run_analyze
 
-    return run_analyze(opts, progress, log)
+    return run_analyze(opts, progress)

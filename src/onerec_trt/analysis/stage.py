@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from dataclasses import asdict
 
 import torch
 
 from onerec_trt.analysis import PAPER_BEAM, REFERENCES, AnalysisReport, AnalyzeOptions
 from onerec_trt.analysis.compare import compare_models, exclusions
-from onerec_trt.artifacts import check_out, staged_folder, write_json, write_manifest, write_text
+from onerec_trt.artifacts import write_json, write_text
 from onerec_trt.errors import user_error
 from onerec_trt.roofline import dcn_ops, load_gpus, onerec_ops, roofline_section
+from onerec_trt.stage_runner import StagedRun, run_stage
+
+log = logging.getLogger(__name__)
 
 
 def _validate(opts: AnalyzeOptions) -> dict:
@@ -36,36 +39,43 @@ def _validate(opts: AnalyzeOptions) -> dict:
     gpus = load_gpus(opts.gpus)
     for preset in opts.presets:
         ModelConfig.from_preset(preset)
-    check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
     return gpus
 
 
-def run_analyze(opts: AnalyzeOptions, progress: bool = True, log=print) -> AnalysisReport:
+def run_analyze(opts: AnalyzeOptions, progress: bool = True) -> AnalysisReport:
+    gpus = _validate(opts)
+    report = run_stage("analyze", opts, lambda run: _analyze(opts, gpus, progress, run),
+                       report="report.json")
+    log.info(f"analysis written to {opts.out} ({len(report.exclusions['exclude'])} layer(s) "
+             f"proposed for exclusion at {opts.threshold_db:g} dB)")
+    return report
+
+
+def _analyze(opts: AnalyzeOptions, gpus: dict, progress: bool, run: StagedRun) -> AnalysisReport:
     from onerec_trt.model.checkpoint import load_model, model_hash
 
-    t0 = time.perf_counter()
-    gpus = _validate(opts)
     bundle = load_model(opts.model)
-    profiles, skipped, seconds = _profiles(opts, bundle, progress, log)
+    profiles, skipped, seconds = _profiles(opts, bundle, progress)
     excl = exclusions(profiles["onerec"].layers, opts.threshold_db)
     summaries = {k: p.summary() for k, p in profiles.items()}
     comparison = compare_models(summaries)
     t1 = time.perf_counter()
     roofline = {"gpus": gpus, **roofline_section(_roofline_entries(opts, bundle, excl), gpus)}
     seconds["roofline"] = time.perf_counter() - t1
-    seconds["total"] = time.perf_counter() - t0
+    seconds["total"] = run.seconds()
     report = AnalysisReport(
         stage="analyze", model=str(bundle.path),
         backend=f"torch {torch.__version__} CPU fp32; FP8 E4M3 round trips with "
                 "torch.float8_e4m3fn; roofline: analytic prediction (no GPU run)",
-        options=asdict(opts), models={k: p.to_json() for k, p in profiles.items()} | skipped,
+        options=run.options, models={k: p.to_json() for k, p in profiles.items()} | skipped,
         comparison=comparison, exclusions=excl, roofline=roofline, seconds=seconds,
         untrained=bundle.untrained)
-    _write(opts, report, profiles, excl, gpus, model_hash(opts.model), log)
+    _write(opts, report, profiles, excl, gpus, run.folder)
+    run.inputs.update(model=model_hash(opts.model) or "", model_path=report.model)
     return report
 
 
-def _profiles(opts: AnalyzeOptions, bundle, progress: bool, log):
+def _profiles(opts: AnalyzeOptions, bundle, progress: bool):
     from onerec_trt.analysis.lm import lm_available, profile_lm
     from onerec_trt.analysis.movielens import movie_sentences
     from onerec_trt.analysis.onerec_source import profile_onerec
@@ -87,7 +97,7 @@ def _profiles(opts: AnalyzeOptions, bundle, progress: bool, log):
     if "lm" in opts.references:
         reason = lm_available()
         if reason:
-            log(f"language model skipped: {reason}")
+            log.info(f"language model skipped: {reason}")
             skipped["lm"] = {"skipped": reason}
         else:
             t = time.perf_counter()
@@ -128,23 +138,17 @@ def _roofline_entries(opts: AnalyzeOptions, bundle, excl: dict) -> dict:
     return entries
 
 
-def _write(opts, report: AnalysisReport, profiles, excl, gpus, weights_hash, log) -> None:
+def _write(opts, report: AnalysisReport, profiles, excl, gpus, tmp) -> None:
     from onerec_trt.analysis import plots
     from onerec_trt.analysis.report import render_markdown
 
-    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
-        plots.histograms(profiles, tmp / "histograms.png")
-        plots.sqnr_bars(profiles, opts.threshold_db, tmp / "fp8_sqnr.png")
-        roof = report.roofline
-        keys = [k for k in roof if k != "gpus"]
-        chart_gpu = next(iter(gpus))
-        plots.roofline_chart(gpus, {k: roof[k]["ops"] for k in keys},
-                             {k: roof[k][chart_gpu]["sweep"] for k in keys}, chart_gpu,
-                             tmp / "roofline.png")
-        report.save(tmp / "report.json")
-        write_json(tmp / "exclusions.json", excl | {"model": report.model})
-        write_text(tmp / "report.md", render_markdown(report.to_json()))
-        write_manifest(tmp, "analyze", asdict(opts),
-                       inputs={"model": weights_hash or "", "model_path": report.model})
-    log(f"analysis written to {opts.out} ({len(excl['exclude'])} layer(s) proposed for "
-        f"exclusion at {opts.threshold_db:g} dB)")
+    plots.histograms(profiles, tmp / "histograms.png")
+    plots.sqnr_bars(profiles, opts.threshold_db, tmp / "fp8_sqnr.png")
+    roof = report.roofline
+    keys = [k for k in roof if k != "gpus"]
+    chart_gpu = next(iter(gpus))
+    plots.roofline_chart(gpus, {k: roof[k]["ops"] for k in keys},
+                         {k: roof[k][chart_gpu]["sweep"] for k in keys}, chart_gpu,
+                         tmp / "roofline.png")
+    write_json(tmp / "exclusions.json", excl | {"model": report.model})
+    write_text(tmp / "report.md", render_markdown(report.to_json()))

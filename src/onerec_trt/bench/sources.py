@@ -39,15 +39,9 @@ class Folders:
 
 def needed_folders(names: list[str]) -> set[str]:
     """The stage folders the backends ``names`` read."""
-    need = set()
-    for name in names:
-        if name.startswith("trt-"):
-            need.add("engines")
-        elif "-plugins-" in name:
-            need.add("plugins")
-        elif name.startswith("ort-"):
-            need.add("fp8" if name.endswith("-fp8") else "onnx")
-    return need
+    from onerec_trt.bench.backends import CHOICES
+
+    return {CHOICES[name].folder for name in names} - {None}
 
 
 RUNS = DEFAULT_RUN.root.parent  # runs/
@@ -159,11 +153,13 @@ def export_graphs(opts, into: Path, log) -> dict:
     from dataclasses import asdict
 
     from onerec_trt.export import ExportOptions, export
+    from onerec_trt.stage_runner import quiet
 
     beam = opts.beam or ExportOptions.beam
     options = ExportOptions(model=opts.model, out=str(into), beam=beam,
                             topk=opts.topk or min(ExportOptions.topk, beam))
-    export(options, log=lambda *_: None)
+    with quiet("onerec_trt.export"):  # the line below says what happened
+        export(options)
     final = str(Path(opts.out) / "onnx")
     log(f"exported the graphs of --model {opts.model} into {final} (no run folder held them; "
         f"beam {options.beam}, top-K {options.topk})")

@@ -49,8 +49,8 @@ class BuildReport(Report):
     commands: str | None = None  # with print_commands: the trtexec / polygraphy commands
 
 
-def build(opts: BuildOptions, log=print) -> BuildReport:
+def build(opts: BuildOptions) -> BuildReport:
     """Lint, then build every graph (see the module docstring)."""
     from onerec_trt.builder.stage import run_build
 
-    return run_build(opts, log)
+    return run_build(opts)

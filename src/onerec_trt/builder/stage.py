@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 
-from onerec_trt.artifacts import check_out, staged_folder, write_atomic, write_manifest
-from onerec_trt.builder import BuildOptions, BuildReport
-from onerec_trt.builder.jobs import Batches, EngineJob, engine_job
+from onerec_trt.artifacts import write_atomic
 from onerec_trt.backends.metadata import (
     FORMAT,
     EngineMetadata,
@@ -17,9 +15,14 @@ from onerec_trt.backends.metadata import (
     plan_version,
     sha256_bytes,
 )
+from onerec_trt.builder import BuildOptions, BuildReport
+from onerec_trt.builder.jobs import Batches, EngineJob, engine_job
 from onerec_trt.errors import user_error
 from onerec_trt.layout import TIMING_CACHE
 from onerec_trt.lint import lint
+from onerec_trt.stage_runner import StagedRun, check_stage_out, run_stage
+
+log = logging.getLogger(__name__)
 
 FP8_MIN_CC = (8, 9)  # FP8 GEMMs: Ada, Hopper and newer (NVIDIA's TensorRT-RTX / TE matrices)
 
@@ -42,14 +45,14 @@ def _validate(opts: BuildOptions) -> list[EngineJob]:
     return jobs
 
 
-def run_build(opts: BuildOptions, log=print) -> BuildReport:
+def run_build(opts: BuildOptions) -> BuildReport:
     from onerec_trt.builder.commands import print_commands
 
     jobs = _validate(opts)
     out = Path(opts.out)
     cache_path = Path(opts.timing_cache) if opts.timing_cache else None
     if not opts.print_commands:  # which writes nothing
-        check_out(out, force=opts.force)
+        check_stage_out(opts)  # before the lint: the runner checks again before the build
     # the lint comes first for --print-commands too: no commands for a graph TensorRT rejects
     # max_batch: every tensor's size at the profile's largest batch (TensorRT: < 2^31 elements)
     reports = [lint(job.onnx, max_batch=opts.max_batch) for job in jobs]
@@ -57,21 +60,21 @@ def run_build(opts: BuildOptions, log=print) -> BuildReport:
     if not (ok and opts.print_commands):  # the printed commands stay a shell script
         for report in reports:
             for line in report.lines():
-                log(line)
+                log.info(line)
     if not ok:
         return BuildReport(ok=False, lint=[r.summary() for r in reports])
     if opts.print_commands:
         text = print_commands(jobs, out, opts.opt_level, opts.workspace, cache_path,
                               opts.plugin_library, [r.summary() for r in reports])
-        log(text.rstrip())
+        log.info(text.rstrip())
         return BuildReport(ok=True, commands=text)
-    return _build_all(opts, jobs, out, cache_path, log)
+    return _build_all(opts, jobs, out, cache_path)
 
 
-def _build_all(opts: BuildOptions, jobs: list[EngineJob], out: Path, cache_path: Path | None,
-               log) -> BuildReport:
-    from onerec_trt.builder.trt_builder import BuildSettings, build_engine
+def _build_all(opts: BuildOptions, jobs: list[EngineJob], out: Path,
+               cache_path: Path | None) -> BuildReport:
     from onerec_trt.backends.tensorrt_lib import import_tensorrt
+    from onerec_trt.builder.trt_builder import BuildSettings, build_engine
 
     import_tensorrt()  # one clear line when it is missing, before anything else
     gpu = current_gpu()
@@ -90,24 +93,28 @@ def _build_all(opts: BuildOptions, jobs: list[EngineJob], out: Path, cache_path:
                 "timing_cache": str(cache_path) if cache_path else None,
                 "plugin_modules": settings.plugin_modules,
                 "plugin_libraries": settings.plugin_libraries}
-    engines, t0 = [], time.perf_counter()
-    with staged_folder(out, force=opts.force, inputs=opts) as tmp:
+    t0 = time.perf_counter()
+
+    def build_all(run: StagedRun) -> list[dict]:
+        engines = []
         for job in jobs:
-            log(f"building {job.name}.plan ({job.precision}) from {job.onnx} on {gpu.name}")
-            built = build_engine(job, settings, log)
+            log.info(f"building {job.name}.plan ({job.precision}) from {job.onnx} on {gpu.name}")
+            built = build_engine(job, settings)
             settings.timing_cache = built.timing_cache  # reused by the next build
             meta = engine_metadata(job, built, gpu, recorded)
-            EngineMetadata.write(tmp, job.name, built.plan, meta)
+            EngineMetadata.write(run.folder, job.name, built.plan, meta)
             engines.append(meta)
-            log(f"  {job.name}.plan: {len(built.plan) / 2**20:.1f} MiB in {built.seconds:.1f}s "
-                f"(TensorRT {built.tensorrt_version})")
-        write_atomic(tmp / TIMING_CACHE, lambda p: p.write_bytes(settings.timing_cache))
-        write_manifest(tmp, "build", asdict(opts),
-                       inputs={job.onnx.name: job.onnx_sha256 for job in jobs},
-                       tensorrt=engines[0]["tensorrt"]["version"], gpu=engines[0]["gpu"])
+            log.info(f"  {job.name}.plan: {len(built.plan) / 2**20:.1f} MiB in "
+                     f"{built.seconds:.1f}s (TensorRT {built.tensorrt_version})")
+        write_atomic(run.folder / TIMING_CACHE, lambda p: p.write_bytes(settings.timing_cache))
+        run.inputs.update({job.onnx.name: job.onnx_sha256 for job in jobs})
+        run.extra.update(tensorrt=engines[0]["tensorrt"]["version"], gpu=engines[0]["gpu"])
+        return engines
+
+    engines = run_stage("build", opts, build_all, out=out)
     if cache_path:
         write_atomic(cache_path, lambda p: p.write_bytes(settings.timing_cache))
-    log(f"built {len(engines)} engine(s) -> {out} in {time.perf_counter() - t0:.1f}s")
+    log.info(f"built {len(engines)} engine(s) -> {out} in {time.perf_counter() - t0:.1f}s")
     return BuildReport(ok=True, engines=engines)
 
 

@@ -4,11 +4,10 @@ cannot install TensorRT, so this module has never run here (docs/tensorrt.md).""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
-from onerec_trt.builder import DEFAULT_PLUGIN_MODULE
-from onerec_trt.builder.jobs import EngineJob
 from onerec_trt.backends.metadata import parse_version
 from onerec_trt.backends.tensorrt_lib import (
     import_tensorrt,
@@ -16,7 +15,11 @@ from onerec_trt.backends.tensorrt_lib import (
     load_plugin_module,
     version_notes,
 )
+from onerec_trt.builder import DEFAULT_PLUGIN_MODULE
+from onerec_trt.builder.jobs import EngineJob
 from onerec_trt.errors import user_error
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -112,7 +115,7 @@ def _parse(trt, network, logger, job: EngineJob):
     return parser
 
 
-def _configure(trt, builder, job: EngineJob, settings: BuildSettings, log):
+def _configure(trt, builder, job: EngineJob, settings: BuildSettings):
     config = builder.create_builder_config()
     config.builder_optimization_level = settings.opt_level
     if settings.workspace_bytes:
@@ -121,7 +124,7 @@ def _configure(trt, builder, job: EngineJob, settings: BuildSettings, log):
     for name, (lo, opt, hi) in job.profile.items():
         profile.set_shape(name, lo, opt, hi)
     add_profile(config, profile, job)
-    apply_timing_cache(config, settings.timing_cache, log)
+    apply_timing_cache(config, settings.timing_cache)
     return config
 
 
@@ -135,7 +138,7 @@ def add_profile(config, profile, job: EngineJob) -> int:
     return index
 
 
-def apply_timing_cache(config, blob: bytes, log) -> bool:
+def apply_timing_cache(config, blob: bytes) -> bool:
     """Give the builder config a timing cache: ``blob`` when TensorRT accepts it, else an empty
     one. ``create_timing_cache`` returns None for a corrupt or stale blob and
     ``set_timing_cache`` False for one of another GPU/TensorRT; both fall back to an empty
@@ -143,12 +146,13 @@ def apply_timing_cache(config, blob: bytes, log) -> bool:
     if blob:
         cache = config.create_timing_cache(blob)
         if cache is None:
-            log("  timing cache could not be read (corrupt, or written by another TensorRT): "
-                "starting from an empty one")
+            log.info("  timing cache could not be read (corrupt, or written by another "
+                     "TensorRT): starting from an empty one")
         elif config.set_timing_cache(cache, ignore_mismatch=False):
             return True
         else:
-            log("  timing cache does not match this GPU/TensorRT: starting from an empty one")
+            log.info("  timing cache does not match this GPU/TensorRT: starting from an empty "
+                     "one")
     empty = config.create_timing_cache(b"")
     if empty is None or not config.set_timing_cache(empty, ignore_mismatch=False):
         raise user_error("TensorRT could not create an empty timing cache",
@@ -164,10 +168,10 @@ def _tensors(count: int, get) -> dict[str, tuple[list[int], str]]:
     return out
 
 
-def build_engine(job: EngineJob, settings: BuildSettings, log=print) -> BuiltEngine:
+def build_engine(job: EngineJob, settings: BuildSettings) -> BuiltEngine:
     trt = import_tensorrt()
     for note in version_notes(trt.__version__):
-        log(f"  warning: {note}")
+        log.info(f"  warning: {note}")
     t0 = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -175,7 +179,7 @@ def build_engine(job: EngineJob, settings: BuildSettings, log=print) -> BuiltEng
     network = builder.create_network(flags)
     libraries = register_plugins(trt, job, settings)  # noqa: F841 (alive for the build)
     parser = _parse(trt, network, logger, job)  # noqa: F841 (kept alive with the network)
-    config = _configure(trt, builder, job, settings, log)
+    config = _configure(trt, builder, job, settings)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise user_error(f"TensorRT could not build an engine from {job.onnx}",

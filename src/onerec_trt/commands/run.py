@@ -1,4 +1,4 @@
-from onerec_trt.commands import add_model_argument, input_values, option, options_from, positive_int
+from onerec_trt.commands import add_model_argument, option, options_from, positive_int
 from onerec_trt.run import RunOptions
 
 HELP = "the main job: every stage on one model (default: the shipped model, MovieLens-1M)"
@@ -18,19 +18,6 @@ def add_arguments(p):
     p.add_argument("--quiet", action="store_true",
                    help="no progress from evaluate and analyze (a bar on a terminal, a line per "
                         "10%% in a log)")
-
-
-def check_outputs(args) -> None:
-    """The run folder is rewritten, not replaced: each stage's folder in it is replaced
-    (``--force`` for every stage), so none may be, hold or lie in the model or --histories."""
-    from onerec_trt.artifacts import check_out
-    from onerec_trt.layout import RunLayout
-
-    layout = RunLayout(args.out)
-    inputs = input_values(args)
-    for folder in (layout.analysis, layout.onnx, layout.fp8, layout.plugins, layout.engines,
-                   layout.verify, layout.triton, layout.bench):
-        check_out(folder, inputs, force=True)
 
 
 def run(args) -> int:

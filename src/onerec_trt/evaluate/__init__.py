@@ -57,11 +57,11 @@ class EvalReport(Report):
         return self.to_json()[name]
 
 
-def evaluate(opts: EvalOptions, progress: bool = True, log=print) -> EvalReport:
+def evaluate(opts: EvalOptions, progress: bool = True) -> EvalReport:
     """Score a model (beam search, torch on the CPU) and, optionally, the baselines."""
     from onerec_trt.evaluate.stage import run_evaluate
 
-    return run_evaluate(opts, progress, log)
+    return run_evaluate(opts, progress)
 
 
 def format_report(report: EvalReport) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
@@ -16,8 +17,10 @@ from onerec_trt.model.checkpoint import load_model
 from onerec_trt.model.train.onerec import evaluate_model
 from onerec_trt.tables import format_table
 
+log = logging.getLogger(__name__)
 
-def run_evaluate(opts: EvalOptions, progress: bool = True, log=print) -> EvalReport:
+
+def run_evaluate(opts: EvalOptions, progress: bool = True) -> EvalReport:
     if opts.split not in ("test", "valid"):
         raise user_error(f"unknown split {opts.split!r}", "expected 'test' or 'valid'")
     if opts.beam < 10:
@@ -26,7 +29,7 @@ def run_evaluate(opts: EvalOptions, progress: bool = True, log=print) -> EvalRep
     bundle = load_model(opts.model)
     data = bundle.load_data(opts.dataset, opts.data, opts.columns)
     dataset = data.name
-    log(data.describe())
+    log.info(data.describe())
     split = data.split()
     users = sample_users(split.num_users, opts.users, opts.seed)
     histories = split.histories(opts.split)

@@ -86,11 +86,11 @@ class ExportReport(Report):
         return self.options.get("step", "dense")  # graphs from before the csr step: dense
 
 
-def export(opts: ExportOptions, log=print) -> ExportReport:
+def export(opts: ExportOptions) -> ExportReport:
     """Write the graphs of ``opts.model`` into ``opts.out`` (see the module docstring)."""
     from onerec_trt.export.stage import run_export
 
-    return run_export(opts, log)
+    return run_export(opts)
 
 
 def find_report(graph: str | Path) -> ExportReport | None:

@@ -38,8 +38,8 @@ class PluginsReport(Report):
     seconds: float
 
 
-def plugins(opts: PluginsOptions, log=print) -> PluginsReport:
+def plugins(opts: PluginsOptions) -> PluginsReport:
     """Write the plugin-bearing graphs of ``opts.onnx`` and ``opts.fp8`` into ``opts.out``."""
     from onerec_trt.plugins.stage import run_plugins
 
-    return run_plugins(opts, log)
+    return run_plugins(opts)

@@ -8,21 +8,22 @@ both CPU graphs on a few histories of real item ids and requires the same items.
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict
+import logging
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from onerec_trt.artifacts import check_out, staged_folder, write_manifest
 from onerec_trt.errors import user_error
 from onerec_trt.graphs import check_data_files
 from onerec_trt.layout import PLUGIN_GRAPHS, PLUGINS_JSON
 from onerec_trt.plugins import PluginsOptions, PluginsReport
 from onerec_trt.progress import progress_bar
 from onerec_trt.provenance import recorded_model
+from onerec_trt.stage_runner import StagedRun, run_stage
+
+log = logging.getLogger(__name__)
 
 
 def _sources(opts: PluginsOptions) -> list[Path]:
@@ -45,44 +46,45 @@ def _sources(opts: PluginsOptions) -> list[Path]:
     if len(models) > 1:
         raise user_error(f"{', '.join(map(str, folders))} were made from different models",
                          "swap the export and quantize folders of one model")
-    check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
     return sources
 
 
-def run_plugins(opts: PluginsOptions, log=print) -> PluginsReport:
+def run_plugins(opts: PluginsOptions) -> PluginsReport:
+    sources = _sources(opts)
+    report = run_stage("plugins", opts, lambda run: _swap_all(opts, sources, run),
+                       report=PLUGINS_JSON)
+    shown = ", ".join(f"{t} ({g['nodes_after']} nodes)" for t, g in report.graphs.items())
+    agreed = ", ".join(f"{t}: {c['identical_users']}/{c['users']} users with identical items"
+                       for t, c in report.cpu_agreement.items()) or "no CPU check"
+    log.info(f"plugin graphs in {opts.out}: {shown}; {agreed}; {report.seconds:.1f}s")
+    return report
+
+
+def _swap_all(opts: PluginsOptions, sources: list[Path], run: StagedRun) -> PluginsReport:
+    """Each source graph swapped (and its CPU rendering checked) into ``run.folder``."""
     from onerec_trt.graphs import check_structure, link_data
     from onerec_trt.plugins.graph_swap import load_for_swap, swap_graph
     from onerec_trt.plugins.match import PatternError
 
-    sources = _sources(opts)
-    t0 = time.perf_counter()
+    tmp = run.folder
     graphs, check = {}, {}
-    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
-        for source in progress_bar(sources, desc="plugin swap", unit="graph", leave=False):
-            target = PLUGIN_GRAPHS[source.name]
-            keep_bf16 = not source.name.endswith(".cpu.onnx")  # TensorRT graphs read bf16
-            try:
-                result = swap_graph(load_for_swap(source), keep_bf16_logits=keep_bf16)
-            except (ValueError, PatternError) as exc:
-                raise user_error(f"cannot swap {source}: {exc}") from None
-            check_structure(result.model)
-            link_data(source, tmp)  # the weights do not change: the plugin graph reads them there
-            onnx.save(result.model, str(tmp / target))
-            graphs[target] = {"source": str(source), **result.summary()}
-            if not keep_bf16 and opts.check_users:
-                check[target] = check_agreement(source, tmp / target, opts.check_users,
-                                                opts.seed)
-        report = PluginsReport(asdict(opts), graphs, check, time.perf_counter() - t0)
-        report.save(tmp / PLUGINS_JSON)
-        models = {recorded_model(s) for s in sources} - {None}
-        write_manifest(tmp, "plugins", asdict(opts),
-                       inputs={"model": models.pop() if models else "",
-                               **{str(s): _sha(s) for s in sources}})
-    shown = ", ".join(f"{t} ({g['nodes_after']} nodes)" for t, g in graphs.items())
-    agreed = ", ".join(f"{t}: {c['identical_users']}/{c['users']} users with identical items"
-                       for t, c in check.items()) or "no CPU check"
-    log(f"plugin graphs in {opts.out}: {shown}; {agreed}; {report.seconds:.1f}s")
-    return report
+    for source in progress_bar(sources, desc="plugin swap", unit="graph", leave=False):
+        target = PLUGIN_GRAPHS[source.name]
+        keep_bf16 = not source.name.endswith(".cpu.onnx")  # TensorRT graphs read bf16
+        try:
+            result = swap_graph(load_for_swap(source), keep_bf16_logits=keep_bf16)
+        except (ValueError, PatternError) as exc:
+            raise user_error(f"cannot swap {source}: {exc}") from None
+        check_structure(result.model)
+        link_data(source, tmp)  # the weights do not change: the plugin graph reads them there
+        onnx.save(result.model, str(tmp / target))
+        graphs[target] = {"source": str(source), **result.summary()}
+        if not keep_bf16 and opts.check_users:
+            check[target] = check_agreement(source, tmp / target, opts.check_users, opts.seed)
+    models = {recorded_model(s) for s in sources} - {None}
+    run.inputs.update({"model": models.pop() if models else "",
+                       **{str(s): _sha(s) for s in sources}})
+    return PluginsReport(run.options, graphs, check, run.seconds())
 
 
 def _sha(path: Path) -> str:

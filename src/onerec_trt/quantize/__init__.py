@@ -67,8 +67,8 @@ class QuantizeReport(Report):
     search: dict = field(default_factory=dict)  # quantize --search: trials and sensitivity
 
 
-def quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
+def quantize(opts: QuantizeOptions) -> QuantizeReport:
     """Calibrate and write the FP8 graphs of ``opts.model`` (see the module docstring)."""
     from onerec_trt.quantize.stage import run_quantize
 
-    return run_quantize(opts, log)
+    return run_quantize(opts)

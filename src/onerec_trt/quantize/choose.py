@@ -7,6 +7,7 @@ exclusions (``ptq.DEFAULT_EXCLUDE``). ``--exclude`` and ``--exclusions`` always 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
@@ -20,6 +21,8 @@ from onerec_trt.quantize.measure import OverlapMeter
 from onerec_trt.quantize.policy import CALIB_METHODS, Policy, model_policy, read_policy
 from onerec_trt.quantize.ptq import excluded_layers, linear_layers
 from onerec_trt.quantize.search import SearchResult, search_layers
+
+log = logging.getLogger(__name__)
 
 
 def fixed_policy(opts: QuantizeOptions, bundle, model) -> tuple[Policy, dict[str, str]]:
@@ -58,15 +61,15 @@ def validation_histories(opts: QuantizeOptions, bundle):
 
 
 def run_search(opts: QuantizeOptions, bundle, calibrated: Callable[[str], torch.nn.Module],
-               flops: RequestFlops, forced: dict[str, str], log=print
+               flops: RequestFlops, forced: dict[str, str]
                ) -> tuple[Policy, SearchResult, torch.nn.Module]:
     """Calibrate with each candidate algorithm (``calibrated(method)`` returns a calibrated
     generation loop), keep the one with the best overlap@10 with every GEMM in FP8, then search
     its layers (search.py). Returns the policy, the trials and the chosen calibrated loop."""
     histories, dataset = validation_histories(opts, bundle)
     methods = [opts.calib_method] if opts.calib_method else list(CALIB_METHODS)
-    log(f"search: {len(histories):,} validation users of {dataset}, target overlap@10 >= "
-        f"{opts.target_overlap}")
+    log.info(f"search: {len(histories):,} validation users of {dataset}, target overlap@10 >= "
+             f"{opts.target_overlap}")
     calib_trials, best, reference = [], None, None
     for method in methods:
         graph = calibrated(method)
@@ -74,12 +77,12 @@ def run_search(opts: QuantizeOptions, bundle, calibrated: Callable[[str], torch.
         meter = OverlapMeter(graph, histories, batch, reference)
         reference = meter.reference  # every layer bf16: the same whatever the calibration
         value, _ = meter(set(forced))
-        log(f"  calibration  {method:48s} overlap@10 {value:.4f} (every GEMM in FP8)")
+        log.info(f"  calibration  {method:48s} overlap@10 {value:.4f} (every GEMM in FP8)")
         calib_trials.append({"calibration": method, "overlap_at_10": value})
         if best is None or value > best[1] + 1e-9:
             best = (method, value, meter)
     method, _, meter = best
-    result = search_layers(meter, meter.layers, flops, opts.target_overlap, forced, log)
+    result = search_layers(meter, meter.layers, flops, opts.target_overlap, forced)
     chosen = {"split": "valid", "users": int(len(histories)), "dataset": dataset,
               "seed": opts.seed, "target_overlap": opts.target_overlap,
               "overlap_at_10": result.overlap_at_10,

@@ -18,6 +18,7 @@ computes) on validation histories, against the same loop in bf16.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -48,11 +49,13 @@ class SearchResult:
         return asdict(self)
 
 
+log = logging.getLogger(__name__)
+
 Evaluate = Callable[[set[str]], tuple[float, float]]  # bf16 layers -> (overlap@10, lower)
 
 
 def search_layers(evaluate: Evaluate, layers: list[str], flops: RequestFlops, target: float,
-                  forced: Iterable[str] = (), log=print) -> SearchResult:
+                  forced: Iterable[str] = ()) -> SearchResult:
     """Steps 2-4 of the module docstring on one calibrated model."""
     forced = set(forced)
     trials: list[Trial] = []
@@ -60,8 +63,8 @@ def search_layers(evaluate: Evaluate, layers: list[str], flops: RequestFlops, ta
     def trial(step: str, action: str, kept: set[str]) -> tuple[float, float]:
         mean, lower = evaluate(kept)
         trials.append(Trial(step, action, len(kept), flops.fp8_share(kept), mean, lower))
-        log(f"  {step:12s} {action:48s} overlap@10 {mean:.4f} (>= {lower:.4f})  "
-            f"FP8 share {flops.fp8_share(kept):.1%}")
+        log.info(f"  {step:12s} {action:48s} overlap@10 {mean:.4f} (>= {lower:.4f})  "
+                 f"FP8 share {flops.fp8_share(kept):.1%}")
         return mean, lower
 
     free = [name for name in layers if name not in forced]

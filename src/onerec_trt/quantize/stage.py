@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import copy
+import logging
 import re
-import time
-from dataclasses import asdict
 from functools import partial
 
 import numpy as np
 import torch
 
 from onerec_trt.artifacts import (
-    check_out,
     read_json,
-    staged_folder,
     write_json,
-    write_manifest,
     write_text,
 )
 from onerec_trt.errors import user_error
@@ -56,9 +52,12 @@ from onerec_trt.quantize.ptq import (
 from onerec_trt.quantize.qdq import standardize_trt_qdq, swap_fp8_transpose
 from onerec_trt.quantize.search import SearchResult, trials_table
 from onerec_trt.reports import read_stage
+from onerec_trt.stage_runner import StagedRun, run_stage
+
+log = logging.getLogger(__name__)
 
 
-def _validate(opts: QuantizeOptions) -> tuple[ExportReport, list[str]]:
+def _validate(opts: QuantizeOptions) -> None:
     if opts.calib_method is not None and opts.calib_method not in CALIB_METHODS:
         raise user_error(f"unknown --calib-method {opts.calib_method!r}",
                          f"ModelOpt's FP8 calibration supports: {', '.join(CALIB_METHODS)}")
@@ -84,10 +83,6 @@ def _validate(opts: QuantizeOptions) -> tuple[ExportReport, list[str]]:
             raise user_error(f"--exclude {pattern!r} is not a valid regex: {exc}") from None
     if opts.policy:
         read_policy(opts.policy)  # a missing or malformed file, before any work
-    # before any work: not a file, writable, new or --force, and never one of its inputs
-    check_out(opts.out, opts, force=opts.force)
-    export_meta = read_stage(opts.onnx, ExportReport, flag="--onnx")
-    return export_meta, read_exclusions(opts.exclusions) if opts.exclusions else []
 
 
 def read_exclusions(path: str) -> list[str]:
@@ -121,9 +116,22 @@ def checked_amax(amax: object, where: str, fix: str = FIX_FILE) -> dict[str, flo
     return {name: float(value) for name, value in amax.items()}
 
 
-def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
-    t0 = time.perf_counter()
-    export_meta, exclusion_names = _validate(opts)
+def run_quantize(opts: QuantizeOptions) -> QuantizeReport:
+    _validate(opts)  # then the runner refuses an --out it must not write (an input: --onnx)
+    report = run_stage("quantize", opts, lambda run: _quantize(opts, run),
+                       report=QUANTIZE_REPORT)
+    basis = "GEMM" if report.flop_basis.startswith("nn.Linear") else "request"
+    log.info(f"quantized {len(report.quantized_gemms)} GEMM layers to FP8 "
+             f"({len(report.excluded_gemms)} in bf16, FP8 share {report.fp8_flop_share:.1%} of "
+             f"{basis} FLOPs) -> {opts.out} in {report.seconds_total:.1f}s")
+    return report
+
+
+def _quantize(opts: QuantizeOptions, run: StagedRun) -> QuantizeReport:
+    """Calibrate (or search, or read a calibration file), then write the FP8 graphs and
+    their records into the staged folder ``run.folder``."""
+    export_meta = read_stage(opts.onnx, ExportReport, flag="--onnx")
+    exclusion_names = read_exclusions(opts.exclusions) if opts.exclusions else []
     check_same_model(export_meta.model_sha256, model_hash(opts.model), opts.onnx,
                      "export this model first (onerec-trt export --model ...)")
     bundle = load_model(opts.model, torch.bfloat16)  # converted while read: never fp32 whole
@@ -135,11 +143,10 @@ def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
         histories, source = bundle.calibration_histories(
             opts.calib_users, opts.seed, opts.histories, opts.dataset, opts.data, opts.columns)
     calibrated = partial(_calibrated, bundle, beam, topk, export_meta.step, histories,
-                         opts.calib_batch, log, opts.search)
+                         opts.calib_batch, opts.search)
     reuse = partial(_reuse, bundle, beam, topk, export_meta.step)
     flops = _flops(bundle, beam, topk, export_meta.step)
-    policy, reasons, graph, search = _choose(opts, bundle, calibrated, reuse, flops, forced,
-                                             log)
+    policy, reasons, graph, search = _choose(opts, bundle, calibrated, reuse, flops, forced)
     model = graph.model
     if opts.calibration is None:
         amax = checked_amax(quantizer_amax(model), f"calibration on {source}",
@@ -151,48 +158,41 @@ def run_quantize(opts: QuantizeOptions, log=print) -> QuantizeReport:
         amax = _load_calibration(opts.calibration, model)
         source = f"calibration file {opts.calibration}"
     check_state(model)
-    calib_seconds = time.perf_counter() - t0
+    calib_seconds = run.seconds()
     policy.bf16_layers = sorted(excluded)
-    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
-        fp8 = standardize_trt_qdq(skeleton(graph, example_history(bundle.config.max_history),
-                                           tmp))
-        check_graph(fp8, FP8_GRAPH)
-        cpu, swaps = swap_fp8_transpose(render_bf16_on_cpu(fp8))
-        check_graph(cpu, FP8_CPU_GRAPH)
-        weights = graph.state_dict()
-        sizes = {name: write_graph(g, weights, tmp / name, compact_fp8=True)
-                 for name, g in ((FP8_GRAPH, fp8), (FP8_CPU_GRAPH, cpu))}
-        calib = {"method": policy.calibration, "format": "fp8_e4m3", "source": source,
-                 "amax": amax, "scale": {k: v / E4M3_MAX for k, v in amax.items()}}
-        write_json(tmp / CALIBRATION_JSON, calib)
-        write_policy(tmp / POLICY_JSON, policy)
-        report = _report(opts, model, excluded, unknown, tmp / FP8_GRAPH, histories, beam,
-                         swaps, source, policy.calibration, calib_seconds,
-                         time.perf_counter() - t0)
-        report.bytes = sizes
-        report.policy = policy.to_json()
-        report.fp8_flop_share = flops.fp8_share(excluded)
-        report.flop_basis = flops.basis
-        if search is not None:
-            report.search = search.to_json()
-            write_text(tmp / SEARCH_MD, trials_table(search, policy.chosen))
-        report.save(tmp / QUANTIZE_REPORT)
-        write_manifest(tmp, "quantize", asdict(opts),
-                       inputs={"model": model_hash(opts.model) or "", "onnx": opts.onnx})
-    log(f"quantized {len(report.quantized_gemms)} GEMM layers to FP8 "
-        f"({len(report.excluded_gemms)} in bf16, FP8 share {report.fp8_flop_share:.1%} of "
-        f"{'GEMM' if flops.basis.startswith('nn.Linear') else 'request'} FLOPs) -> {opts.out} "
-        f"in {report.seconds_total:.1f}s")
+    tmp = run.folder
+    fp8 = standardize_trt_qdq(skeleton(graph, example_history(bundle.config.max_history),
+                                       tmp))
+    check_graph(fp8, FP8_GRAPH)
+    cpu, swaps = swap_fp8_transpose(render_bf16_on_cpu(fp8))
+    check_graph(cpu, FP8_CPU_GRAPH)
+    weights = graph.state_dict()
+    sizes = {name: write_graph(g, weights, tmp / name, compact_fp8=True)
+             for name, g in ((FP8_GRAPH, fp8), (FP8_CPU_GRAPH, cpu))}
+    calib = {"method": policy.calibration, "format": "fp8_e4m3", "source": source,
+             "amax": amax, "scale": {k: v / E4M3_MAX for k, v in amax.items()}}
+    write_json(tmp / CALIBRATION_JSON, calib)
+    write_policy(tmp / POLICY_JSON, policy)
+    report = _report(opts, model, excluded, unknown, tmp / FP8_GRAPH, histories, beam,
+                     swaps, source, policy.calibration, calib_seconds, run.seconds())
+    report.bytes = sizes
+    report.policy = policy.to_json()
+    report.fp8_flop_share = flops.fp8_share(excluded)
+    report.flop_basis = flops.basis
+    if search is not None:
+        report.search = search.to_json()
+        write_text(tmp / SEARCH_MD, trials_table(search, policy.chosen))
+    run.inputs.update(model=model_hash(opts.model) or "", onnx=opts.onnx)
     return report
 
 
 def _choose(opts: QuantizeOptions, bundle, calibrated, reuse, flops: RequestFlops,
-            forced: dict, log) -> tuple[Policy, dict[str, str], Generator, SearchResult | None]:
+            forced: dict) -> tuple[Policy, dict[str, str], Generator, SearchResult | None]:
     """The policy, each bf16 layer's reason, the generation loop with its quantizers (by
     ``calibrated(method)``, or ``reuse()`` for a calibration file) and the search's trials
     (None without ``--search``)."""
     if opts.search:
-        policy, search, graph = run_search(opts, bundle, calibrated, flops, forced, log)
+        policy, search, graph = run_search(opts, bundle, calibrated, flops, forced)
         return policy, policy.reasons("found by --search"), graph, search
     policy, reasons = fixed_policy(opts, bundle, bundle.model)
     policy.calibration = opts.calib_method or policy.calibration
@@ -201,7 +201,7 @@ def _choose(opts: QuantizeOptions, bundle, calibrated, reuse, flops: RequestFlop
     return policy, reasons, reuse(), None
 
 
-def _calibrated(bundle, beam: int, topk: int, step: str, histories, calib_batch: int, log,
+def _calibrated(bundle, beam: int, topk: int, step: str, histories, calib_batch: int,
                 fresh: bool, method: str) -> Generator:
     """The model with every GEMM's FP8 quantizers calibrated by ``method`` on the calibration
     histories (the real generation loop, beams included); ``fresh``: on a copy, so a search
@@ -211,8 +211,8 @@ def _calibrated(bundle, beam: int, topk: int, step: str, histories, calib_batch:
     graph = Generator(model, beam, topk, step).eval()
     size = users_per_call(beam, bundle.config.codebook_sizes, calib_batch)
     if size < calib_batch:
-        log(f"note: calibrating {size} users per batch (beam x codebook tensors stay under "
-            "256 MiB)")
+        log.info(f"note: calibrating {size} users per batch (beam x codebook tensors stay "
+                 "under 256 MiB)")
     batches = [torch.from_numpy(histories[i:i + size]) for i in range(0, len(histories), size)]
 
     def run() -> None:

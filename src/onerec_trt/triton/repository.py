@@ -15,11 +15,12 @@ Every public model is an ensemble ``guard -> runner`` with one contract (``contr
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from onerec_trt.artifacts import check_out, sha256_file, staged_folder, write_json, write_manifest
+from onerec_trt.artifacts import sha256_file, write_json
 from onerec_trt.backends.metadata import PLAN_SUFFIX, EngineMetadata
 from onerec_trt.errors import UserError, user_error
 from onerec_trt.export import ExportReport
@@ -27,9 +28,12 @@ from onerec_trt.graphs import copy_graph
 from onerec_trt.layout import DEFAULT_RUN, EXPORT_JSON
 from onerec_trt.provenance import check_same_model, recorded_model
 from onerec_trt.reports import read_stage
+from onerec_trt.stage_runner import StagedRun, run_stage
 from onerec_trt.triton import config as cfg
 from onerec_trt.triton.check import REPOSITORY_JSON, check_repository, graph_problems
 from onerec_trt.triton.contract import Contract, RepositoryReport, TensorSpec
+
+log = logging.getLogger(__name__)
 
 BACKEND = Path(__file__).resolve().parent / "backend"
 CPU_GRAPHS = {"fp8": "fp8.cpu.onnx", "bf16": "reference.cpu.onnx"}
@@ -76,7 +80,6 @@ def _validate(opts: RepositoryOptions) -> None:
         raise user_error(f"--max-batch-size must be positive, got {opts.max_batch_size}")
     if any(b <= 0 for b in opts.preferred_batch_sizes):
         raise user_error("--preferred-batch-sizes must be positive")
-    check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
 
 
 def _load_sources(opts: RepositoryOptions) -> tuple[ExportReport, Contract, str | None]:
@@ -314,10 +317,22 @@ def _write_ensemble(tmp: Path, public: str, guard: str, runner: str, contract: C
     _write_config(tmp / public, cfg.ensemble(public, contract, max_batch, steps))
 
 
-def export_repository(opts: RepositoryOptions, log=print) -> RepositoryReport:
+def export_repository(opts: RepositoryOptions) -> RepositoryReport:
+    """Write the model repository of ``opts`` (see the module docstring) into ``opts.out``."""
+    _validate(opts)
+    # the fp8 folder beside --onnx is read without --fp8: --force must not replace it either
+    info = run_stage("triton", opts, lambda run: _export(opts, run), report=REPOSITORY_JSON,
+                     inputs=[opts, fp8_folder(opts)], check=_check_written)
+    log.info(f"wrote {info.variant.upper()} repository {opts.out}: "
+             + ", ".join(f"{n} ({p})" for n, p in info.public.items())
+             + f", max_batch_size {info.batching['max_batch_size']}")
+    return info
+
+
+def _export(opts: RepositoryOptions, run: StagedRun) -> RepositoryReport:
+    """The repository, written and checked in the staged folder ``run.folder``."""
     from onerec_trt.model.checkpoint import VOCAB, resolve_model_path
 
-    _validate(opts)
     meta, contract, model_sha = _load_sources(opts)
     engines = {}
     if opts.engine is not None:
@@ -328,40 +343,40 @@ def export_repository(opts: RepositoryOptions, log=print) -> RepositoryReport:
             check_engine(engines[precision], contract, model_sha)
     batching = _batching(opts, list(engines.values()))
     if opts.batch_buckets is None and batching.buckets:
-        log("every batch padded to max_batch_size (--batch-buckets max, the default here): the "
-            "engine's TensorRT leaks its AOT plugins' CUDA modules on every shape change "
-            "(NVIDIA/TensorRT#4849); --batch-buckets none turns this off")
-    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
-        guard = _write_guard(tmp, opts, contract, batching)
-        runners, public = {}, {}
-        for precision in opts.precisions:
-            runners[precision] = _write_runner(tmp, opts, precision, contract, batching,
-                                               engines.get(precision))
-            name = opts.public_name(precision)
-            _write_ensemble(tmp, name, guard, runners[precision]["model"], contract,
-                            batching.max_batch_size)
-            public[name] = precision
-        shutil.copyfile(resolve_model_path(opts.model) / VOCAB, tmp / VOCAB)
-        info = RepositoryReport(
-            format=1, variant="gpu" if engines else "cpu", public=public, loaded=list(public),
-            guard=guard, runners=runners, contract=contract.to_json(),
-            batching=asdict(batching), instances=opts.instances,
-            model=str(resolve_model_path(opts.model).resolve()), model_sha256=model_sha,
-            export=meta.options)
-        info.save(tmp / REPOSITORY_JSON)
-        write_manifest(tmp, "triton", asdict(opts), inputs={
-            "model": model_sha or "", **{p: r["sha256"] for p, r in runners.items()}})
-        try:
-            problems = check_repository(tmp)
-        except ImportError:
-            raise user_error("checking config.pbtxt needs Triton's model_config_pb2",
-                             "pip install 'tritonclient[grpc]'") from None
-        if problems:
-            raise RuntimeError("the repository failed its own check:\n" + "\n".join(problems))
-    log(f"wrote {info.variant.upper()} repository {opts.out}: "
-        + ", ".join(f"{n} ({p})" for n, p in public.items())
-        + f", max_batch_size {batching.max_batch_size}")
+        log.info("every batch padded to max_batch_size (--batch-buckets max, the default "
+                 "here): the engine's TensorRT leaks its AOT plugins' CUDA modules on every "
+                 "shape change (NVIDIA/TensorRT#4849); --batch-buckets none turns this off")
+    tmp = run.folder
+    guard = _write_guard(tmp, opts, contract, batching)
+    runners, public = {}, {}
+    for precision in opts.precisions:
+        runners[precision] = _write_runner(tmp, opts, precision, contract, batching,
+                                           engines.get(precision))
+        name = opts.public_name(precision)
+        _write_ensemble(tmp, name, guard, runners[precision]["model"], contract,
+                        batching.max_batch_size)
+        public[name] = precision
+    shutil.copyfile(resolve_model_path(opts.model) / VOCAB, tmp / VOCAB)
+    info = RepositoryReport(
+        format=1, variant="gpu" if engines else "cpu", public=public, loaded=list(public),
+        guard=guard, runners=runners, contract=contract.to_json(),
+        batching=asdict(batching), instances=opts.instances,
+        model=str(resolve_model_path(opts.model).resolve()), model_sha256=model_sha,
+        export=meta.options)
+    run.inputs.update({"model": model_sha or "",
+                       **{p: r["sha256"] for p, r in runners.items()}})
     return info
+
+
+def _check_written(tmp: Path) -> None:
+    """The repository's own check, on the staged folder with its manifest."""
+    try:
+        problems = check_repository(tmp)
+    except ImportError:
+        raise user_error("checking config.pbtxt needs Triton's model_config_pb2",
+                         "pip install 'tritonclient[grpc]'") from None
+    if problems:
+        raise RuntimeError("the repository failed its own check:\n" + "\n".join(problems))
 
 
 def _precision_of(plan: Path) -> str | None:

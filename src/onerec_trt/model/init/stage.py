@@ -12,11 +12,14 @@ This module imports nothing heavy at load time.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 
-from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
 from onerec_trt.model.folder import HISTORIES
+from onerec_trt.stage_runner import StagedRun, run_stage
+
+log = logging.getLogger(__name__)
 
 TOPK_LIMIT = 3840  # TensorRT's TopK: the largest beam
 # every beam TensorRT allows keeps a step's flat candidate index (beam x codebook) in int32
@@ -59,7 +62,6 @@ def _validate(opts: InitOptions) -> None:
                          f"of {opts.codebook} codes hold {space:,} distinct semantic IDs",
                          "raise --codebook or --levels")
     _require_memory(opts)
-    check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
 
 
 def _require_memory(opts: InitOptions) -> None:
@@ -82,19 +84,29 @@ def _require_memory(opts: InitOptions) -> None:
     require_histories_memory(opts.histories, cfg.max_history)
 
 
-def init_stage(opts: InitOptions, log=print):
+def init_stage(opts: InitOptions):
     """``onerec-trt init``: returns the ``ModelBundle`` after writing ``opts.out``."""
-    import numpy as np
     import torch
 
-    from onerec_trt.artifacts import staged_folder, write_manifest
+    _validate(opts)  # then the runner checks --out, before any work
+    bundle = run_stage("init", opts, lambda run: _init(opts, run))
+    params = sum(p.numel() for p in bundle.model.parameters())
+    log.info(f"wrote {opts.out}: untrained {opts.preset} model, {params / 1e6:,.1f}M "
+             f"parameters, {opts.items:,} items in {opts.levels} x {opts.codebook} codes, "
+             f"{HISTORIES} ({opts.histories} synthetic requests; torch {torch.__version__})")
+    return bundle
+
+
+def _init(opts: InitOptions, run: StagedRun):
+    """The random model, its catalogue and synthetic requests, written into ``run.folder``."""
+    import numpy as np
+
     from onerec_trt.data.vocab import ItemVocab
     from onerec_trt.model.checkpoint import ModelBundle, save_model
     from onerec_trt.model.config import ModelConfig
     from onerec_trt.model.synthetic import random_codes, random_model, synthetic_histories
     from onerec_trt.model.tokenizer import SemanticIds
 
-    _validate(opts)
     sizes = [opts.codebook] * opts.levels
     codes = random_codes(opts.items, sizes, opts.seed)
     ids = SemanticIds(np.concatenate([np.full((1, opts.levels), -1), codes]), sizes,
@@ -106,13 +118,8 @@ def init_stage(opts: InitOptions, log=print):
     training = {"untrained": True, "init": asdict(opts), "dataset": None}
     bundle = ModelBundle(model, cfg, ids, vocab, None, training)
     params = sum(p.numel() for p in model.parameters())
-    with staged_folder(opts.out, force=opts.force) as tmp:
-        save_model(tmp, bundle)
-        np.save(tmp / HISTORIES, synthetic_histories(opts.histories, cfg.max_history,
-                                                     opts.items, opts.seed))
-        write_manifest(tmp, "init", asdict(opts), untrained=True,
-                       model={"parameters": params, "config": cfg.to_dict()})
-    log(f"wrote {opts.out}: untrained {opts.preset} model, {params / 1e6:,.1f}M parameters, "
-        f"{opts.items:,} items in {opts.levels} x {opts.codebook} codes, {HISTORIES} "
-        f"({opts.histories} synthetic requests; torch {torch.__version__})")
+    save_model(run.folder, bundle)
+    np.save(run.folder / HISTORIES, synthetic_histories(opts.histories, cfg.max_history,
+                                                        opts.items, opts.seed))
+    run.extra.update(untrained=True, model={"parameters": params, "config": cfg.to_dict()})
     return bundle
