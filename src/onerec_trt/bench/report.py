@@ -6,7 +6,7 @@ from pathlib import Path
 
 from onerec_trt.artifacts import write_atomic
 from onerec_trt.bench.machine import one_line
-from onerec_trt.tables import markdown_lines
+from onerec_trt.tables import markdown_lines, plain_lines
 
 CPU_CAVEAT = ("CPU simulation: ONNX Runtime's CPU provider has neither FP8 nor bf16 GEMMs, so "
               "both graphs compute in fp32 and the FP8 graph adds QuantizeLinear/"
@@ -23,6 +23,18 @@ def pair_note(pair: dict, kinds: dict[str, str], machine: dict) -> str:
 
 def _mib(kb: int | None) -> str:
     return "-" if kb is None else f"{kb / 1024:.0f}"
+
+
+def summary_lines(result: dict) -> list[str]:
+    """Every backend's latency as fixed-width lines: what bench prints when it is done."""
+    rows = []
+    for name, b in result["backends"].items():
+        for batch, r in b["results"].items():
+            peak = b["memory"].get(batch, {}).get("VmHWM")
+            rows.append([name, batch, r["p50_ms"], r["p99_ms"], r["throughput_users_per_s"],
+                         "-" if peak is None else f"{peak / 1024:.0f}"])
+    return plain_lines(["backend", "batch", "p50 ms", "p99 ms", "users/s", "peak MiB"],
+                       ["<18", ">6", ">10.2f", ">10.2f", ">10.1f", ">10"], rows)
 
 
 def latency_rows(result: dict) -> list[str]:

@@ -21,7 +21,13 @@ from onerec_trt.bench.peers import (
 )
 from onerec_trt.bench.peers import speedups as peer_speedups
 from onerec_trt.bench.pool import BackendWorker, Measurements, WorkerFailed, measure
-from onerec_trt.bench.report import CPU_CAVEAT, format_markdown, pair_note, plot_throughput
+from onerec_trt.bench.report import (
+    CPU_CAVEAT,
+    format_markdown,
+    pair_note,
+    plot_throughput,
+    summary_lines,
+)
 from onerec_trt.bench.sources import (
     STAGE_FOLDERS,
     Folders,
@@ -355,13 +361,8 @@ def _write(tmp: Path, opts: BenchOptions, result: dict) -> None:
 
 
 def _print_summary(result: dict, log) -> None:
-    log(f"{'backend':<18}{'batch':>6}{'p50 ms':>10}{'p99 ms':>10}{'users/s':>10}{'peak MiB':>10}")
-    for name, b in result["backends"].items():
-        for batch, r in b["results"].items():
-            peak = b["memory"].get(batch, {}).get("VmHWM")
-            log(f"{name:<18}{batch:>6}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
-                f"{r['throughput_users_per_s']:>10.1f}"
-                f"{'-' if peak is None else f'{peak / 1024:.0f}':>10}")
+    for line in summary_lines(result):
+        log(line)
     for pair in result["pairs"]:
         for batch, r in pair["by_batch"].items():
             log(f"ratio {pair['fp8']}/{pair['bf16']} batch {batch}: latency "
