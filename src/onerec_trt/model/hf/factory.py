@@ -3,9 +3,10 @@ in the user's environment (never in a checkpoint) that returns a ``torch.nn.Modu
 implementing the protocol (``model/protocol.py``) with a ``max_history`` attribute, and
 optionally ``item_ids`` (the data's item ids of model items 1..N; "1".."N" otherwise).
 
-The folder records the name (``factory.json``) and the catalogue the object had; loading calls
-the function again, only when the user names it too (``--factory``, model/hf/trust.py: a folder
-never chooses code), and refuses an object whose catalogue changed since the import.
+The import stage (``model/hf_import/factory.py``) records the name (``factory.json``) and the
+catalogue the object had; loading (here) calls the function again, only when the user names it
+too (``--factory``, model/hf/trust.py: a folder never chooses code), and refuses an object whose
+catalogue changed since the import.
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ from __future__ import annotations
 import hashlib
 import importlib
 import sys
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from onerec_trt.artifacts import check_out, json_object, staged_folder, write_json, write_manifest
+from onerec_trt.artifacts import json_object
 from onerec_trt.errors import user_error
 from onerec_trt.model.bundle import ModelBundle
-from onerec_trt.model.folder import FACTORY_JSON, HISTORIES
+from onerec_trt.model.folder import FACTORY_JSON
 from onerec_trt.model.hf.trust import check_factory, is_factory_name, named_factory
 from onerec_trt.model.protocol import GenerativeRecommender
 
@@ -91,52 +90,10 @@ def _check_protocol(name: str, model: object) -> None:
                          f"implement the protocol: {'; '.join(missing)}", NEEDS)
 
 
-def _catalogue_hash(codes: np.ndarray, sizes: list[int]) -> str:
+def catalogue_hash(codes: np.ndarray, sizes: list[int]) -> str:
+    """What factory.json records of the object's catalogue, checked again at every load."""
     data = np.ascontiguousarray(np.asarray(codes, dtype=np.int64)).tobytes()
     return hashlib.sha256(data + repr(list(sizes)).encode()).hexdigest()
-
-
-def _state_hash(model: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def import_factory(opts, log=print):
-    """``onerec-trt import --factory``: a model folder that names the user's factory."""
-    from onerec_trt.data.vocab import ItemVocab
-    from onerec_trt.model.synthetic import synthetic_histories
-    from onerec_trt.model.tokenizer import SemanticIds
-
-    if opts.hf or opts.catalogue:
-        raise user_error("--factory takes no --hf or --catalogue (the object carries its "
-                         "catalogue)")
-    t0 = time.perf_counter()
-    check_out(opts.out, force=opts.force)
-    model = call_factory(opts.factory)
-    ids = model.semantic_ids
-    codes, sizes = np.asarray(ids.codes, dtype=np.int64), list(ids.codebook_sizes)
-    vocab = ItemVocab([str(i) for i in getattr(model, "item_ids", range(1, len(codes)))])
-    if len(vocab) != len(codes) - 1:
-        raise user_error(f"--factory: item_ids lists {len(vocab)} items, the semantic IDs "
-                         f"{len(codes) - 1}")
-    record = {"factory": opts.factory, "max_history": model.max_history,
-              "num_items": len(codes) - 1, "codebook_sizes": sizes,
-              "catalogue_sha256": _catalogue_hash(codes, sizes)}
-    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
-        write_json(tmp / FACTORY_JSON, record)
-        SemanticIds(codes, sizes).save(tmp)
-        vocab.save(tmp / "items.json")
-        write_json(tmp / "training.json", {"imported": True, "dataset": opts.dataset,
-                                           "factory": opts.factory})
-        np.save(tmp / HISTORIES, synthetic_histories(opts.histories, model.max_history,
-                                                     len(codes) - 1, opts.seed))
-        write_manifest(tmp, "import", {k: v for k, v in asdict(opts).items() if k != "training"},
-                       model_sha256=_state_hash(model))
-    log(f"imported factory {opts.factory} -> {opts.out}: {len(codes) - 1:,} items, "
-        f"{time.perf_counter() - t0:.1f}s")
 
 
 def load_factory_model(folder: Path, dtype: torch.dtype | None = None,
@@ -151,7 +108,7 @@ def load_factory_model(folder: Path, dtype: torch.dtype | None = None,
     print(f"running factory {name} for {folder} (named by you)", file=sys.stderr)
     model = call_factory(name)
     ids = model.semantic_ids
-    if _catalogue_hash(np.asarray(ids.codes), list(ids.codebook_sizes)) != \
+    if catalogue_hash(np.asarray(ids.codes), list(ids.codebook_sizes)) != \
             record.get("catalogue_sha256"):
         raise user_error(f"{name} now returns another catalogue than when "
                          f"{folder} was imported", "import it again (onerec-trt import "

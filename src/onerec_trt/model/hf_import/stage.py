@@ -47,7 +47,7 @@ class ImportOptions:
 def import_checkpoint(opts: ImportOptions, log=print):
     """``onerec-trt import``: returns the imported ``ModelBundle`` after writing ``opts.out``."""
     if opts.factory:
-        from onerec_trt.model.hf.factory import import_factory
+        from onerec_trt.model.hf_import.factory import import_factory
 
         return import_factory(opts, log)
     if not opts.hf or not opts.catalogue:
