@@ -14,7 +14,7 @@ from onerec_trt.evaluate.baselines import BASELINES, recommend_baselines
 from onerec_trt.evaluate.popularity import format_popularity_table, recall_by_target_popularity
 from onerec_trt.metrics import recall_ndcg
 from onerec_trt.model.checkpoint import load_model
-from onerec_trt.model.train.onerec import evaluate_model
+from onerec_trt.model.evaluation import evaluate_model
 from onerec_trt.tables import format_table
 
 log = logging.getLogger(__name__)

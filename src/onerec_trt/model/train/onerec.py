@@ -16,16 +16,15 @@ import torch
 
 from onerec_trt.data import Dataset, LeaveOneOut, pad_histories
 from onerec_trt.errors import user_error
-from onerec_trt.metrics import recall_ndcg
 from onerec_trt.model.checkpoint import ModelBundle
 from onerec_trt.model.config import ModelConfig
-from onerec_trt.model.generate import Generator, beam_search
+from onerec_trt.model.evaluation import evaluate_model
+from onerec_trt.model.generate import Generator
 from onerec_trt.model.onerec import OneRecModel, PrefixEmbedding
 from onerec_trt.model.tokenizer import SemanticIds, TokenizerConfig, build_tokenizer
 from onerec_trt.model.train.config import TrainConfig, require_trainable
 from onerec_trt.model.train.fit import Trainee, fit
 from onerec_trt.model.train.losses import training_loss
-from onerec_trt.progress import progress_bar
 
 
 def training_windows(train: list[np.ndarray], length: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -46,25 +45,6 @@ def _batch(windows, idx, codes: torch.Tensor):
     inputs = torch.from_numpy(pad_histories([windows[i][0] for i in idx], length))
     targets = torch.from_numpy(pad_histories([windows[i][1] for i in idx], length))
     return inputs, targets, codes[targets]
-
-
-def evaluate_model(model: OneRecModel, histories: list[np.ndarray], targets: np.ndarray,
-                   beam: int, topk: int = 10, batch: int = 256,
-                   generator: Generator | None = None,
-                   progress: bool = False) -> tuple[dict, np.ndarray]:
-    """Recall/NDCG@5/10 of beam search -> (metrics, ranked items [U, topk])."""
-    model.eval()
-    generator = generator or Generator(model, beam, topk)
-    # an imported model (adapter, factory) has max_history; the project's own, cfg
-    length = getattr(model, "max_history", None) or model.cfg.max_history
-    ranked = []
-    steps = range(0, len(histories), batch)
-    for start in progress_bar(steps, desc="generate", unit="batch", disable=not progress,
-                              leave=False):
-        hist = torch.from_numpy(pad_histories(histories[start:start + batch], length))
-        ranked.append(beam_search(model, hist, beam, topk, generator=generator).items)
-    ranked = np.concatenate(ranked) if ranked else np.zeros((0, topk), np.int64)
-    return recall_ndcg(ranked, targets), ranked
 
 
 def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: TrainConfig,
