@@ -22,7 +22,7 @@ from pathlib import Path
 
 from onerec_trt.errors import user_error
 from onerec_trt.layout import DEFAULT_RUN, EXPORT_JSON, MANIFEST
-from onerec_trt.reports import Report
+from onerec_trt.reports import Report, read_stage
 
 __all__ = ["export", "ExportOptions", "ExportReport", "find_report", "INPUTS", "OUTPUTS",
            "OPSET"]
@@ -109,5 +109,5 @@ def find_report(graph: str | Path) -> ExportReport | None:
     candidates.append(folder.parent / "onnx" / EXPORT_JSON)
     for path in candidates:
         if path.is_file():  # a broken one is a user error, never silently skipped
-            return ExportReport.load(path, f"the export metadata of {graph} ({path})")
+            return read_stage(path.parent, ExportReport)
     return None
