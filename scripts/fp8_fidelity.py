@@ -24,9 +24,10 @@ from onerec_trt.tables import format_table
 
 
 def one_model(name: str, model: str, work: Path, a) -> dict:
+    from onerec_trt.backends import OrtBackend
     from onerec_trt.export import ExportOptions, export
     from onerec_trt.layout import CPU_GRAPH, FP8_CPU_GRAPH
-    from onerec_trt.model.checkpoint import resolve_model_path
+    from onerec_trt.model.checkpoint import model_hash, resolve_model_path
     from onerec_trt.quantize import QuantizeOptions, quantize
     from onerec_trt.quantize.policy import model_policy
     from onerec_trt.verify import VerifyOptions, verify
@@ -38,9 +39,10 @@ def one_model(name: str, model: str, work: Path, a) -> dict:
     q = quantize(QuantizeOptions(model=model, onnx=str(onnx), out=str(fp8), search=own is None,
                                  search_users=a.search_users, target_overlap=a.target,
                                  force=True))
-    v = verify(VerifyOptions(reference=str(onnx / CPU_GRAPH), candidate=str(fp8 / FP8_CPU_GRAPH),
-                             model=model, split="test", users=a.test_users, out=str(out),
-                             force=True))
+    v = verify(VerifyOptions(model=model, split="test", users=a.test_users, out=str(out),
+                             force=True),
+               OrtBackend(onnx / CPU_GRAPH, model_sha=model_hash(model)),
+               OrtBackend(fp8 / FP8_CPU_GRAPH, model_sha=model_hash(model)))
     m = v.metrics
     return {
         "dataset": v.dataset, "model": model, "test_users": v.users,

@@ -13,6 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from onerec_trt.commands.backends import verify_backends
 from onerec_trt.errors import UserError
 from onerec_trt.lint import lint
 from onerec_trt.model.checkpoint import load_model
@@ -349,7 +350,7 @@ def test_verify_refuses_a_graph_of_another_history_length(tiny_pipeline, tmp_pat
     onnx.save(model, str(tmp_path / "h10.onnx"))
     opts = _verify_opts(tiny_pipeline, tmp_path / "v", candidate=str(tmp_path / "h10.onnx"))
     with pytest.raises(UserError, match="takes histories of 10 items, the model 20"):
-        verify(opts, log=lambda *_: None)
+        verify(opts, *verify_backends(opts))
     assert not (tmp_path / "v").exists()
 
 
@@ -369,7 +370,7 @@ def test_verify_refuses_an_export_of_another_history_length_or_top_k(tiny_pipeli
     onnx.save(model, str(candidate))
     opts = _verify_opts(tiny_pipeline, tmp_path / "v", candidate=str(candidate))
     with pytest.raises(UserError, match=message):
-        verify(opts, log=lambda *_: None)
+        verify(opts, *verify_backends(opts))
 
 
 def test_verify_refuses_an_export_json_without_options(tiny_pipeline, tmp_path):
@@ -381,7 +382,7 @@ def test_verify_refuses_an_export_json_without_options(tiny_pipeline, tmp_path):
         opts = _verify_opts(tiny_pipeline, tmp_path / "v", candidate=candidate,
                             reference=str(tmp_path / "onnx" / "reference.cpu.onnx"))
         with pytest.raises(UserError, match="does not record the export's options"):
-            verify(opts, log=lambda *_: None)
+            verify(opts, *verify_backends(opts))
 
 
 def test_verify_runs_a_graph_copied_without_its_export_json(tiny_pipeline, tmp_path):
@@ -389,12 +390,12 @@ def test_verify_runs_a_graph_copied_without_its_export_json(tiny_pipeline, tmp_p
 
     shutil.copy(tiny_pipeline / "fp8" / "fp8.cpu.onnx", tmp_path / "lone.onnx")
     opts = _verify_opts(tiny_pipeline, tmp_path / "v", candidate=str(tmp_path / "lone.onnx"))
-    report = verify(opts, log=lambda *_: None)
+    report = verify(opts, *verify_backends(opts))
     assert report.users == 30 and report.gates["finite_scores"]["pass"]
     opts = _verify_opts(tiny_pipeline, tmp_path / "w", reference=str(tmp_path / "lone.onnx"),
                         candidate="torch")
     with pytest.raises(UserError, match="needs an exported reference graph"):
-        verify(opts, log=lambda *_: None)
+        verify(opts, *verify_backends(opts))
 
 
 def test_verify_fails_a_graph_that_computes_nan_with_a_reason(tiny_pipeline, tmp_path):
@@ -407,7 +408,7 @@ def test_verify_fails_a_graph_that_computes_nan_with_a_reason(tiny_pipeline, tmp
     emb.CopyFrom(numpy_helper.from_array(values, emb.name))
     onnx.save(model, str(tmp_path / "nan.onnx"))
     opts = _verify_opts(tiny_pipeline, tmp_path / "v", candidate=str(tmp_path / "nan.onnx"))
-    report = verify(opts, log=lambda *_: None)
+    report = verify(opts, *verify_backends(opts))
     gate = report.gates["finite_scores"]
     assert not report.passed and not gate["pass"] and gate["value"] == 30
     assert "NaN scores for 30 candidate and 0 reference users" in gate["reason"]

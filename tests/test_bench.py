@@ -10,8 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
+from onerec_trt.backends import OrtBackend
 from onerec_trt.bench import BenchOptions, BenchReport, bench
-from onerec_trt.bench.backends import Sources, discover, parse_names
+from onerec_trt.bench.backends import Sources, discover, requested, to_worker
 from onerec_trt.bench.pool import BackendWorker, measure
 from onerec_trt.bench.stats import (
     agreement,
@@ -75,23 +76,25 @@ def _sources(root, beam=10):
 
 
 def test_discover_skips_with_reasons(tiny_pipeline, tmp_path):
-    found, skipped = discover(parse_names([]), _sources(tiny_pipeline))
+    found, skipped = discover(requested([]), _sources(tiny_pipeline))
     names = [s.name for s in found]
     assert {"torch-fp32", "torch-bf16", "ort-bf16", "ort-fp8"} <= set(names)
     assert "TensorRT" in skipped["trt-fp8"] or "engine" in skipped["trt-fp8"]
     _, skipped = discover(["ort-bf16", "ort-fp8"], _sources(tiny_pipeline, beam=5))
     assert "exported with beam 10" in skipped["ort-bf16"]
     with pytest.raises(UserError, match="unknown backend"):
-        parse_names(["ort-int4"])
+        requested(["ort-int4"])
 
 
 def test_a_slow_backend_stops_with_its_reason(tiny_pipeline):
     spec = {"name": "ort-bf16", "kind": "ort", "precision": "bf16",
             "path": str(tiny_pipeline / "onnx" / "reference.cpu.onnx"), "threads": 1,
             "beam": 10, "topk": 10, "history_length": 20, "num_items": 40, "seed": 0}
+    graph = OrtBackend(tiny_pipeline / "onnx" / "reference.cpu.onnx", threads=1,
+                       precision="bf16")
     worker = BackendWorker("ort-bf16", 1)
     try:
-        worker.call("load", spec=spec)
+        worker.call("load", spec=spec, backend=to_worker(graph))
         m = measure({"ort-bf16": worker}, [1, 2], reps=2, warmup=1, max_call_s=1e-9,
                     progress=False)
     finally:

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from helpers import REPO, random_histories, tiny_model
-from onerec_trt.roofline import onerec_ops
 from onerec_trt.bench.gpu_e2e import Fp8Linear, input_amax, to_fp8
 from onerec_trt.bench.gpu_gemm import request_gemms
 from onerec_trt.bench.scaling import ScalingOptions, plot_scaling, run_scaling, scaling_markdown
@@ -24,6 +23,7 @@ from onerec_trt.model.synthetic import (
     random_model,
     synthetic_ids,
 )
+from onerec_trt.roofline import onerec_ops
 
 
 @pytest.mark.parametrize("preset,beam", [("small", 20), ("paper", 512)])

@@ -64,9 +64,10 @@ def test_bf16_cpu_rendering_stays_with_torch_bf16(shipped_pipeline, real_users):
 
 
 def test_fp8_gate_passes_on_the_shipped_model(shipped_pipeline, tmp_path):
+    from onerec_trt.backends import OrtBackend
     from onerec_trt.verify import VerifyOptions, verify
 
-    report = verify(VerifyOptions(reference=str(shipped_pipeline / "onnx" / "reference.cpu.onnx"),
-                                  candidate=str(shipped_pipeline / "fp8" / "fp8.cpu.onnx"),
-                                  users=1000, out=str(tmp_path / "verify")), log=lambda *_: None)
+    report = verify(VerifyOptions(users=1000, out=str(tmp_path / "verify")),
+                    OrtBackend(shipped_pipeline / "onnx" / "reference.cpu.onnx"),
+                    OrtBackend(shipped_pipeline / "fp8" / "fp8.cpu.onnx"))
     assert report.passed, report.gates

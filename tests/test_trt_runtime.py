@@ -8,10 +8,10 @@ import struct
 import numpy as np
 import pytest
 
+from onerec_trt.backends.metadata import EngineMetadata, GpuInfo
 from onerec_trt.builder.jobs import Batches, engine_job
 from onerec_trt.builder.stage import engine_metadata
 from onerec_trt.builder.trt_builder import BuiltEngine
-from onerec_trt.backends.metadata import EngineMetadata, GpuInfo
 from onerec_trt.errors import UserError
 from onerec_trt.metrics import overlap
 
@@ -59,41 +59,43 @@ def fake_pair(tiny_pipeline, tmp_path):
 
 
 def test_engines_import_without_tensorrt():
-    import onerec_trt.builder.trt_builder as builder
     import onerec_trt.backends.tensorrt as runtime
+    import onerec_trt.backends.trt_backend as backend
+    import onerec_trt.builder.trt_builder as builder
 
-    assert runtime.engine_backend and runtime.load and builder.build_engine
+    assert backend.TrtBackend and runtime.load and builder.build_engine
 
 
 def test_a_plan_of_another_model_is_refused(fake_pair):
-    from onerec_trt.backends.runners import make_runner
+    from onerec_trt.commands.backends import backend_from_spec
 
     plan, meta = fake_pair
     with pytest.raises(UserError, match=r"candidate .*fp8\.plan was made from another model "
                                         r"\(hash " + meta["model_sha256"][:12]):
-        make_runner(str(plan), "candidate", "unused", "0" * 64)
+        backend_from_spec(str(plan), "candidate", "unused", "0" * 64)
 
 
 def test_a_plan_that_does_not_match_its_metadata_is_refused(fake_pair):
-    from onerec_trt.backends.tensorrt import engine_backend
+    from onerec_trt.backends import TrtBackend
 
     plan, meta = fake_pair
     plan.write_bytes(plan.read_bytes() + b"tampered")
     with pytest.raises(UserError, match="does not match its metadata"):
-        engine_backend(str(plan), "reference", meta["model_sha256"])
+        TrtBackend(plan, model_sha=meta["model_sha256"], role="reference")
     plan.with_suffix(".json").unlink()
     with pytest.raises(UserError, match="no engine metadata fp8.json"):
-        engine_backend(str(plan), "reference", meta["model_sha256"])
+        TrtBackend(plan, model_sha=meta["model_sha256"], role="reference")
     with pytest.raises(UserError, match="engine not found"):
-        engine_backend(str(plan.with_name("other.plan")), "reference", None)
+        TrtBackend(plan.with_name("other.plan"), role="reference")
 
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
 def test_the_runner_without_tensorrt_is_one_clear_line(fake_pair):
-    from onerec_trt.backends.tensorrt import engine_backend, load
+    from onerec_trt.backends import TrtBackend
+    from onerec_trt.backends.tensorrt import load
 
     plan, meta = fake_pair
-    for call in (lambda: engine_backend(str(plan), "candidate", meta["model_sha256"]),
+    for call in (lambda: TrtBackend(plan, model_sha=meta["model_sha256"]),
                  lambda: load(plan)):
         with pytest.raises(UserError) as info:
             call()
@@ -269,8 +271,8 @@ PLUGIN = {"name": "TrieBeamExpand", "domain": "onerec", "namespace": "onerec", "
 
 def test_engine_metadata_never_chooses_plugin_code():
     """Issue 28 item 7: only this project's registration, or what the user names at load."""
-    from onerec_trt.builder import DEFAULT_PLUGIN_MODULE
     from onerec_trt.backends.tensorrt_lib import plugins_to_load
+    from onerec_trt.builder import DEFAULT_PLUGIN_MODULE
 
     ours = {"plugin_modules": [DEFAULT_PLUGIN_MODULE], "plugin_libraries": []}
     assert plugins_to_load(ours).modules == [DEFAULT_PLUGIN_MODULE]
@@ -291,7 +293,8 @@ def test_engine_metadata_never_chooses_plugin_code():
 
 def test_a_hostile_engine_metadata_is_refused_before_anything_is_imported(
         fake_pair, tmp_path, monkeypatch):
-    from onerec_trt.backends.tensorrt import engine_backend, load
+    from onerec_trt.backends import TrtBackend
+    from onerec_trt.backends.tensorrt import load
 
     marker = tmp_path / "imported.txt"
     (tmp_path / "sender_plugins.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
@@ -300,7 +303,7 @@ def test_a_hostile_engine_metadata_is_refused_before_anything_is_imported(
     meta = dict(meta, plugins=[PLUGIN], build={"plugin_modules": ["sender_plugins"],
                                                "plugin_libraries": [str(tmp_path / "x.so")]})
     plan.with_suffix(".json").write_text(json.dumps(meta))
-    for call in (lambda: engine_backend(str(plan), "candidate", meta["model_sha256"]),
+    for call in (lambda: TrtBackend(plan, model_sha=meta["model_sha256"]),
                  lambda: load(plan)):
         with pytest.raises(UserError, match=r"did not name: sender_plugins, .*x\.so"):
             call()

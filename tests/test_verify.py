@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+from onerec_trt.commands.backends import verify_backends
 from onerec_trt.errors import UserError
 from onerec_trt.verify import Gates, VerifyOptions, VerifyReport, verify
 
@@ -14,6 +15,11 @@ def _opts(root, out, **kw):
     return VerifyOptions(reference=str(root / "onnx" / "reference.cpu.onnx"),
                          candidate=str(root / "fp8" / "fp8.cpu.onnx"), model=str(root / "model"),
                          users=60, batch=25, out=str(out), bootstrap=200, **kw)
+
+
+def _verify(opts: VerifyOptions) -> VerifyReport:
+    """verify with the backends ``opts`` names, made as the CLI makes them."""
+    return verify(opts, *verify_backends(opts))
 
 
 def test_fp8_against_bf16_writes_a_full_report(tiny_pipeline, tmp_path):
@@ -25,7 +31,7 @@ def test_fp8_against_bf16_writes_a_full_report(tiny_pipeline, tmp_path):
     from onerec_trt.metrics import overlap, per_user_recall_ndcg
     from onerec_trt.model.checkpoint import load_model
 
-    report = verify(_opts(tiny_pipeline, tmp_path / "v"), log=lambda *_: None)
+    report = _verify(_opts(tiny_pipeline, tmp_path / "v"))
     assert VerifyReport.load(tmp_path / "v" / "verify.json") == report
     results = RunResults.load(str(tmp_path / "v" / "outputs.json"))
     assert [name for name, _ in results] == ["reference:reference.cpu.onnx",
@@ -90,7 +96,7 @@ def test_identical_graphs_pass_every_gate(tiny_pipeline, tmp_path, cli):
     reference = tiny_pipeline / "onnx" / "reference.cpu.onnx"
     opts = _opts(tiny_pipeline, tmp_path / "v")
     opts.candidate = str(reference)
-    report = verify(opts, log=lambda *_: None)
+    report = _verify(opts)
     assert report.passed and report.verdict == "PASS" and not report.inconclusive
     assert all(g["decision"] == "pass" for g in report.gates.values())
     for name in ("recall@10", "ndcg@10", "recall@5", "ndcg@5"):
@@ -103,7 +109,7 @@ def test_identical_graphs_pass_every_gate(tiny_pipeline, tmp_path, cli):
 def test_wrong_fp8_scales_fail_the_recall_and_ndcg_gates(tiny_pipeline, tmp_path):
     opts = _opts(tiny_pipeline, tmp_path / "v")
     opts.candidate = str(_wrong_scales(tiny_pipeline, tmp_path / "wrong.onnx"))
-    report = verify(opts, log=lambda *_: None)
+    report = _verify(opts)
     assert not report.passed and report.verdict == "FAIL"
     overlap = report.gates["overlap@10"]  # the raised default gate fails it too
     assert overlap["decision"] == "fail" and report.overlap_at_10 < Gates().min_overlap_at_10
@@ -118,7 +124,7 @@ def test_wrong_fp8_scales_fail_the_recall_and_ndcg_gates(tiny_pipeline, tmp_path
 def test_torch_reference_agrees_exactly_with_the_bf16_graph(tiny_pipeline, tmp_path):
     opts = _opts(tiny_pipeline, tmp_path / "t")
     opts.candidate = "torch:bf16"
-    report = verify(opts, log=lambda *_: None)
+    report = _verify(opts)
     assert report.passed and report.metrics["exact_match@10"] >= 0.98
 
 
@@ -156,7 +162,7 @@ def test_graph_from_another_model_is_refused(tiny_pipeline, tmp_path):
     opts = _opts(tiny_pipeline, tmp_path / "x")
     opts.candidate = str(fake / "fp8.cpu.onnx")
     with pytest.raises(UserError, match="another model"):
-        verify(opts, log=lambda *_: None)
+        _verify(opts)
 
 
 def test_graphs_with_different_outputs_are_refused(tiny_pipeline, tmp_path):
@@ -168,14 +174,14 @@ def test_graphs_with_different_outputs_are_refused(tiny_pipeline, tmp_path):
     opts = _opts(tiny_pipeline, tmp_path / "x")
     opts.candidate = str(tmp_path / "cut.onnx")
     with pytest.raises(UserError, match="differ from the reference"):
-        verify(opts, log=lambda *_: None)
+        _verify(opts)
 
 
 def test_empty_user_sample_is_refused(tiny_pipeline, tmp_path):
     opts = _opts(tiny_pipeline, tmp_path / "x")
     opts.users = 0
     with pytest.raises(UserError, match="must be positive"):
-        verify(opts, log=lambda *_: None)
+        _verify(opts)
 
 
 def test_graphs_exported_with_topk_below_10_are_refused_at_the_start(tiny_pipeline, tmp_path,
@@ -197,5 +203,5 @@ def test_graphs_exported_with_topk_below_10_are_refused_at_the_start(tiny_pipeli
     opts = _opts(tiny_pipeline, out)
     opts.reference = opts.candidate = str(bare / "g.onnx")
     with pytest.raises(UserError, match="the reference returns 3 items per user"):
-        verify(opts, log=lambda *_: None)
+        _verify(opts)
     assert not out.exists()

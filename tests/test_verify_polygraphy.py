@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from onerec_trt.verify import VerifyReport, verify
+from onerec_trt.verify import VerifyReport
 from onerec_trt.verify.report import verdict_note
 from onerec_trt.verify.script import SCRIPT
 from test_tables import markdown_tables
-from test_verify import _opts, _wrong_scales
+from test_verify import _opts, _verify, _wrong_scales
 
 BIN = Path(sys.executable).parent
 
@@ -29,7 +29,7 @@ def verified(tiny_pipeline, tmp_path_factory):
     err = io.StringIO()
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(err):
         warnings.simplefilter("always")
-        report = verify(_opts(tiny_pipeline, out), log=lambda *_: None)
+        report = _verify(_opts(tiny_pipeline, out))
     return out, report, err.getvalue(), caught
 
 
@@ -54,7 +54,7 @@ def test_the_written_polygraphy_script_passes_with_the_gates(verified, tiny_pipe
     assert "candidate:fp8.cpu.onnx:rerun" in rerun.stdout + rerun.stderr
     opts = _opts(tiny_pipeline, tmp_path / "wrong")
     opts.candidate = str(_wrong_scales(tiny_pipeline, tmp_path / "wrong.onnx"))
-    assert not verify(opts, log=lambda *_: None).passed
+    assert not _verify(opts).passed
     failing = _run([sys.executable, tmp_path / "wrong" / SCRIPT], cwd=tmp_path)
     assert failing.returncode == 1 and "overlap@10: FAIL" in failing.stdout
 

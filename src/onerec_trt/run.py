@@ -147,13 +147,15 @@ def _build(run: RunLayout, opts: RunOptions, done: dict):
 
 
 def _verify(run: RunLayout, opts: RunOptions, done: dict):
+    from onerec_trt.commands.backends import verify_backends
     from onerec_trt.layout import CPU_GRAPH, FP8_CPU_GRAPH
     from onerec_trt.verify import VerifyOptions, verify
 
-    report = verify(VerifyOptions(reference=str(run.onnx / CPU_GRAPH),
-                                  candidate=str(run.fp8 / FP8_CPU_GRAPH), model=opts.model,
-                                  histories=opts.requests(), users=opts.verify_users,
-                                  out=str(run.verify), force=True))
+    options = VerifyOptions(reference=str(run.onnx / CPU_GRAPH),
+                            candidate=str(run.fp8 / FP8_CPU_GRAPH), model=opts.model,
+                            histories=opts.requests(), users=opts.verify_users,
+                            out=str(run.verify), force=True)
+    report = verify(options, *verify_backends(options))
     verdict = report.verdict  # PASS or FAIL, naming any inconclusive gate
     changes = (f", Recall@10 {report.relative_change('recall@10'):+.2%}, NDCG@10 "
                f"{report.relative_change('ndcg@10'):+.2%}" if report.measured_metrics else "")

@@ -1,7 +1,7 @@
 """The TensorRT runtime: ``load(plan)`` checks a plan's metadata against the running TensorRT and
 GPU before deserializing it, then runs it on a CUDA stream with torch CUDA tensors as buffers
-(optionally one CUDA graph per batch size). ``TrtEngineRunner`` wraps it as a Polygraphy runner
-for the verify stage; ``engine_backend`` is what ``engines.runners.make_runner`` returns for a plan.
+(optionally one CUDA graph per batch size). ``TrtEngineRunner`` wraps it as a Polygraphy runner;
+``trt_backend.TrtBackend`` is the backend object verify and bench take.
 
 Written against TensorRT's documented Python API (TENSORRT.md section 5): TensorRT cannot be
 installed on this project's machines, so the parts after ``import_tensorrt()`` have not run
@@ -35,7 +35,7 @@ try:  # Polygraphy is optional at import time (the GPU machine has none); the ru
 except ImportError:  # pragma: no cover - exercised only where Polygraphy is absent
     BaseRunner = object
 
-__all__ = ["load", "Engine", "TrtEngineRunner", "engine_backend", "ShapeCache", "allowed_plugins"]
+__all__ = ["load", "Engine", "TrtEngineRunner", "ShapeCache", "allowed_plugins"]
 
 # Input shapes whose buffers (and CUDA graph) an Engine keeps; the least recently used go first.
 MAX_CACHED_SHAPES = 4
@@ -328,25 +328,3 @@ def input_metadata(meta: EngineMetadata):
     for tensor in meta.inputs.values():
         out.add(tensor.name, getattr(torch, tensor.dtype), tensor.shape)
     return out
-
-
-def engine_backend(spec: str, role: str, model_sha: str | None):
-    """What ``make_runner`` returns for ``FILE.plan``: every check that needs no TensorRT runs
-    here (metadata present, same model, plan matches its metadata); the TensorRT version and
-    GPU are checked when the runner activates."""
-    from onerec_trt.backends.backend import Backend
-    from onerec_trt.export import ExportReport
-
-    path = Path(spec)
-    if not path.is_file():
-        raise user_error(f"{role} engine not found: {path}")
-    meta = EngineMetadata.read(path)
-    check_same_model(meta.model_sha256, model_sha, f"{role} {path}",
-                     "export, quantize and build this model first")
-    meta.check_plan(path.read_bytes(), f"{role} {path}")
-    allowed_plugins(meta)  # metadata naming plugin code of its own: refused here, not later
-    import_tensorrt()  # one clear line now, not a traceback in the middle of verify
-    runner = TrtEngineRunner(path, model_sha, name=f"{role}:{path.name}")
-    export = meta.raw.get("export")
-    return Backend(runner, "trt", spec, list(meta.inputs), list(meta.outputs),
-                   ExportReport.from_json(export) if export else None)

@@ -13,8 +13,12 @@ This module imports nothing heavy at load time: the device script imports the pa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from onerec_trt.reports import Report
+
+if TYPE_CHECKING:
+    from onerec_trt.backends import Backend
 
 __all__ = ["bench", "BenchOptions", "BenchReport"]
 
@@ -76,7 +80,11 @@ class BenchReport(Report):
     exported: dict | None = None  # no run folder held the graphs: bench exported them (options)
 
 
-def bench(opts: BenchOptions, log=print) -> BenchReport:
+def bench(opts: BenchOptions, backends: dict[str, Backend] | None = None,
+          log=print) -> BenchReport:
+    """Time the backends ``opts.backends`` names (found in the stage folders; empty: every
+    one that can run here), or exactly ``backends`` (backend objects by the name the report
+    gives each, e.g. ``{"ort-fp8": OrtBackend("fp8/fp8.cpu.onnx", precision="fp8")}``)."""
     from onerec_trt.bench.stage import run_bench
 
-    return run_bench(opts, log)
+    return run_bench(opts, log, given=backends)

@@ -1,18 +1,20 @@
 """Which backends can run here, from which files, and why the others cannot.
 
-A backend is named ``<kind>[-plugins]-<precision>``: the kinds are the engines package's
+A backend is named ``<kind>[-plugins]-<precision>``: the kinds are the backends package's
 (``torch``, ``ort``, ``trt``: the names verify uses too), ``-plugins`` the plugins stage's
-graphs, the precision ``fp32``, ``bf16`` or ``fp8``. It is available only when its module
+graphs, the precision ``fp32``, ``bf16`` or ``fp8``. The names are a closed list (``CHOICES``,
+each a ``Choice``), looked up, never taken apart. A backend is available only when its module
 imports and its artifacts exist and belong to the model being benchmarked; otherwise it is
-skipped with the reason (printed, and kept in bench.json). Nothing heavy is imported at module
-level: the plugin and TensorRT modules are imported inside the checks.
+skipped with the reason (printed, and kept in bench.json). ``make_backend`` turns an available
+one into the backend object (``onerec_trt.backends``) its worker runs. Nothing heavy is
+imported at module level: the plugin and TensorRT modules are imported inside the checks.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from onerec_trt.errors import UserError, user_error
@@ -27,8 +29,33 @@ from onerec_trt.layout import (
 )
 from onerec_trt.provenance import check_same_model, recorded_model
 
-NAMES = ("torch-fp32", "torch-bf16", "ort-fp32", "ort-bf16", "ort-fp8", "ort-plugins-bf16",
-         "ort-plugins-fp8", "trt-bf16", "trt-fp8", "trt-plugins-bf16", "trt-plugins-fp8")
+
+@dataclass(frozen=True)
+class Choice:
+    """What a bench backend name stands for."""
+
+    kind: str  # torch | ort | trt (backends.KINDS)
+    precision: str  # fp32 | bf16 | fp8
+    plugins: bool = False  # the plugins stage's graphs (ort) or a plugin engine (trt)
+
+    @property
+    def folder(self) -> str | None:
+        """The stage folder its files come from (None: the model folder itself)."""
+        if self.kind == "trt":
+            return "engines"
+        if self.kind == "ort":
+            return "plugins" if self.plugins else "fp8" if self.precision == "fp8" else "onnx"
+        return None
+
+
+CHOICES = {
+    "torch-fp32": Choice("torch", "fp32"), "torch-bf16": Choice("torch", "bf16"),
+    "ort-fp32": Choice("ort", "fp32"), "ort-bf16": Choice("ort", "bf16"),
+    "ort-fp8": Choice("ort", "fp8"), "ort-plugins-bf16": Choice("ort", "bf16", True),
+    "ort-plugins-fp8": Choice("ort", "fp8", True), "trt-bf16": Choice("trt", "bf16"),
+    "trt-fp8": Choice("trt", "fp8"), "trt-plugins-bf16": Choice("trt", "bf16", True),
+    "trt-plugins-fp8": Choice("trt", "fp8", True)}
+NAMES = tuple(CHOICES)
 
 DESCRIPTIONS = {
     "torch-fp32": "torch generation loop, fp32 (CPU unless --device cuda)",
@@ -47,25 +74,47 @@ DESCRIPTIONS = {
 
 
 @dataclass
-class BackendSpec:
+class Found:
+    """A backend that can run here: its bench name and where its files are (bench.json's
+    fields); ``make_backend`` makes the object."""
+
     name: str
-    kind: str  # torch | ort | trt | hf (engines.runners.KINDS)
+    kind: str  # torch | ort | trt | hf (backends.KINDS)
     precision: str  # fp32 | bf16 | fp8
     path: str | None = None  # the graph or engine (None: the model folder itself)
     max_batch: int | None = None  # an engine's optimization-profile limit
     description: str = ""
+    plugins: bool = field(default=False, repr=False)
+    backend: object = field(default=None, repr=False)  # a Backend given as is (Python callers)
 
-    @property
-    def plugins(self) -> bool:
-        return "-plugins-" in self.name
-
-    @property
-    def runner_spec(self) -> str:
-        """What ``engines.runners.make_runner`` takes for this backend."""
-        return self.path if self.path else f"torch:{self.precision}"
+    @classmethod
+    def given(cls, name: str, backend) -> Found:
+        """A backend object a Python caller gave ``bench``, under ``name``."""
+        return cls(name, backend.kind, backend.precision,
+                   None if backend.path is None else str(backend.path),
+                   max_batch=getattr(backend, "max_batch", None), description=repr(backend),
+                   backend=backend)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {"name": self.name, "kind": self.kind, "precision": self.precision,
+                "path": self.path, "max_batch": self.max_batch,
+                "description": self.description}
+
+
+def make_backend(found: Found, model: str, beam: int, topk: int, threads: int,
+                 device: str = "cpu"):
+    """The backend object a worker runs for ``found``: the serving settings (an engine with
+    one CUDA graph per batch size; the oracle with one left-padded ``generate`` per request)."""
+    from onerec_trt.backends import HfOracle, OrtBackend, TorchBackend, TrtBackend
+
+    if found.kind == "torch":
+        return TorchBackend(model, found.precision, beam=beam, topk=topk, device=device,
+                            threads=threads)
+    if found.kind == "hf":
+        return HfOracle(model, beam=beam, topk=topk, batch=None, threads=threads)
+    if found.kind == "ort":
+        return OrtBackend(found.path, threads=threads, precision=found.precision)
+    return TrtBackend(found.path, cuda_graphs=True)
 
 
 @dataclass
@@ -81,20 +130,47 @@ class Sources:
     beam: int
 
 
-def parse_names(names: list[str]) -> list[str]:
+def to_worker(backend) -> str:
+    """A backend object as one line of text for its worker process (pickled unopened: bench
+    starts the worker itself, so the pickle never comes from elsewhere)."""
+    import base64
+    import pickle
+
+    return base64.b64encode(pickle.dumps(backend)).decode("ascii")
+
+
+def from_parent(text: str):
+    """The backend object ``to_worker`` sent."""
+    import base64
+    import pickle
+
+    return pickle.loads(base64.b64decode(text))
+
+
+def given_options(opts, given: dict):
+    """``opts`` (``BenchOptions``) naming the backend objects ``given`` by name, with the beam
+    and top-K their graphs were exported for where ``opts`` gives none."""
+    from dataclasses import replace
+
+    beams = {b.request for b in given.values() if all(b.request) and not b.takes_request}
+    beam, topk = next(iter(beams)) if len(beams) == 1 else (None, None)
+    return replace(opts, backends=list(given), beam=opts.beam or beam, topk=opts.topk or topk)
+
+
+def requested(names: list[str]) -> list[str]:
     """The requested backends in canonical order (empty: all); unknown names are a user error."""
-    unknown = [n for n in names if n not in NAMES]
+    unknown = [n for n in names if n not in CHOICES]
     if unknown:
         raise user_error(f"unknown backend {unknown[0]!r}", f"known backends: {', '.join(NAMES)}")
     return [n for n in NAMES if not names or n in names]
 
 
-def discover(names: list[str], src: Sources) -> tuple[list[BackendSpec], dict[str, str]]:
+def discover(names: list[str], src: Sources) -> tuple[list[Found], dict[str, str]]:
     """(available backends, {skipped backend: reason}) among ``names``."""
     checks = {"torch": _torch, "ort": _ort, "trt": _trt}
     found, skipped = [], {}
     for name in names:
-        result = checks[name.split("-")[0]](name, src)
+        result = checks[CHOICES[name].kind](name, src)
         if isinstance(result, str):
             skipped[name] = result
         else:
@@ -103,12 +179,8 @@ def discover(names: list[str], src: Sources) -> tuple[list[BackendSpec], dict[st
     return found, skipped
 
 
-def _precision(name: str) -> str:
-    return name.rsplit("-", 1)[1]
-
-
-def _torch(name: str, src: Sources) -> BackendSpec:
-    return BackendSpec(name, "torch", _precision(name))
+def _torch(name: str, src: Sources) -> Found:
+    return Found(name, "torch", CHOICES[name].precision)
 
 
 def _missing_module(module: str) -> str | None:
@@ -138,32 +210,34 @@ def check_graph(path: Path, src: Sources, stage: str) -> str | None:
 
 def graph_path(name: str, src: Sources) -> tuple[Path, str]:
     """(the CPU graph a backend runs, the stage that writes it)."""
-    if _precision(name) == "fp32":
+    choice = CHOICES[name]
+    if choice.precision == "fp32":
         return src.onnx / FP32_GRAPH, "export"
-    source = CPU_GRAPH if _precision(name) == "bf16" else FP8_CPU_GRAPH
-    if "-plugins-" in name:
+    source = CPU_GRAPH if choice.precision == "bf16" else FP8_CPU_GRAPH
+    if choice.plugins:
         return src.plugins / PLUGIN_GRAPHS[source], "plugins"
     return (src.onnx if source == CPU_GRAPH else src.fp8) / source, \
         "export" if source == CPU_GRAPH else "quantize"
 
 
-def _ort(name: str, src: Sources) -> BackendSpec | str:
-    modules = ["onnxruntime"] + (["onnxruntime_extensions"] if "-plugins-" in name else [])
+def _ort(name: str, src: Sources) -> Found | str:
+    choice = CHOICES[name]
+    modules = ["onnxruntime"] + (["onnxruntime_extensions"] if choice.plugins else [])
     for module in modules:
         missing = _missing_module(module)
         if missing:
             return missing
     path, stage = graph_path(name, src)
     why = check_graph(path, src, stage)
-    return why or BackendSpec(name, "ort", _precision(name), str(path))
+    return why or Found(name, "ort", choice.precision, str(path), plugins=choice.plugins)
 
 
-def _trt(name: str, src: Sources) -> BackendSpec | str:
+def _trt(name: str, src: Sources) -> Found | str:
     from onerec_trt.backends.metadata import EngineMetadata
 
     if not src.engines.is_dir():
         return f"no engine folder {src.engines} (run 'onerec-trt build' on a GPU with TensorRT)"
-    precision, with_plugins = _precision(name), "-plugins-" in name
+    precision, with_plugins = CHOICES[name].precision, CHOICES[name].plugins
     graph = (BF16_GRAPH if precision == "bf16" else FP8_GRAPH)
     for plan in sorted(src.engines.glob("*.plan")):
         try:
@@ -182,6 +256,7 @@ def _trt(name: str, src: Sources) -> BackendSpec | str:
             importlib.import_module("onerec_trt.backends.tensorrt_lib").import_tensorrt()
         except Exception as exc:  # UserError: TensorRT missing; anything else: broken install
             return f"{plan} exists but TensorRT cannot load here: {str(exc).splitlines()[0]}"
-        return BackendSpec(name, "trt", precision, str(plan), max_batch=meta.max_batch)
+        return Found(name, "trt", precision, str(plan), max_batch=meta.max_batch,
+                     plugins=with_plugins)
     kind = f"{precision}{' plugin' if with_plugins else ''}"
     return f"no {kind} engine (*.plan with metadata, built from {graph}) in {src.engines}"

@@ -17,7 +17,7 @@ import importlib.util
 
 import numpy as np
 
-from onerec_trt.bench.backends import BackendSpec
+from onerec_trt.bench.backends import Found
 from onerec_trt.bench.stats import paired_ratio
 from onerec_trt.errors import user_error
 
@@ -69,7 +69,7 @@ def _version(name: str) -> str | None:
 
 
 def discover_peers(peers: list[str], imported: bool, has: list[str]
-                   ) -> tuple[list[BackendSpec], dict[str, str], dict[str, str]]:
+                   ) -> tuple[list[Found], dict[str, str], dict[str, str]]:
     """(peer backends to add, {peer: why skipped}, {peer: note}) for ``peers``; ``has``: the
     project backends already requested."""
     found, skipped, notes = [], {}, {}
@@ -80,12 +80,12 @@ def discover_peers(peers: list[str], imported: bool, has: list[str]
             notes[NATIVE_PEER] = ("native model (no transformers checkpoint): the project's "
                                   "torch loop torch-fp32 is the peer")
             if NATIVE_PEER not in has:
-                found.append(BackendSpec(NATIVE_PEER, "torch", "fp32",
-                                         description="torch generation loop, fp32 (the peer)"))
+                found.append(Found(NATIVE_PEER, "torch", "fp32",
+                                   description="torch generation loop, fp32 (the peer)"))
         elif importlib.util.find_spec("transformers") is None:
             skipped[peer] = "transformers is not installed"
         else:
-            found.append(BackendSpec("hf", "hf", "fp32", description=(
+            found.append(Found("hf", "hf", "fp32", description=(
                 "transformers generate + prefix_allowed_tokens_fn (the catalogue trie), fp32, "
                 "one left-padded generate call per request")))
     return found, skipped, notes

@@ -9,7 +9,15 @@ from pathlib import Path
 
 from onerec_trt.artifacts import check_out, staged_folder, write_json, write_manifest, write_text
 from onerec_trt.bench import BenchOptions, BenchReport
-from onerec_trt.bench.backends import BackendSpec, Sources, discover, parse_names
+from onerec_trt.bench.backends import (
+    Found,
+    Sources,
+    discover,
+    given_options,
+    make_backend,
+    requested,
+    to_worker,
+)
 from onerec_trt.bench.machine import describe_machine, one_line
 from onerec_trt.bench.peers import (
     DIFFERENCES,
@@ -37,7 +45,7 @@ from onerec_trt.bench.sources import (
     resolve_folders,
 )
 from onerec_trt.bench.stats import PAIRS, agreement, form_pairs, latency_summary
-from onerec_trt.errors import user_error
+from onerec_trt.errors import UserError, user_error
 
 PEER_USERS = 200  # --peers without --users: this many held-out test users
 
@@ -199,18 +207,21 @@ def _peers(opts: BenchOptions, workers: dict, timings: dict, peer_names: list[st
     return out
 
 
-def _start(found: list[BackendSpec], opts: BenchOptions, request: dict, skipped: dict,
+def _start(found: list[Found], opts: BenchOptions, request: dict, skipped: dict,
            log) -> tuple[dict[str, BackendWorker], dict[str, dict]]:
     workers, loaded = {}, {}
     for spec in found:
         workers[spec.name] = BackendWorker(spec.name, opts.threads)
     for spec in found:
         worker = workers[spec.name]
-        payload = {**spec.to_json(), **request, "model": opts.model, "threads": opts.threads,
-                   "device": opts.device if spec.kind == "torch" else "cpu"}
+        payload = {**spec.to_json(), **request}
         try:
-            loaded[spec.name] = worker.call("load", spec=payload)
-        except WorkerFailed as exc:
+            backend = spec.backend or make_backend(
+                spec, opts.model, request["beam"], request["topk"], opts.threads,
+                opts.device if spec.kind == "torch" else "cpu")
+            backend.for_request(request["beam"], request["topk"])
+            loaded[spec.name] = worker.call("load", spec=payload, backend=to_worker(backend))
+        except (WorkerFailed, UserError) as exc:
             skipped[spec.name] = f"failed to load: {exc}"
             log(f"skip {spec.name}: {skipped[spec.name]}")
             worker.close()
@@ -262,12 +273,14 @@ def _backend_results(found, loaded, m: Measurements) -> dict:
     return out
 
 
-def run_bench(opts: BenchOptions, log=print) -> BenchReport:
+def run_bench(opts: BenchOptions, log=print, given: dict | None = None) -> BenchReport:
     t0 = time.perf_counter()
     from onerec_trt.model.checkpoint import load_model, model_hash, resolve_model_path
 
     _validate(opts)
-    names = parse_names(opts.backends)
+    if given:
+        opts = given_options(opts, given)
+    names = [] if given else requested(opts.backends)
     peer_names = parse_peers(opts.peers)
     if not resolve_model_path(opts.model).is_dir():
         load_model(opts.model)  # raises: a missing model is named before its graphs
@@ -277,7 +290,7 @@ def run_bench(opts: BenchOptions, log=print) -> BenchReport:
         made = export_graphs(opts, tmp / "onnx", log) if folders.exported else None
         reading = replace(opts, onnx=str(tmp / "onnx")) if made else opts
         result = _measure(opts, reading, names, not_made(names, folders, opts.model), sha,
-                          peer_names, log, t0)
+                          peer_names, log, t0, given)
         if made:
             result = final_paths({**result, "exported": made}, tmp, opts.out)
         _write(tmp, opts, result)
@@ -287,7 +300,7 @@ def run_bench(opts: BenchOptions, log=print) -> BenchReport:
 
 def _measure(opts: BenchOptions, reading: BenchOptions, names: list[str],
              unmade: dict[str, str], sha: str | None, peer_names: list[str], log,
-             t0: float) -> dict:
+             t0: float, given: dict | None = None) -> dict:
     """bench.json's content: every backend that can run, measured (``reading``: ``opts`` with
     the folders the workers read, the staged export when bench exported the graphs)."""
     from onerec_trt.model.checkpoint import load_model, resolve_model_path
@@ -295,6 +308,7 @@ def _measure(opts: BenchOptions, reading: BenchOptions, names: list[str],
 
     facts, src = _request(reading, load_model(opts.model), sha)
     found, skipped = discover([n for n in names if n not in unmade], src)
+    found += [Found.given(name, backend) for name, backend in (given or {}).items()]
     skipped = {n: (unmade | skipped)[n] for n in names if n in unmade | skipped}
     imported = (resolve_model_path(opts.model) / IMPORT_JSON).is_file()
     extra, peer_skipped, notes = discover_peers(peer_names, imported, [s.name for s in found])

@@ -1,11 +1,11 @@
 """One backend in its own process (``python -m onerec_trt.bench.worker``), so its peak memory
 is its own. The parent sends one JSON command a line on stdin and reads one JSON reply a line.
 
-Commands: ``load`` (build the backend), ``run`` (time ``calls`` requests of ``batch`` users),
-``reset_peak`` (restart the peak-memory counters), ``memory``, ``outputs`` (the items of one
-request, for the agreement check), ``timed_outputs`` (every user's first timed answer, for the
-peer check), ``exit``. Anything a library prints goes to stderr; the
-protocol has stdout to itself.
+Commands: ``load`` (open the backend object the parent sends, pickled: ``bench/backends.py``),
+``run`` (time ``calls`` requests of ``batch`` users), ``reset_peak`` (restart the peak-memory
+counters), ``memory``, ``outputs`` (the items of one request, for the agreement check),
+``timed_outputs`` (every user's first timed answer, for the peer check), ``exit``. Anything a
+library prints goes to stderr; the protocol has stdout to itself.
 """
 
 from __future__ import annotations
@@ -63,11 +63,18 @@ class Worker:
         self.seen: dict[str, tuple[list, list]] = {}  # user -> (items, scores) of timed calls
 
     def load(self, msg: dict) -> dict:
-        from onerec_trt.bench.runners import make_run
+        from onerec_trt.bench.backends import from_parent
 
         before, start = memory_kb(), time.perf_counter()
         self.spec = msg["spec"]
-        self.run, info = make_run(self.spec)
+        backend = from_parent(msg["backend"]).open()
+        info = backend.info()
+
+        def run(history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            out = backend.run(history)
+            return out["items"], out["scores"]
+
+        self.run = run
         seconds = time.perf_counter() - start
         self.cuda = "cuda" in str(info.get("device", "")) or self.spec["kind"] == "trt"
         return {"ok": True, "info": info, "rss_start_kb": before.get("VmRSS"),

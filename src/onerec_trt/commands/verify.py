@@ -60,7 +60,9 @@ def _level(text: str) -> float:
 
 
 def run(args) -> int:
+    from onerec_trt.commands.backends import verify_backends
     from onerec_trt.verify import verify
 
-    report = verify(options_from(args, VerifyOptions, gates=options_from(args, Gates)))
+    opts = options_from(args, VerifyOptions, gates=options_from(args, Gates))
+    report = verify(opts, *verify_backends(opts))
     return 0 if report.passed else 1

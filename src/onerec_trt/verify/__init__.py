@@ -9,9 +9,13 @@ Exit codes (CLI): 0 pass, 1 a gate failed, 2 a usage error. The implementation i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from onerec_trt.layout import CPU_GRAPH, DEFAULT_RUN, FP8_CPU_GRAPH
 from onerec_trt.reports import Report
+
+if TYPE_CHECKING:
+    from onerec_trt.backends import Backend
 
 __all__ = ["verify", "VerifyOptions", "VerifyReport", "Gates"]
 
@@ -104,8 +108,22 @@ class VerifyReport(Report):
         return self.metrics[metric]["relative_diff"] if metric in self.metrics else None
 
 
-def verify(opts: VerifyOptions, log=print) -> VerifyReport:
-    """Compare ``opts.candidate`` with ``opts.reference`` (see the module docstring)."""
+def verify(opts: VerifyOptions, reference: Backend | None = None,
+           candidate: Backend | None = None) -> VerifyReport:
+    """Compare ``candidate`` with ``reference`` (backend objects, ``onerec_trt.backends``; see
+    the module docstring). ``opts.reference`` / ``opts.candidate`` become the backends' names
+    (the report and manifest record them). The strings of a ``VerifyOptions`` are made into
+    objects only by ``onerec_trt.commands.backends.verify_backends(opts)``, what the CLI
+    runs: ``verify(opts, *verify_backends(opts))``."""
+    from dataclasses import replace
+
+    from onerec_trt.errors import user_error
     from onerec_trt.verify.stage import run_verify
 
-    return run_verify(opts, log)
+    if reference is None or candidate is None:
+        raise user_error("verify() takes the reference and candidate as backend objects",
+                         "verify(opts, OrtBackend(...), OrtBackend(...)), or from the strings "
+                         "in opts: verify(opts, *onerec_trt.commands.backends.verify_backends("
+                         "opts))")
+    opts = replace(opts, reference=reference.name, candidate=candidate.name)
+    return run_verify(opts, reference, candidate)

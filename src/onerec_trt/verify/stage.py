@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict
 
 import numpy as np
 
-from onerec_trt.artifacts import check_out, staged_folder, write_manifest, write_text
+from onerec_trt.artifacts import write_text
+from onerec_trt.backends import Backend
 from onerec_trt.data.samplers import held_out
-from onerec_trt.backends.runners import make_runner
 from onerec_trt.errors import user_error
 from onerec_trt.layout import VERIFY_JSON, VERIFY_MD
 from onerec_trt.model.checkpoint import load_model, model_hash
 from onerec_trt.model.generate import users_per_call
 from onerec_trt.progress import progress_bar
+from onerec_trt.stage_runner import StagedRun, check_stage_out, run_stage
 from onerec_trt.verify import Gates, VerifyOptions, VerifyReport
 from onerec_trt.verify.agreement import agreement, metric_deltas
 from onerec_trt.verify.noninferiority import FAIL, PASS, RelativeChange, decide
 from onerec_trt.verify.report import format_markdown
 from onerec_trt.verify.script import SCRIPT, check_script
 from onerec_trt.verify.ties import candidate_tie_order
+
+log = logging.getLogger(__name__)
 
 MIN_TOPK = 10  # the gates compare each user's top 10
 
@@ -41,21 +45,21 @@ def _histories(opts: VerifyOptions, bundle) -> tuple[np.ndarray, np.ndarray | No
     return histories, targets, {"dataset": data.name, "split": opts.split}
 
 
-def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
+def run_verify(opts: VerifyOptions, reference: Backend, candidate: Backend) -> VerifyReport:
     from polygraphy.comparator import Comparator, SimpleCompareFunc
     from polygraphy.json import save_json
     from polygraphy.logger import G_LOGGER
 
     G_LOGGER.module_severity = G_LOGGER.WARNING
     t0 = time.perf_counter()
-    check_out(opts.out, force=opts.force)  # before any work: not a file, writable, new or --force
+    check_stage_out(opts)  # before any work; the runner checks again when it writes
     if not 0 < opts.gates.confidence < 1:
         raise user_error(f"--confidence {opts.gates.confidence} is not a level between 0 and 1",
                          "e.g. 0.95: a two-sided 95% CI")
     bundle = load_model(opts.model)
-    sha = model_hash(opts.model)
-    reference = make_runner(opts.reference, "reference", opts.model, sha)
-    candidate = make_runner(opts.candidate, "candidate", opts.model, sha, like=reference)
+    for role, backend in (("reference", reference), ("candidate", candidate)):
+        backend.check_model(model_hash(opts.model), f"--{role} {backend.name}")
+    _fill_request(candidate, reference)
     for role, backend in (("reference", reference), ("candidate", candidate)):
         _check_history_length(backend, role, bundle.config.max_history)
     if reference.export and candidate.export and reference.export.topk != candidate.export.topk:
@@ -64,17 +68,18 @@ def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
                          "compare graphs exported with the same --topk")
     for role, backend in (("reference", reference), ("candidate", candidate)):
         if backend.export is not None:
-            _check_topk(backend.export.topk, f"--{role} {backend.spec}")
+            _check_topk(backend.export.topk, f"--{role} {backend.name}")
     histories, targets, where = _histories(opts, bundle)
     batch = users_per_call(reference.export.beam if reference.export else 1,
                            bundle.config.codebook_sizes, opts.batch)
     if batch < opts.batch:
-        log(f"note: {batch} users per call (beam x codebook tensors stay under 256 MiB)")
+        log.info(f"note: {batch} users per call (beam x codebook tensors stay under 256 MiB)")
     loader = [{"history": histories[i:i + batch]} for i in range(0, len(histories), batch)]
     t_run = time.perf_counter()
     with progress_bar(desc="verify: reference, then candidate", total=2 * len(histories),
                       unit="user") as bar:
-        runners = [_counting(backend.runner, bar) for backend in (reference, candidate)]
+        runners = [_counting(backend.runner(role), bar)
+                   for role, backend in (("reference", reference), ("candidate", candidate))]
         results = Comparator.run(runners, data_loader=loader)
     run_seconds = time.perf_counter() - t_run
     only_scores = lambda name, index, result: ["scores"] if name == "scores" else []  # noqa: E731
@@ -106,21 +111,44 @@ def run_verify(opts: VerifyOptions, log=print) -> VerifyReport:
     report = VerifyReport(
         passed=all(g["pass"] for g in gates.values()), gates=gates, metrics=metrics,
         users=int(len(histories)), dataset=where["dataset"], split=where["split"],
-        backends={"reference": reference.describe(),
-                  "candidate": {**candidate.describe(), "tie_order": ties}},
+        backends={"reference": reference.describe("reference"),
+                  "candidate": {**candidate.describe("candidate"), "tie_order": ties}},
         seconds={"inference": run_seconds, "total": time.perf_counter() - t0},
         options=asdict(opts))
-    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
+
+    def write(run: StagedRun) -> VerifyReport:
+        tmp = run.folder
         results.save(str(tmp / "outputs.json"))
         save_json(loader, str(tmp / "inputs.json"), "verify inputs")
-        report.save(tmp / VERIFY_JSON)
         write_text(tmp / VERIFY_MD, format_markdown(report))
         write_text(tmp / SCRIPT, check_script(opts.reference, opts.candidate, opts.scores_atol,
                                               opts.scores_rtol, opts.scores_quantile,
                                               opts.gates.min_overlap_at_10))
-        write_manifest(tmp, "verify", asdict(opts), inputs={"model": model_hash(opts.model) or ""})
-    log(format_markdown(report, short=True))
+        run.inputs["model"] = model_hash(opts.model) or ""
+        return report
+
+    run_stage("verify", opts, write, report=VERIFY_JSON)
+    log.info(format_markdown(report, short=True))
     return report
+
+
+def _fill_request(candidate: Backend, reference: Backend) -> None:
+    """A torch loop or oracle answers the request the reference graph was exported for (its
+    beam and top-K, unless it was given its own); the two must take and return the same
+    tensors."""
+    for role, backend in (("reference", reference), ("candidate", candidate)):
+        beam, topk = reference.request
+        if beam and topk:
+            backend.for_request(beam, topk)
+        if backend.takes_request and not all(backend.request):
+            raise user_error(f"--{role} {backend.name} needs an exported reference graph (for "
+                             "beam/topk)")
+    if candidate.inputs != reference.inputs or \
+            sorted(candidate.outputs) != sorted(reference.outputs):
+        raise user_error(f"the candidate's inputs/outputs {candidate.inputs}/"
+                         f"{candidate.outputs} differ from the reference's {reference.inputs}/"
+                         f"{reference.outputs}",
+                         "compare graphs exported from the same model and options")
 
 
 def _counting(runner, bar):
@@ -142,12 +170,12 @@ def _check_history_length(backend, role: str, length: int) -> None:
     it runs (ONNX Runtime would read the model's [N, S] histories as other shapes)."""
     from onerec_trt.graphs import input_dims
 
-    declared = input_dims(backend.spec, "history") if backend.kind == "ort" else None
+    declared = input_dims(backend.path, "history") if backend.kind == "ort" else None
     taken = declared[1] if declared and len(declared) == 2 else None
     if taken is None and backend.export is not None:
         taken = backend.export.history_length
     if taken is not None and taken != length:
-        raise user_error(f"--{role} {backend.spec} takes histories of {taken} items, the model "
+        raise user_error(f"--{role} {backend.name} takes histories of {taken} items, the model "
                          f"{length}", "compare graphs exported from this model "
                                       "(onerec-trt export --model ...)")
 

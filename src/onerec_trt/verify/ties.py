@@ -14,7 +14,7 @@ BEAM_PLUGINS = ("TrieBeamStep", "TrieBeamExpand", "TrieBeamSelect")
 
 
 def tie_order(kind: str, plugins: list[dict]) -> dict:
-    """``{"exact": bool, "why": str}`` for a backend of ``kind`` (``engines.runners.KINDS``)
+    """``{"exact": bool, "why": str}`` for a backend of ``kind`` (``backends.KINDS``)
     whose engine metadata lists ``plugins``."""
     if kind != "trt":
         return {"exact": True, "why": "ties keep the lower index (torch's stable sort, ONNX TopK)"}
@@ -27,9 +27,5 @@ def tie_order(kind: str, plugins: list[dict]) -> dict:
 
 def candidate_tie_order(backend) -> dict:
     """``tie_order`` of a verify backend (a ``.plan``'s plugins from its metadata)."""
-    plugins = []
-    if backend.kind == "trt":
-        from onerec_trt.backends.metadata import EngineMetadata
-
-        plugins = EngineMetadata.read(backend.spec).plugins
+    plugins = backend.meta.plugins if backend.kind == "trt" else []
     return tie_order(backend.kind, plugins)
