@@ -73,6 +73,13 @@ def test_a_folder_without_the_report_is_not_that_stages(tmp_path):
         read_stage(folder, ExportReport)
 
 
+def test_the_stages_own_folder_without_its_report_is_damaged(tmp_path):
+    folder = _toy_folder(tmp_path)
+    (folder / "toy.json").unlink()
+    with pytest.raises(UserError, match=r"lacks its toy.json\nNote: the folder is damaged"):
+        read_stage(folder, ToyReport)
+
+
 @pytest.mark.parametrize("damage, words", [
     ("{not json", "is not valid JSON"),
     ("[1, 2]", "is not a JSON object"),

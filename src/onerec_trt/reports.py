@@ -98,6 +98,9 @@ def read_stage(folder: str | Path, report_type: type[R], flag: str | None = None
     written_by = json_object(folder / MANIFEST).get("stage")
     if not isinstance(written_by, str):
         written_by = None
+    if written_by == stage and not (folder / name).is_file():
+        raise user_error(f"{flag + ' ' if flag else ''}{folder} lacks its {name}",
+                         f"the folder is damaged: rerun 'onerec-trt {command}'")
     if written_by not in (None, stage) or not (folder / name).is_file():
         what = f"written by 'onerec-trt {written_by}'" if written_by else f"no {name}"
         raise user_error(f"{flag + ' ' if flag else ''}{folder} is not {_an(stage)} folder "
