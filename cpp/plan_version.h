@@ -1,6 +1,6 @@
 // The TensorRT version checks of onerec_trt_run that need no TensorRT: decoding the running
 // library's getInferLibVersion() and comparing it with the version a plan's header records.
-// Header-only; compiled and tested without TensorRT (tests/test_build_cpp.py).
+// Header-only; compiled and tested without TensorRT (tests/integration/test_build_cpp.py).
 #pragma once
 
 #include <cstdint>

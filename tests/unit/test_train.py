@@ -22,7 +22,7 @@ def _train_tiny(path, seed=0, steps=6, **options):
                       seed=seed, **options)
     return train(data, ModelConfig.from_preset("tiny"),
                  TokenizerConfig(codebook_size=4, embedding_dim=8, seed=seed), cfg,
-                 progress=False, log=lambda *_: None)
+                 progress=False)
 
 
 def test_training_is_deterministic_for_a_seed(tmp_path):
@@ -110,7 +110,7 @@ def test_patience_zero_runs_the_whole_schedule(tmp_path):
                           eval_beam=10, patience=patience)
         bundle = train(data, ModelConfig.from_preset("tiny"),
                        TokenizerConfig(codebook_size=4, embedding_dim=8), cfg,
-                       progress=False, log=lambda *_: None)
+                       progress=False)
         return len(bundle.training["epochs"])
 
     assert epochs_run(1) == 2

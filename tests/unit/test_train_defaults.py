@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from helpers import write_sequences
-from onerec_trt.cli import get_parser
+from onerec_trt.cli import main
 from onerec_trt.data import LeaveOneOut, load_dataset
 from onerec_trt.model.config import ModelConfig
 from onerec_trt.model.tokenizer import TokenizerConfig
@@ -130,14 +130,14 @@ def test_smoothed_stopping_ignores_one_bad_validation_and_early_noise():
     assert not SmoothedStopping(patience=0).update(0.0, progress=1.0)
 
 
-def test_a_short_budget_ends_the_cosine_instead_of_cutting_it(tmp_path):
+def test_a_short_budget_ends_the_cosine_instead_of_cutting_it(tmp_path, caplog):
     data = load_dataset("sequences", write_sequences(tmp_path / "seq.txt", users=200))
     cfg = TrainConfig(epochs=400, batch_size=8, eval_users=20, eval_beam=10, eval_every=400,
                       patience=0, warmup_steps=5, max_minutes=0.1)
-    logs = []
+    caplog.set_level("INFO", logger="onerec_trt")
     bundle = train(data, ModelConfig.from_preset("tiny"),
-                   TokenizerConfig(codebook_size=4, embedding_dim=8), cfg, progress=False,
-                   log=logs.append)
+                   TokenizerConfig(codebook_size=4, embedding_dim=8), cfg, progress=False)
+    logs = caplog.messages
     last = bundle.training["epochs"][-1]
     assert last["epoch"] < 400 and last["lr"] < 0.05 * cfg.lr  # the bottom of the cosine
     assert any("budget cannot hold" in line for line in logs)
@@ -145,14 +145,11 @@ def test_a_short_budget_ends_the_cosine_instead_of_cutting_it(tmp_path):
 
 
 def test_the_cli_chooses_what_the_user_leaves_out(tmp_path, capsys):
-    from onerec_trt.commands.train import run
-
     data = write_sequences(tmp_path / "seq.txt", users=60)
-    args = get_parser().parse_args(
-        ["train", "--dataset", "sequences", "--data", str(data), "--preset", "tiny", "--out",
-         str(tmp_path / "m"), "--codebook", "4", "--no-prefix-inputs", "--batch-size", "8",
-         "--eval-users", "20", "--max-minutes", "0.05", "--threads", "1", "--quiet"])
-    assert run(args) == 0
+    assert main(["train", "--dataset", "sequences", "--data", str(data), "--preset", "tiny",
+                 "--out", str(tmp_path / "m"), "--codebook", "4", "--no-prefix-inputs",
+                 "--batch-size", "8", "--eval-users", "20", "--max-minutes", "0.05",
+                 "--threads", "1", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "options (chosen from the data" in out and "codebook       4     given" in out
     training = json.loads((tmp_path / "m" / "training.json").read_text())
@@ -167,7 +164,7 @@ def test_programmatic_training_chooses_nothing(tmp_path):
                         preset="tiny", codebook=4, progress=False,
                         train=TrainConfig(epochs=1, max_steps=2, batch_size=8, eval_users=10,
                                           eval_beam=10))
-    bundle = train_stage(opts, log=lambda *_: None)
+    bundle = train_stage(opts)
     assert bundle.training["chosen_from_data"] == []
     assert bundle.training["train_config"]["epochs"] == 1
 

@@ -145,7 +145,7 @@ def test_tensorrt_and_the_device_check_launch_the_same_way():
     assert aot.select_launch(2, 3, 16, 1, 4, 5) == ((2,), [3, 16, 1, 4, 5])
     assert aot.codes_launch(300, 3, lambda a, b: -(-a // b)) == ((3,), [300, 3])
     registration = Path(tensorrt_plugins.__file__).read_text()
-    device = (HERE.parents[1] / "scripts" / "device_plugins.py").read_text()
+    device = (HERE.parents[2] / "scripts" / "device_plugins.py").read_text()
     for fn in ("expand_launch", "select_launch", "codes_launch"):
         assert fn in registration and f"aot.{fn}(" in device
     for plugin in ("TrieBeamExpand", "TrieBeamSelect", "CodesToItem"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-CPP = Path(__file__).resolve().parents[1] / "cpp"
+CPP = Path(__file__).resolve().parents[2] / "cpp"
 DRIVER = r"""
 #include "npy.h"
 #include <cstdio>

@@ -74,7 +74,7 @@ def repo(tiny_pipeline, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pool(tiny_pipeline):
-    """Histories and the direct ONNX Runtime runner's answers, per public model."""
+    """Histories and the direct ONNX Runtime session's answers, per public model."""
     hist = random_histories(96, S, ITEMS, seed=11).numpy()
     graphs = {"onerec": tiny_pipeline / "fp8" / "fp8.cpu.onnx",
               "onerec_bf16": tiny_pipeline / "onnx" / "reference.cpu.onnx"}
@@ -124,7 +124,7 @@ def _urls(server):
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_answers_equal_the_direct_onnxruntime_runner(server, pool, protocol):
+def test_answers_equal_the_direct_onnxruntime_session(server, pool, protocol):
     hist, expected = pool
     for model in ("onerec", "onerec_bf16"):
         with TritonClient(protocol, _urls(server)[protocol], model) as client:
@@ -344,9 +344,9 @@ def _hostile_requests(hist):
          {"Inference-Header-Content-Length": str(len(header) + 1)}, 400, "does not fit"),
         ("a body larger than any request", "/v2/models/onerec/infer", b" " * 1_000_000, {}, 413,
          "larger than any request"),
-        ("the runner, past the guard", "/v2/models/onerec_fp8_runner/infer",
+        ("the generate model, past the guard", "/v2/models/onerec_fp8_generate/infer",
          _history_json([1, S], row), {}, 404, "not served here"),
-        ("the bf16 runner", "/v2/models/onerec_bf16_runner/versions/1/infer",
+        ("the bf16 generate model", "/v2/models/onerec_bf16_generate/versions/1/infer",
          _history_json([1, S], row), {}, 404, "not served here"),
         ("the guard", "/v2/models/onerec_guard/infer", _history_json([1, S], row), {}, 404,
          "not served here"),
@@ -421,7 +421,7 @@ def test_gateway_answers_100_concurrent_clients_without_resets(server, pool):
         want = {k: v[row] for k, v in expected["onerec"].items()}
         got = _infer_outputs(data, want)
         # items and codes exact; scores within float32 rounding (batches formed under this
-        # load have other sizes than any the direct runner ran: 1 ulp apart was seen)
+        # load have other sizes than any the direct session ran: 1 ulp apart was seen)
         assert same_result(got, {k: want[k] for k in ("items", "codes")}), i
         np.testing.assert_allclose(got["scores"], want["scores"], rtol=1e-6)
     assert server.proc.poll() is None and server.is_ready()
@@ -468,14 +468,14 @@ def test_grpc_cannot_unload_models_or_register_shared_memory(server, pool):
         assert same_result(c.infer(hist[:1]), {k: v[:1] for k, v in expected["onerec"].items()})
 
 
-@pytest.mark.parametrize("runner, public", [("onerec_fp8_runner", "onerec"),
-                                            ("onerec_bf16_runner", "onerec_bf16")])
-def test_a_runner_called_directly_over_grpc_applies_the_guards_rules(server, pool, runner,
-                                                                      public):
+@pytest.mark.parametrize("generate, public", [("onerec_fp8_generate", "onerec"),
+                                              ("onerec_bf16_generate", "onerec_bf16")])
+def test_a_generate_model_called_directly_over_grpc_applies_the_guards_rules(
+        server, pool, generate, public):
     """gRPC reaches every loaded model (Triton has no per-model access control): the CPU
-    runner checks requests itself, so calling it past the guard gets the same answers."""
+    generate model checks requests itself, so calling it past the guard gets the same answers."""
     hist, expected = pool
-    with TritonClient("grpc", server.grpc_url, runner) as client:
+    with TritonClient("grpc", server.grpc_url, generate) as client:
         for case, history, dtype, message in _bad_requests(hist):
             if "above" in case or "negative" in case or "padding" in case or "padded" in case:
                 with pytest.raises(InferenceServerException) as err:

@@ -173,14 +173,13 @@ def test_a_catalogue_without_a_header_keeps_its_first_item(pattern, checkpoint, 
     assert json.loads((tmp_path / "a" / "items.json").read_text())["tokens"][0] == "1000"
 
 
-def test_import_says_whether_the_catalogue_had_a_header(checkpoint, tmp_path):
+def test_import_says_whether_the_catalogue_had_a_header(checkpoint, tmp_path, caplog):
     from onerec_trt.model.hf_import.stage import ImportOptions, import_checkpoint
 
     ck, cat = checkpoint
-    lines: list[str] = []
-    import_checkpoint(ImportOptions(out=str(tmp_path / "m"), hf=str(ck), catalogue=str(cat)),
-                      log=lines.append)
-    assert "10 items (catalogue after its header line)" in lines[0]
+    caplog.set_level("INFO", logger="onerec_trt")
+    import_checkpoint(ImportOptions(out=str(tmp_path / "m"), hf=str(ck), catalogue=str(cat)))
+    assert "10 items (catalogue after its header line)" in caplog.messages[-1]
 
 
 # item 14: inputs that gave tracebacks

@@ -86,8 +86,8 @@ def test_cpu_repository_layout_parses_and_serves_the_graphs(tiny_pipeline, tmp_p
     assert info.variant == "cpu" and info.public == {"onerec": "fp8", "onerec_bf16": "bf16"}
     assert info.contract["max_history"] == S and info.contract["num_items"] == ITEMS
     configs = {p.parent.name: _config(p) for p in repo.glob("*/config.pbtxt")}
-    assert set(configs) == {"onerec", "onerec_bf16", "onerec_guard", "onerec_fp8_runner",
-                            "onerec_bf16_runner"}
+    assert set(configs) == {"onerec", "onerec_bf16", "onerec_guard", "onerec_fp8_generate",
+                            "onerec_bf16_generate"}
     for name in ("onerec", "onerec_bf16"):
         ens = configs[name]
         assert ens.platform == "ensemble" and ens.max_batch_size == 64
@@ -97,16 +97,16 @@ def test_cpu_repository_layout_parses_and_serves_the_graphs(tiny_pipeline, tmp_p
             ("items", "TYPE_INT64", [K]), ("scores", "TYPE_FP32", [K]),
             ("codes", "TYPE_INT64", [K, L])]
         steps = [s.model_name for s in ens.ensemble_scheduling.step]
-        assert steps == ["onerec_guard", f"onerec_{info.public[name]}_runner"]
-    runner = configs["onerec_fp8_runner"]
-    assert runner.backend == "python" and runner.max_batch_size == 64
-    assert runner.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
-    assert runner.dynamic_batching.max_queue_delay_microseconds == 100
-    assert runner.parameters["onnx_file"].string_value == "model.onnx"
+        assert steps == ["onerec_guard", f"onerec_{info.public[name]}_generate"]
+    generate = configs["onerec_fp8_generate"]
+    assert generate.backend == "python" and generate.max_batch_size == 64
+    assert generate.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    assert generate.dynamic_batching.max_queue_delay_microseconds == 100
+    assert generate.parameters["onnx_file"].string_value == "model.onnx"
     assert configs["onerec_guard"].parameters["num_items"].string_value == str(ITEMS)
     for precision, graph in (("fp8", tiny_pipeline / "fp8" / "fp8.cpu.onnx"),
                              ("bf16", tiny_pipeline / "onnx" / "reference.cpu.onnx")):
-        copied = repo / f"onerec_{precision}_runner" / "1" / "model.onnx"
+        copied = repo / f"onerec_{precision}_generate" / "1" / "model.onnx"
         assert sha256_file(copied) == sha256_file(graph)
     assert (repo / "onerec_guard" / "1" / "model.py").read_text() == (
         BACKEND / "guard.py").read_text()
@@ -122,22 +122,22 @@ def test_gpu_repository_matches_the_engine_metadata(tiny_pipeline, tmp_path):
     repo = tmp_path / "gpu"
     info = export_repository(_opts(tiny_pipeline, repo, engine=str(engines), instances=2))
     assert info.variant == "gpu"
-    runner = _config(repo / "onerec_fp8_runner" / "config.pbtxt")
-    assert runner.platform == "tensorrt_plan" and runner.default_model_filename == "model.plan"
-    assert runner.max_batch_size == 32  # the profile's max batch
-    assert list(runner.dynamic_batching.preferred_batch_size) == [16]  # the profile's opt
-    group = runner.instance_group[0]
+    generate = _config(repo / "onerec_fp8_generate" / "config.pbtxt")
+    assert generate.platform == "tensorrt_plan" and generate.default_model_filename == "model.plan"
+    assert generate.max_batch_size == 32  # the profile's max batch
+    assert list(generate.dynamic_batching.preferred_batch_size) == [16]  # the profile's opt
+    group = generate.instance_group[0]
     assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU and group.count == 2
     declared = {t.name: (_dtype(t.data_type), [-1, *t.dims])
-                for t in [*runner.input, *runner.output]}
+                for t in [*generate.input, *generate.output]}
     names = {"INT64": "TYPE_INT64", "FLOAT": "TYPE_FP32"}
     assert declared == {t["name"]: (names[t["dtype"]], t["shape"])
                         for t in meta["inputs"] + meta["outputs"]}
-    plan = repo / "onerec_fp8_runner" / "1" / "model.plan"
+    plan = repo / "onerec_fp8_generate" / "1" / "model.plan"
     assert plan.read_bytes() == (engines / "fp8.plan").read_bytes()
     assert json.loads(plan.with_suffix(".json").read_text()) == json.loads(
         (engines / "fp8.json").read_text())
-    assert info.runners["fp8"]["profile"]["history"] == {"min": 1, "opt": 16, "max": 32}
+    assert info.generate_models["fp8"]["profile"]["history"] == {"min": 1, "opt": 16, "max": 32}
     assert check_repository(repo) == []
     # the guard and the public ensemble are the CPU repository's, byte for byte
     cpu = tmp_path / "cpu"
@@ -157,8 +157,8 @@ def test_minimal_metadata_and_an_engine_found_by_its_precision_for_ab(tiny_pipel
     repo = tmp_path / "repo"
     info = export_repository(_opts(tiny_pipeline, repo, engine=str(engines), ab=True))
     assert info.public == {"onerec": "fp8", "onerec_bf16": "bf16"}
-    assert info.runners["bf16"]["engine"].endswith("other.plan")
-    for name in ("onerec", "onerec_fp8_runner", "onerec_bf16_runner"):
+    assert info.generate_models["bf16"]["engine"].endswith("other.plan")
+    for name in ("onerec", "onerec_fp8_generate", "onerec_bf16_generate"):
         assert _config(repo / name / "config.pbtxt").max_batch_size == 48  # the smaller max
     assert check_repository(repo) == []
 
@@ -224,19 +224,19 @@ def test_check_finds_edits_that_break_the_repository(tiny_pipeline, tmp_path):
     repo = tmp_path / "repo"
     _cli("export", "--model", tiny_pipeline / "model", "--onnx", tiny_pipeline / "onnx",
          "--engine", engines, "--out", repo, "--queue-delay-us", "250", "--instances", "3")
-    runner = repo / "onerec_fp8_runner" / "config.pbtxt"
-    parsed = _config(runner)
+    generate = repo / "onerec_fp8_generate" / "config.pbtxt"
+    parsed = _config(generate)
     assert parsed.dynamic_batching.max_queue_delay_microseconds == 250
     assert parsed.instance_group[0].count == 3 and parsed.max_batch_size == 32
     assert "OK" in _cli("check", "--repo", repo).stdout
-    runner.write_text(runner.read_text().replace("max_batch_size: 32", "max_batch_size: 128"))
+    generate.write_text(generate.read_text().replace("max_batch_size: 32", "max_batch_size: 128"))
     ens = repo / "onerec" / "config.pbtxt"
     ens.write_text(ens.read_text().replace('value: "checked_history"\n    }\n    output_map',
                                            'value: "typo"\n    }\n    output_map'))
-    (repo / "onerec_fp8_runner" / "1" / "model.plan").write_bytes(b"ftrt another engine")
+    (repo / "onerec_fp8_generate" / "1" / "model.plan").write_bytes(b"ftrt another engine")
     problems = "\n".join(check_repository(repo))
     assert "model.plan does not match its metadata" in problems
-    (repo / "onerec_fp8_runner" / "1" / "model.plan").write_bytes(
+    (repo / "onerec_fp8_generate" / "1" / "model.plan").write_bytes(
         (engines / "fp8.plan").read_bytes())
     problems = "\n".join(check_repository(repo))
     assert "above the engine profile's max batch 32" in problems
@@ -266,10 +266,10 @@ def test_guard_checks(rows, message):
 
 
 def test_served_sessions_use_the_projects_fp8_session_option():
-    runner = _backend_module("onnx_runner")
+    generate = _backend_module("onnx_generate")
     key = "session.disable_quant_qdq"
-    assert runner.session_options(1).get_session_config_entry(key) == "1"
-    assert runner.session_options(1).get_session_config_entry(key) == (
+    assert generate.session_options(1).get_session_config_entry(key) == "1"
+    assert generate.session_options(1).get_session_config_entry(key) == (
         session_options().get_session_config_entry(key))
 
 
@@ -348,20 +348,20 @@ def test_check_finds_edited_model_py_and_a_swapped_graph(tiny_pipeline, tmp_path
     repo = tmp_path / "repo"
     export_repository(_opts(tiny_pipeline, repo))
     assert "OK" in _cli("check", "--repo", repo).stdout
-    code = repo / "onerec_fp8_runner" / "1" / "model.py"
+    code = repo / "onerec_fp8_generate" / "1" / "model.py"
     code.write_text(code.read_text() + "\n# edited by hand\n")
     proc = _cli("check", "--repo", repo, code=1)
-    assert "onerec_fp8_runner/1/model.py: sha256 differs" in proc.stdout
+    assert "onerec_fp8_generate/1/model.py: sha256 differs" in proc.stdout
     assert "1 problem(s)" in proc.stdout
-    shutil.copyfile(BACKEND / "onnx_runner.py", code)
+    shutil.copyfile(BACKEND / "onnx_generate.py", code)
     assert check_repository(repo) == []
     _graph_with(tiny_pipeline, tmp_path / "other", history_length=S + 5)
-    shutil.copyfile(tmp_path / "other" / "fp8.cpu.onnx", repo / "onerec_fp8_runner" / "1" /
+    shutil.copyfile(tmp_path / "other" / "fp8.cpu.onnx", repo / "onerec_fp8_generate" / "1" /
                     "model.onnx")
     problems = "\n".join(check_repository(repo))
-    assert f"onerec_fp8_runner/1/model.onnx: graph input history is int64 ['N', {S + 5}]" \
+    assert f"onerec_fp8_generate/1/model.onnx: graph input history is int64 ['N', {S + 5}]" \
         in problems
-    assert "onerec_fp8_runner/1/model.onnx: sha256 differs" in problems
+    assert "onerec_fp8_generate/1/model.onnx: sha256 differs" in problems
     (repo / "onerec_guard" / "1" / "extra.py").write_text("print('not from export')\n")
     assert "onerec_guard/1/extra.py: not written by export" in "\n".join(check_repository(repo))
 
@@ -381,13 +381,13 @@ def test_bad_ports_and_batch_sizes_are_refused_at_parsing(tmp_path, args, messag
 
 def test_batch_buckets_pad_gpu_batches_and_are_refused_on_cpu(tiny_pipeline, tmp_path):
     """--batch-buckets (TensorRT#4849: AOT plugins leak on every shape change): one CUDA graph
-    per bucket in the runner's config; a CPU repository has no CUDA graphs and says so."""
+    per bucket in the generate model's config; a CPU repository has no CUDA graphs and says so."""
     engines = _engine_dir(tmp_path / "engines", {"fp8": _engine_meta(max_batch=32)})
     common = ("--model", tiny_pipeline / "model", "--onnx", tiny_pipeline / "onnx")
     for spec, sizes in (("max", [32]), ("pow2", [1, 2, 4, 8, 16, 32]), ("1,8,32", [1, 8, 32])):
         repo = tmp_path / f"repo-{spec}"
         _cli("export", *common, "--engine", engines, "--out", repo, "--batch-buckets", spec)
-        parsed = _config(repo / "onerec_fp8_runner" / "config.pbtxt")
+        parsed = _config(repo / "onerec_fp8_generate" / "config.pbtxt")
         assert [g.batch_size for g in parsed.optimization.cuda.graph_spec] == sizes
         assert list(parsed.dynamic_batching.preferred_batch_size) == sizes
     for spec, message in (("1,8", "must be >= 1 and end at max_batch_size 32"),
@@ -456,6 +456,6 @@ def test_batch_buckets_default_to_max_for_an_engine_that_leaks(tiny_pipeline, tm
         export_repository(_opts(tiny_pipeline, repo, engine=str(engines),
                                 batch_buckets=buckets))
         logged = caplog.messages
-        parsed = _config(repo / "onerec_fp8_runner" / "config.pbtxt")
+        parsed = _config(repo / "onerec_fp8_generate" / "config.pbtxt")
         assert [g.batch_size for g in parsed.optimization.cuda.graph_spec] == want
         assert ("TensorRT#4849" in "".join(logged)) == (buckets is None and want == [32])

@@ -12,7 +12,7 @@ from helpers import write
 from onerec_trt.data import PAD, ItemVocab, LeaveOneOut, load_dataset, pad_histories
 from onerec_trt.errors import UserError
 
-BEAUTY = (Path(__file__).resolve().parents[1].parent
+BEAUTY = (Path(__file__).resolve().parents[2].parent
           / "shared" / "data" / "amazon-beauty" / "Beauty.txt")
 
 

@@ -129,8 +129,7 @@ def test_imported_decoder_only_model_keeps_rope_in_the_compute_dtype(tmp_path):
 
     checkpoint, catalogue = tiny_qwen3(tmp_path / "ck")
     import_checkpoint(ImportOptions(out=str(tmp_path / "m"), hf=str(checkpoint),
-                                    catalogue=str(catalogue), max_history=6, histories=8),
-                      log=lambda *_: None)
+                                    catalogue=str(catalogue), max_history=6, histories=8))
     model = load_model(tmp_path / "m", torch.bfloat16).model
     history = torch.from_numpy(np.load(tmp_path / "m" / "histories.npy"))
     with torch.no_grad():

@@ -29,21 +29,21 @@ def test_warmup_of_the_plan_is_kept_when_the_budget_holds_it():
     assert (schedule.total_steps, schedule.warmup) == (2000, 100)
 
 
-def _train_spent(path, log):
+def _train_spent(path):
     """One epoch of single-window steps on a budget already spent by the tokenizer."""
     data = load_dataset("sequences", path)
     cfg = TrainConfig(epochs=1, max_minutes=1e-6, batch_size=1, eval_users=10, eval_beam=10)
     return train(data, ModelConfig.from_preset("tiny"),
-                 TokenizerConfig(codebook_size=4, embedding_dim=8), cfg, progress=False,
-                 log=log)
+                 TokenizerConfig(codebook_size=4, embedding_dim=8), cfg, progress=False)
 
 
-def test_a_spent_budget_ends_training_within_the_epoch_and_warns(tmp_path):
+def test_a_spent_budget_ends_training_within_the_epoch_and_warns(tmp_path, caplog):
     """Before: the budget was checked at epoch ends only, so a large epoch ran past it (a
     1-minute budget took 1.6 min); now the first step past it ends the run, and the run says
     the budget is too short, at the start and in training.json."""
-    lines = []
-    bundle = _train_spent(write_sequences(tmp_path / "seq.txt"), lines.append)
+    caplog.set_level("INFO", logger="onerec_trt")
+    bundle = _train_spent(write_sequences(tmp_path / "seq.txt"))
+    lines = caplog.messages
     assert bundle.training["epochs"][-1]["steps"] == 1
     warning = bundle.training["budget_warning"]
     assert "expect a model near popularity; give --max-minutes" in warning
@@ -55,19 +55,19 @@ def test_train_defaults_to_one_thread():
     assert TrainOptions(dataset="sequences", out="m").threads == 1
 
 
-def test_the_short_budget_warning_is_withdrawn_when_the_machine_speeds_up():
+def test_the_short_budget_warning_is_withdrawn_when_the_machine_speeds_up(caplog):
     """Judged a tenth into the budget, the pace may be a busy moment's: when the budget later
     holds enough steps, the run says so and training.json keeps no warning."""
     import time
 
     from onerec_trt.model.train.fit import BudgetFit
 
-    lines = []
+    caplog.set_level("INFO", logger="onerec_trt")
     schedule = BudgetedCosine(peak_lr=1.0, warmup_steps=100, total_steps=5000,
                               budget_seconds=100)
-    budget = BudgetFit(schedule, 100 / 60, time.time() - 20, lines.append)
+    budget = BudgetFit(schedule, 100 / 60, time.time() - 20)
     budget.fit(100)  # 0.2 s a step: 500 steps
     assert "expect a model near popularity" in budget.warning
     budget.t_train = time.time() - 30
     budget.fit(1100)  # 0.01 s a step now: the plan again
-    assert budget.warning is None and "no longer applies" in lines[-1]
+    assert budget.warning is None and "no longer applies" in caplog.messages[-1]

@@ -68,7 +68,7 @@ def test_other_decoder_only_families_match_transformers_generate(kind, tmp_path)
     checkpoint, catalogue = tiny_causal_lm(tmp_path / "ck", kind)
     bundle = import_checkpoint(ImportOptions(out=str(tmp_path / "m"), hf=str(checkpoint),
                                              catalogue=str(catalogue), max_history=6,
-                                             histories=100), log=lambda *_: None)
+                                             histories=100))
     histories = np.load(tmp_path / "m" / "histories.npy")
     ours = beam_search(bundle.model, torch.from_numpy(histories), 16, 10)
     oracle = transformers_generate(bundle.model.backbone, ImportRecord.load(tmp_path / "m"),

@@ -365,7 +365,7 @@ def test_one_tensorrt_version_gate():
 
     assert tensorrt_lib.MIN_VERSION == spec.MIN_TENSORRT == (10, 9)
     assert "TensorRT >= 10.9 " in tensorrt_lib.INSTALL
-    extra = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())[
+    extra = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())[
         "project"]["optional-dependencies"]["tensorrt"]
     assert "tensorrt-cu12>=10.9,<11" in extra and "triton>=3.3" in extra
     tensorrt_lib.check_version("10.9.0.34")

@@ -11,7 +11,7 @@ import pytest
 import onerec_trt
 from onerec_trt.model.checkpoint import SHIPPED
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 
 def _example() -> str:

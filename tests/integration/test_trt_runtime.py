@@ -318,7 +318,7 @@ def test_known_bad_and_unpinned_tensorrt_versions_are_warned_about():
 
     from onerec_trt.backends import tensorrt_lib
 
-    extra = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())[
+    extra = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())[
         "project"]["optional-dependencies"]["tensorrt"]
     assert "tensorrt-cu12>=10.9,<11" in extra and not any(e.startswith("tensorrt>") for e in extra)
     for leaky in ("11.1.0.5", "11.2.1.3"):

@@ -40,25 +40,27 @@ def fits(monkeypatch):
     return calls
 
 
-def _native(data, log):
+def _native(data):
     cfg = TrainConfig(epochs=2, batch_size=1, **SPENT)
     return onerec.train(data, ModelConfig.from_preset("tiny"),
-                        TokenizerConfig(codebook_size=4, embedding_dim=8), cfg, progress=False,
-                        log=log).training
+                        TokenizerConfig(codebook_size=4, embedding_dim=8), cfg,
+                        progress=False).training
 
 
-def _qwen3(data, log):
+def _qwen3(data):
     opts = qwen3.LMOptions(dataset="sequences", out="unused", codebook=8, progress=False,
                            train=TrainConfig(epochs=2, batch_size=1, **SPENT),
                            model=qwen3.LMConfig(hidden=16, layers=1, heads=2, max_history=8))
-    return qwen3.fit_lm(data, opts, log).record
+    return qwen3.fit_lm(data, opts).record
 
 
-def test_both_trainers_go_through_fit_and_a_spent_budget_stops_both(data, fits):
+def test_both_trainers_go_through_fit_and_a_spent_budget_stops_both(data, fits, caplog):
     records = []
     for train in (_native, _qwen3):
-        lines = []
-        records.append(train(data, lines.append))
+        caplog.clear()
+        caplog.set_level("INFO", logger="onerec_trt")
+        records.append(train(data))
+        lines = caplog.messages
         record = records[-1]
         assert [e["steps"] for e in record["epochs"]] == [1]  # ended within the first epoch
         assert "expect a model near popularity" in record["budget_warning"]
@@ -90,8 +92,7 @@ def test_early_stopping_follows_the_smoothed_curve_and_keeps_the_best(patience, 
     seen: list[float] = []
     trainee = _curve_trainee(scores, seen)
     cfg = TrainConfig(epochs=10, lr=0.1, warmup_steps=1, patience=patience, max_minutes=60)
-    result = fit(trainee, cfg, t0=time.time(), progress=False,
-                 log=lambda *_: None)
+    result = fit(trainee, cfg, t0=time.time(), progress=False)
     assert len(result.epochs) == validations and result.best_epoch["epoch"] == 5
     assert float(trainee.model.weight.detach()) == seen[4] and not trainee.model.training
 

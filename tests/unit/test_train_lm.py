@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("lm")
     path = write_sequences(root / "seq.txt", users=120, items=40)
     data = load_dataset("sequences", path)
-    fitted = tl.fit_lm(data, _options(root / "model"), log=lambda *_: None)
+    fitted = tl.fit_lm(data, _options(root / "model"))
     folder = root / "ckpt"
     folder.mkdir()
     tl.write_checkpoint(folder, fitted)
@@ -148,7 +148,7 @@ def test_train_lm_writes_an_imported_model_folder(trained, tmp_path):
     _, _, _, path = trained
     opts = _options(tmp_path / "model", max_steps=3)
     opts.data, opts.checkpoint = str(path), str(tmp_path / "hf")
-    assert tl.train_lm(opts, log=lambda *_: None) == tmp_path / "model"
+    assert tl.train_lm(opts) == tmp_path / "model"
     assert (tmp_path / "hf" / "manifest.json").is_file()  # --checkpoint: kept, with a manifest
     bundle = load_model(tmp_path / "model")
     assert bundle.training["filters"]["min_user"] == 3 and bundle.dataset == "sequences"
@@ -158,7 +158,7 @@ def test_train_lm_writes_an_imported_model_folder(trained, tmp_path):
     recs = beam_search(bundle.model, history, 10, 5)
     assert (recs.items > 0).all()
     opts.checkpoint, opts.out = None, str(tmp_path / "model2")
-    tl.train_lm(opts, log=lambda *_: None)
+    tl.train_lm(opts)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "model", "model2"]  # no temp
 
 
