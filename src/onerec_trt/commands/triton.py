@@ -53,7 +53,7 @@ def _add_export(p) -> None:
                 "CUDA graph per size): max = every batch at --max-batch-size; works around "
                 "TensorRT 11.1-11.2.1 leaking plugin modules on shape changes (docs/triton.md); "
                 "default: max for an engine with plugins built by those versions, else none")
-    option(p, "--instances", RepositoryOptions, help="model instances per runner")
+    option(p, "--instances", RepositoryOptions, help="model instances per generate model")
     option(p, "--threads", RepositoryOptions,
            help="CPU: ONNX Runtime threads per instance (0: all cores)")
     option(p, "--force", RepositoryOptions, help="replace an existing --out")
@@ -191,7 +191,7 @@ def _load(args) -> int:
 
     stats = load_repository(options_from(args, LoadTestOptions))
     print(format_stats(stats))
-    print(f"direct ONNX Runtime runner (in-process, 1 thread, batches of 64): "
+    print(f"direct ONNX Runtime session (in-process, 1 thread, batches of 64): "
           f"{stats['direct_users_per_s']:.1f} users/s")
     print(f"backend: {stats['backend']}; machine: {stats['machine']}")
     if args.json:

@@ -86,7 +86,7 @@ class RepositoryReport(Report):
     public: dict[str, str]  # public model -> precision
     loaded: list[str]  # the models a server loads (the public ensembles)
     guard: str
-    runners: dict  # precision -> {"model", "graph" or "engine", "sha256", ...}
+    generate_models: dict  # precision -> {"model", "graph" or "engine", "sha256", ...}
     contract: dict  # Contract.to_json()
     batching: dict
     instances: int
@@ -94,6 +94,6 @@ class RepositoryReport(Report):
     model_sha256: str | None = None
     export: dict = field(default_factory=dict)  # the export options the graphs were made with
 
-    def runner_of(self, public: str) -> str:
-        """The runner model behind a public model."""
-        return self.runners[self.public[public]]["model"]
+    def generate_model_of(self, public: str) -> str:
+        """The generate model (the graph or engine) behind a public model's guard."""
+        return self.generate_models[self.public[public]]["model"]

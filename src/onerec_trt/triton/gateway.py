@@ -6,7 +6,7 @@ allocating what its declared ``shape`` asks for before looking at the data, so o
 ``"shape": [1000000000, 200]`` aborts the server (``std::length_error``) and ``[10000000, 200]``
 makes it allocate about 12 GB; bad JSON, data that does not match its shape and string data get
 500. gRPC is not affected. This proxy answers 400 to all of those before tritonserver sees them,
-and forwards only the read-only and inference endpoints of the public models: the runner and
+and forwards only the read-only and inference endpoints of the public models: the generate and
 guard models behind them, model loading and unloading, shared-memory registration, tracing and
 logging settings are not reachable over the public HTTP port.
 """

@@ -2,7 +2,7 @@
 
 ``load_test`` runs C client threads (each with its own connection, HTTP or gRPC), each sending
 R requests of mixed batch sizes drawn from a pool of histories whose answers the direct ONNX
-Runtime runner already computed; every response is compared exactly (items, codes and scores).
+Runtime session already computed; every response is compared exactly (items, codes and scores).
 Bounded: C x R requests at most, and a wall-time limit after which no new request starts.
 ``load_repository`` starts a local server on a repository and load-tests it with held-out users.
 """
@@ -191,7 +191,7 @@ def held_out_histories(model: str, users: int, split: str = "test", seed: int = 
 
 def direct_outputs(graph: Path, pool: np.ndarray, outputs: list[str],
                    chunk: int = 64) -> tuple[dict[str, np.ndarray], float]:
-    """The direct ONNX Runtime runner's answers for ``pool`` and the seconds its runs took
+    """The direct ONNX Runtime session's answers for ``pool`` and the seconds its runs took
     (session creation not included)."""
     from onerec_trt.graphs import make_session
 
@@ -205,7 +205,7 @@ def direct_outputs(graph: Path, pool: np.ndarray, outputs: list[str],
 
 def load_repository(opts: LoadTestOptions, log=print) -> dict:
     """``onerec-trt triton load``: a local server on ``repo``, then ``load_test`` against it with
-    held-out users, every answer compared with the direct ONNX Runtime runner's."""
+    held-out users, every answer compared with the direct ONNX Runtime session's."""
     import onnxruntime
 
     from onerec_trt.triton.server import ServerOptions, TritonServer, read_repository
@@ -221,11 +221,11 @@ def load_repository(opts: LoadTestOptions, log=print) -> dict:
     if max(opts.batch_sizes) > max_batch:
         raise user_error(f"--batch-sizes {max(opts.batch_sizes)} is above the repository's "
                          f"max_batch_size {max_batch}")
-    runner = info.runner_of(public)
+    generate = info.generate_model_of(public)
     outputs = [t["name"] for t in info.contract["outputs"]]
     pool = held_out_histories(opts.model or info.model, opts.users)
     log(f"{len(pool)} held-out users; direct ONNX Runtime answers ...")
-    expected, direct_s = direct_outputs(Path(repo) / runner / "1" / "model.onnx", pool, outputs)
+    expected, direct_s = direct_outputs(Path(repo) / generate / "1" / "model.onnx", pool, outputs)
     with TritonServer(ServerOptions(repo=repo, http_port=0, grpc_port=0,
                                     metrics_port=0)) as server:
         log(f"tritonserver ready (HTTP {server.http_url}, gRPC {server.grpc_url}); "

@@ -1,6 +1,6 @@
 """``onerec-trt triton export``: lay out a Triton Inference Server model repository.
 
-Every public model is an ensemble ``guard -> runner`` with one contract (``contract.py``):
+Every public model is an ensemble ``guard -> generate`` with one contract (``contract.py``):
 
     REPO/
       repository.json        variant, public models, contract, sources, engine summary
@@ -8,9 +8,9 @@ Every public model is an ensemble ``guard -> runner`` with one contract (``contr
       items.json             the model's item vocabulary: model id i is tokens[i - 1]
       onerec/                ensemble (public; precision --precision)
       onerec_guard/1/model.py            python: rejects ids outside the catalogue, ...
-      onerec_fp8_runner/1/model.plan     GPU: platform tensorrt_plan (+ model.json metadata)
-      onerec_fp8_runner/1/model.py       CPU: python backend + model.onnx (ONNX Runtime)
-      onerec_bf16/, onerec_bf16_runner/  with --ab: the other precision, for A/B routing
+      onerec_fp8_generate/1/model.plan   GPU: platform tensorrt_plan (+ model.json metadata)
+      onerec_fp8_generate/1/model.py     CPU: python backend + model.onnx (ONNX Runtime)
+      onerec_bf16/, onerec_bf16_generate/  with --ab: the other precision, for A/B routing
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class RepositoryOptions:
     preferred_batch_sizes: list[int] = field(default_factory=list)  # GPU default: profile opt
     queue_delay_us: int = 100
     batch_buckets: str | None = None  # GPU: "max", "pow2" or "B,B,..." (docs/triton.md, #4849)
-    instances: int = 1  # runner instances (CPU: processes; GPU: engine contexts)
+    instances: int = 1  # generate model instances (CPU: processes; GPU: engine contexts)
     threads: int = 1  # CPU: ONNX Runtime intra-op threads per instance (0: all cores)
     force: bool = False
 
@@ -277,9 +277,9 @@ def _write_config(folder: Path, config: dict) -> None:
     (folder / "config.pbtxt").write_text(cfg.render(config) + "\n")
 
 
-def _write_runner(tmp: Path, opts, precision: str, contract: Contract, batching: cfg.Batching,
-                  engine: EngineMetadata | None) -> dict:
-    name = f"{opts.name}_{precision}_runner"
+def _write_generate(tmp: Path, opts, precision: str, contract: Contract, batching: cfg.Batching,
+                    engine: EngineMetadata | None) -> dict:
+    name = f"{opts.name}_{precision}_generate"
     if engine is not None:
         _write_config(tmp / name, cfg.tensorrt_model(name, contract, batching, opts.instances))
         shutil.copyfile(engine.plan, tmp / name / "1" / "model.plan")
@@ -288,12 +288,12 @@ def _write_runner(tmp: Path, opts, precision: str, contract: Contract, batching:
                 **engine.summary()}
     graph = cpu_graph(opts, precision)
     check_graph_io(graph, contract)
-    # num_items: the runner applies the guard's rules itself, for clients that call it directly
+    # num_items: the generate model applies the guard's rules itself, for clients calling it
     params = {"onnx_file": "model.onnx", "intra_op_threads": opts.threads,
               "num_items": contract.num_items}
     _write_config(tmp / name, cfg.python_model(name, contract, batching, opts.instances, params))
     copy_graph(graph, tmp / name / "1" / "model.onnx")  # with its .data file, if it has one
-    shutil.copyfile(BACKEND / "onnx_runner.py", tmp / name / "1" / "model.py")
+    shutil.copyfile(BACKEND / "onnx_generate.py", tmp / name / "1" / "model.py")
     shutil.copyfile(BACKEND / "guard.py", tmp / name / "1" / "guard.py")
     return {"model": name, "graph": str(graph), "sha256": sha256_file(graph)}
 
@@ -309,10 +309,10 @@ def _write_guard(tmp: Path, opts, contract: Contract, batching: cfg.Batching) ->
     return name
 
 
-def _write_ensemble(tmp: Path, public: str, guard: str, runner: str, contract: Contract,
+def _write_ensemble(tmp: Path, public: str, guard: str, generate: str, contract: Contract,
                     max_batch: int) -> None:
     steps = [(guard, {"history": "history"}, {"checked_history": "checked_history"}),
-             (runner, {"history": "checked_history"},
+             (generate, {"history": "checked_history"},
               {t.name: t.name for t in contract.outputs})]
     _write_config(tmp / public, cfg.ensemble(public, contract, max_batch, steps))
 
@@ -348,23 +348,23 @@ def _export(opts: RepositoryOptions, run: StagedRun) -> RepositoryReport:
                  "shape change (NVIDIA/TensorRT#4849); --batch-buckets none turns this off")
     tmp = run.folder
     guard = _write_guard(tmp, opts, contract, batching)
-    runners, public = {}, {}
+    generate_models, public = {}, {}
     for precision in opts.precisions:
-        runners[precision] = _write_runner(tmp, opts, precision, contract, batching,
-                                           engines.get(precision))
+        generate_models[precision] = _write_generate(tmp, opts, precision, contract, batching,
+                                                     engines.get(precision))
         name = opts.public_name(precision)
-        _write_ensemble(tmp, name, guard, runners[precision]["model"], contract,
+        _write_ensemble(tmp, name, guard, generate_models[precision]["model"], contract,
                         batching.max_batch_size)
         public[name] = precision
     shutil.copyfile(resolve_model_path(opts.model) / VOCAB, tmp / VOCAB)
     info = RepositoryReport(
         format=1, variant="gpu" if engines else "cpu", public=public, loaded=list(public),
-        guard=guard, runners=runners, contract=contract.to_json(),
+        guard=guard, generate_models=generate_models, contract=contract.to_json(),
         batching=asdict(batching), instances=opts.instances,
         model=str(resolve_model_path(opts.model).resolve()), model_sha256=model_sha,
         export=meta.options)
     run.inputs.update({"model": model_sha or "",
-                       **{p: r["sha256"] for p, r in runners.items()}})
+                       **{p: r["sha256"] for p, r in generate_models.items()}})
     return info
 
 
