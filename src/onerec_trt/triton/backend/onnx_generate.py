@@ -6,7 +6,7 @@ back per request.
 
 Parameters (config.pbtxt): ``onnx_file`` (in the version folder), ``intra_op_threads``
 (0: ONNX Runtime's default), ``num_items`` (optional): when given, each request is checked with
-the guard's own rules (``guard.py``, copied beside this file) before it runs, so the runner gives
+the guard's own rules (``guard.py``, copied beside this file) before it runs, so this model gives
 the guard's answers even when called directly (gRPC reaches every loaded model; Triton has no
 per-model access control). A bad request gets its own error and never spoils its batch-mates.
 
