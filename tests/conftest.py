@@ -45,7 +45,7 @@ def tiny_pipeline(tmp_path_factory):
     bundle = train(load_dataset("sequences", data), ModelConfig.from_preset("tiny"),
                    TokenizerConfig(codebook_size=4, embedding_dim=8),
                    TrainConfig(epochs=4, batch_size=8, lr=0.01, eval_users=30, eval_beam=10),
-                   progress=False, log=lambda *_: None)
+                   progress=False)
     bundle.training["data"] = str(data)
     save_model(root / "model", bundle)
     write_manifest(root / "model", "train", {})

@@ -171,7 +171,7 @@ def _tensors(count: int, get) -> dict[str, tuple[list[int], str]]:
 def build_engine(job: EngineJob, settings: BuildSettings) -> BuiltEngine:
     trt = import_tensorrt()
     for note in version_notes(trt.__version__):
-        log.info(f"  warning: {note}")
+        log.warning(f"  warning: {note}")
     t0 = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

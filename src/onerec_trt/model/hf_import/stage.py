@@ -11,15 +11,19 @@ manifest. Everything is checked, and the adapter built once, before anything is 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from onerec_trt.artifacts import check_out, staged_folder, write_json, write_manifest
+from onerec_trt.artifacts import write_json
 from onerec_trt.errors import user_error
 from onerec_trt.model.folder import HISTORIES
+from onerec_trt.stage_runner import check_stage_out, run_stage
+
+log = logging.getLogger(__name__)
 
 COPIED = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
           "special_tokens_map.json", "*.safetensors", "*.safetensors.index.json")
@@ -44,12 +48,12 @@ class ImportOptions:
     force: bool = False
 
 
-def import_checkpoint(opts: ImportOptions, log=print):
+def import_checkpoint(opts: ImportOptions):
     """``onerec-trt import``: returns the imported ``ModelBundle`` after writing ``opts.out``."""
     if opts.factory:
         from onerec_trt.model.hf_import.factory import import_factory
 
-        return import_factory(opts, log)
+        return import_factory(opts)
     if not opts.hf or not opts.catalogue:
         raise user_error("import needs --hf DIR and --catalogue FILE (or --factory "
                          "module:function)")
@@ -59,22 +63,26 @@ def import_checkpoint(opts: ImportOptions, log=print):
 
     require_histories_memory(opts.histories, opts.max_history)  # before loading anything
     t0 = time.perf_counter()
-    check_out(opts.out, [opts.hf, opts.catalogue], opts.force)
+    check_stage_out(opts)  # before loading the checkpoint (the runner checks again)
     record, ids, vocab, backbone, header = _checked_import(opts)
     bundle = _bundle(opts, record, ids, vocab, backbone)
-    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
-        _copy_checkpoint(Path(opts.hf), tmp / "hf")
-        _write_contract(tmp, opts, record, ids, vocab)
-        write_manifest(tmp, "import", _options(opts), inputs={"hf": str(Path(opts.hf).resolve()),
-                                                              "catalogue": opts.catalogue},
-                       model_sha256=_contract_hash(tmp))
+
+    def write(run):
+        _copy_checkpoint(Path(opts.hf), run.folder / "hf")
+        _write_contract(run.folder, opts, record, ids, vocab)
+        run.options = _options(opts)
+        run.inputs.update(hf=str(Path(opts.hf).resolve()), catalogue=opts.catalogue)
+        run.extra["model_sha256"] = _contract_hash(run.folder)
+        return bundle
+
+    run_stage("import", opts, write)
     params = sum(p.numel() for p in backbone.parameters())
-    log(f"imported {opts.hf} -> {opts.out}: {record.model_type} ({record.family}), "
-        f"{params:,} parameters, {record.num_items:,} items (catalogue "
-        f"{'after its header line' if header else 'without a header line'}) in "
-        f"{len(ids.codebook_sizes)} "
-        f"levels of {', '.join(str(len(t)) for t in record.level_ids)} code tokens, prompt of "
-        f"{_prompt_length(record)} tokens, {time.perf_counter() - t0:.1f}s")
+    log.info(f"imported {opts.hf} -> {opts.out}: {record.model_type} ({record.family}), "
+             f"{params:,} parameters, {record.num_items:,} items (catalogue "
+             f"{'after its header line' if header else 'without a header line'}) in "
+             f"{len(ids.codebook_sizes)} levels of "
+             f"{', '.join(str(len(t)) for t in record.level_ids)} code tokens, prompt of "
+             f"{_prompt_length(record)} tokens, {time.perf_counter() - t0:.1f}s")
     return bundle
 
 

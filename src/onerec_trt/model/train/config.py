@@ -6,10 +6,13 @@ nothing heavy at load time."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from onerec_trt.errors import user_error
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -33,12 +36,12 @@ class DataOptions:
     def filters(self) -> dict:
         return {"min_user": self.min_user, "min_item": self.min_item, "kcore": self.kcore}
 
-    def load(self, log=print):
+    def load(self):
         """The filtered dataset (described in the log), refused when it cannot make a model."""
         from onerec_trt.data import load_dataset
 
         data = load_dataset(self.dataset, self.data, columns=self.columns, **self.filters())
-        log(data.describe())
+        log.info(data.describe())
         require_trainable(data)
         return data
 

@@ -12,6 +12,7 @@ batches, a batch's loss and the validation.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +30,8 @@ from onerec_trt.model.train.schedule import (
     SmoothedStopping,
 )
 from onerec_trt.progress import progress_bar
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,9 +59,8 @@ class BudgetFit:
     """Re-estimates ``schedule`` against the wall-time budget and says what changed: the
     first shortening of the cosine, and a budget too short for a useful model (``warning``)."""
 
-    def __init__(self, schedule: BudgetedCosine, max_minutes: float, t_train: float, log):
-        self.schedule, self.max_minutes, self.t_train, self.log = (schedule, max_minutes,
-                                                                   t_train, log)
+    def __init__(self, schedule: BudgetedCosine, max_minutes: float, t_train: float):
+        self.schedule, self.max_minutes, self.t_train = schedule, max_minutes, t_train
         self.shortened, self.warning, self.retracted = False, None, False
 
     def when_due(self, steps_done: int) -> None:
@@ -70,14 +72,14 @@ class BudgetFit:
         s, seconds = self.schedule, time.time() - self.t_train
         s.fit_budget(steps_done, seconds)
         if self.warning and s.total_steps >= USEFUL_STEPS:  # the machine got faster
-            self.log(f"the budget now holds about {s.total_steps:,} steps: the warning above "
+            log.info(f"the budget now holds about {s.total_steps:,} steps: the warning above "
                      f"no longer applies")
             self.warning, self.retracted = None, True
         if s.total_steps >= s.planned:
             return
         if not self.shortened:
             self.shortened = True
-            self.log(f"the {self.max_minutes:g}-min budget cannot hold {s.planned:,} steps: the "
+            log.info(f"the {self.max_minutes:g}-min budget cannot hold {s.planned:,} steps: the "
                      f"cosine now ends at step {s.total_steps:,}, warm-up {s.warmup:,} steps "
                      f"(re-estimated as the run goes)")
         # judged once a tenth of the budget is spent (the first seconds' pace is too slow);
@@ -89,7 +91,7 @@ class BudgetFit:
                             f"{s.total_steps:,} steps on this machine, under {USEFUL_STEPS:,}: "
                             f"expect a model near popularity; give --max-minutes {minutes} "
                             f"or more")
-            self.log("warning: " + self.warning)
+            log.warning("warning: " + self.warning)
 
 
 def _limit_reached(schedule: BudgetedCosine, cfg: TrainConfig, steps_done: int) -> bool:
@@ -121,8 +123,7 @@ def _train_epoch(trainee: Trainee, schedule: BudgetedCosine, cfg: TrainConfig, s
     return losses, steps_done
 
 
-def fit(trainee: Trainee, cfg: TrainConfig, t0: float, progress: bool = True,
-        log=print) -> FitResult:
+def fit(trainee: Trainee, cfg: TrainConfig, t0: float, progress: bool = True) -> FitResult:
     """Train ``trainee.model`` under ``cfg`` and leave it in its best validation state (eval
     mode). ``t0``: when the run began (the budget and the minutes count from there)."""
     model = trainee.model
@@ -130,7 +131,7 @@ def fit(trainee: Trainee, cfg: TrainConfig, t0: float, progress: bool = True,
     t_train = time.time()
     schedule = BudgetedCosine(cfg.lr, cfg.warmup_steps, cfg.epochs * trainee.steps_per_epoch,
                               cfg.max_minutes * 60 - (t_train - t0))
-    budget = BudgetFit(schedule, cfg.max_minutes, t_train, log)
+    budget = BudgetFit(schedule, cfg.max_minutes, t_train)
     best, best_state, epochs, steps_done = -1.0, None, [], 0
     for epoch in range(cfg.epochs):
         model.train()
@@ -150,15 +151,15 @@ def fit(trainee: Trainee, cfg: TrainConfig, t0: float, progress: bool = True,
         epochs.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "minutes": minutes,
                        "steps": steps_done, "lr": schedule.lr(steps_done - 1),
                        **{f"valid_{k}": v for k, v in metrics.items()}})
-        log(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}  valid recall@10 "
-            f"{metrics['recall@10']:.4f} ndcg@10 {metrics['ndcg@10']:.4f}  "
-            f"(step {steps_done:,}/{schedule.total_steps:,}, {minutes:.1f} min, "
-            f"validation {validation_s:.0f}s)")
+        log.info(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}  valid recall@10 "
+                 f"{metrics['recall@10']:.4f} ndcg@10 {metrics['ndcg@10']:.4f}  "
+                 f"(step {steps_done:,}/{schedule.total_steps:,}, {minutes:.1f} min, "
+                 f"validation {validation_s:.0f}s)")
         if score > best:
             best, best_state = score, copy.deepcopy(model.state_dict())
         if stopping.update(score, schedule.progress(steps_done)):
-            log(f"early stop: the mean of the last {stopping.window} validation scores has not "
-                f"improved for {stopping.patience} evaluations")
+            log.info(f"early stop: the mean of the last {stopping.window} validation scores has "
+                     f"not improved for {stopping.patience} evaluations")
             break
         if ended:
             break

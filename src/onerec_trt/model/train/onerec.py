@@ -7,6 +7,7 @@ deterministic for a seed and thread count when the budget holds the plan.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict
@@ -25,6 +26,8 @@ from onerec_trt.model.tokenizer import SemanticIds, TokenizerConfig, build_token
 from onerec_trt.model.train.config import TrainConfig, require_trainable
 from onerec_trt.model.train.fit import Trainee, fit
 from onerec_trt.model.train.losses import training_loss
+
+log = logging.getLogger(__name__)
 
 
 def training_windows(train: list[np.ndarray], length: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -48,7 +51,7 @@ def _batch(windows, idx, codes: torch.Tensor):
 
 
 def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: TrainConfig,
-          progress: bool = True, log=print) -> ModelBundle:
+          progress: bool = True) -> ModelBundle:
     """The training stage: tokenizer from the training part, then the model; the best
     validation checkpoint is returned."""
     require_trainable(data)
@@ -57,9 +60,9 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
     split: LeaveOneOut = data.split()
     t0 = time.time()
     ids: SemanticIds = build_tokenizer(split.train, data.num_items, tok_cfg)
-    log(f"semantic IDs: {ids.codebook_sizes} codes, prefixes per level "
-        f"{ids.stats['after']['distinct_prefixes_per_level']}, collisions before "
-        f"disambiguation {ids.stats['items_in_collisions']} items ({time.time() - t0:.1f}s)")
+    log.info(f"semantic IDs: {ids.codebook_sizes} codes, prefixes per level "
+             f"{ids.stats['after']['distinct_prefixes_per_level']}, collisions before "
+             f"disambiguation {ids.stats['items_in_collisions']} items ({time.time() - t0:.1f}s)")
     model_cfg.num_items = data.num_items
     model_cfg.codebook_sizes = list(ids.codebook_sizes)
     if cfg.distill and not model_cfg.aux_item_loss:
@@ -90,11 +93,11 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
         return evaluate_model(model, eval_hist, eval_targets, cfg.eval_beam,
                               generator=generator)[0]
 
-    log(f"training {sum(p.numel() for p in model.parameters()):,} parameters on "
-        f"{len(windows):,} windows, {steps_per_epoch} steps/epoch, up to {cfg.epochs} epochs "
-        f"or {cfg.max_minutes:g} min (the cosine ends with whichever comes first)")
+    log.info(f"training {sum(p.numel() for p in model.parameters()):,} parameters on "
+             f"{len(windows):,} windows, {steps_per_epoch} steps/epoch, up to {cfg.epochs} epochs "
+             f"or {cfg.max_minutes:g} min (the cosine ends with whichever comes first)")
     result = fit(Trainee(model, opt, steps_per_epoch, batches, loss, validate), cfg, t0,
-                 progress, log)
+                 progress)
     model.context.fold_prefix_inputs()
     model.eval()
     info = {"dataset": data.name, "train_config": asdict(cfg), "tokenizer": asdict(tok_cfg),

@@ -10,6 +10,7 @@ torch and transformers are imported when training starts.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -21,6 +22,8 @@ from pathlib import Path
 from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
 from onerec_trt.model.train.config import DataOptions, TrainConfig
+
+log = logging.getLogger(__name__)
 
 CATALOGUE = "catalogue.tsv"
 TRAINING = "training.json"
@@ -127,7 +130,7 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
 
 
-def fit_lm(data, opts: LMOptions, log=print) -> Fitted:
+def fit_lm(data, opts: LMOptions) -> Fitted:
     """Semantic IDs, then the LM, through the one training loop (``fit.fit``): the state with
     the best validation Recall@10 + NDCG@10 is kept."""
     import numpy as np
@@ -155,8 +158,8 @@ def fit_lm(data, opts: LMOptions, log=print) -> Fitted:
     tok_cfg.levels = opts.levels or tok_cfg.levels
     ids = build_tokenizer(split.train, data.num_items, tok_cfg)
     layout = itemic_layout(ids.codes, ids.codebook_sizes)
-    log(f"semantic IDs: {ids.codebook_sizes} codes ({ids.stats['disambiguation']} level "
-        f"disambiguation), {len(layout.tokens)} tokens ({time.time() - t0:.1f}s)")
+    log.info(f"semantic IDs: {ids.codebook_sizes} codes ({ids.stats['disambiguation']} level "
+             f"disambiguation), {len(layout.tokens)} tokens ({time.time() - t0:.1f}s)")
     model = Qwen3ForCausalLM(qwen3_config(m, layout))
     windows = item_windows(split.train, m.max_history)
     lengths = np.array([len(w) for w in windows])
@@ -175,12 +178,12 @@ def fit_lm(data, opts: LMOptions, log=print) -> Fitted:
         return recall_ndcg(ranked, split.valid_targets[eval_idx])
 
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"training Qwen3 ({n_params:,} parameters, {m.layers} layers x {m.hidden}) on "
-        f"{len(windows):,} windows ({int(lengths.sum()) * layout.width:,} tokens), "
-        f"{steps_per_epoch} steps/epoch, up to {cfg.epochs} epochs or {cfg.max_minutes:g} min")
+    log.info(f"training Qwen3 ({n_params:,} parameters, {m.layers} layers x {m.hidden}) on "
+             f"{len(windows):,} windows ({int(lengths.sum()) * layout.width:,} tokens), "
+             f"{steps_per_epoch} steps/epoch, up to {cfg.epochs} epochs or {cfg.max_minutes:g} min")
     trainee = Trainee(model, opt, steps_per_epoch,
                       lambda: length_batches(lengths, cfg.batch_size, rng), loss, validate)
-    result = fit(trainee, cfg, t0, opts.progress, log)
+    result = fit(trainee, cfg, t0, opts.progress)
     record = {
         "dataset": data.name, "arch": "qwen3", "lm": asdict(m), "train_config": asdict(cfg),
         "tokenizer": asdict(tok_cfg), "semantic_ids": ids.stats, "parameters": n_params,
@@ -219,7 +222,7 @@ def _save_checkpoint(out: str, fitted: Fitted, opts: LMOptions) -> Path:
     return Path(out)
 
 
-def import_model(checkpoint: Path, opts: LMOptions, record: dict, log=print) -> Path:
+def import_model(checkpoint: Path, opts: LMOptions, record: dict) -> Path:
     """The import stage turns the checkpoint into the model folder ``opts.out``."""
     from onerec_trt.model.hf_import.stage import ImportOptions, import_checkpoint
     from onerec_trt.model.train.qwen3_data import ITEM_TEMPLATE, PROMPT_TEMPLATE
@@ -228,11 +231,11 @@ def import_model(checkpoint: Path, opts: LMOptions, record: dict, log=print) -> 
         hf=str(checkpoint), catalogue=str(checkpoint / CATALOGUE), out=opts.out,
         dataset=opts.dataset, data=opts.data, columns=opts.columns,
         max_history=opts.model.max_history, template=PROMPT_TEMPLATE,
-        item_template=ITEM_TEMPLATE, training=record, force=opts.force), log=log)
+        item_template=ITEM_TEMPLATE, training=record, force=opts.force))
     return Path(opts.out)
 
 
-def train_lm(opts: LMOptions, log=print) -> Path:
+def train_lm(opts: LMOptions) -> Path:
     """``onerec-trt train --arch qwen3``: returns the model folder written (``opts.out``)."""
     import torch
 
@@ -240,17 +243,17 @@ def train_lm(opts: LMOptions, log=print) -> Path:
     _validate(opts)
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    data = opts.load(log)
-    fitted = fit_lm(data, opts, log)
+    data = opts.load()
+    fitted = fit_lm(data, opts)
     fitted.record.update(filters=opts.filters(), columns=opts.columns, data=opts.data_path())
     best = fitted.record["best_epoch"]
-    log(f"best epoch {best['epoch']}: valid recall@10 {best['valid_recall@10']:.4f} "
-        f"ndcg@10 {best['valid_ndcg@10']:.4f}, {fitted.record['minutes']:.1f} min")
+    log.info(f"best epoch {best['epoch']}: valid recall@10 {best['valid_recall@10']:.4f} "
+             f"ndcg@10 {best['valid_ndcg@10']:.4f}, {fitted.record['minutes']:.1f} min")
     if opts.checkpoint:
         _save_checkpoint(opts.checkpoint, fitted, opts)
-        log(f"wrote the Hugging Face checkpoint and catalogue to {opts.checkpoint}")
+        log.info(f"wrote the Hugging Face checkpoint and catalogue to {opts.checkpoint}")
     if opts.checkpoint:
-        return import_model(Path(opts.checkpoint), opts, fitted.record, log)
+        return import_model(Path(opts.checkpoint), opts, fitted.record)
     out = Path(opts.out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     # named like a staged folder: the next run into --out removes it if this one is killed
@@ -259,12 +262,12 @@ def train_lm(opts: LMOptions, log=print) -> Path:
     try:
         write_checkpoint(tmp, fitted)
         try:
-            return import_model(tmp, opts, fitted.record, log)
+            return import_model(tmp, opts, fitted.record)
         except Exception:
             kept = out.with_name(out.name + ".hf-checkpoint")
             if not kept.exists():
                 tmp.rename(kept)
-                log(f"the import failed: the trained checkpoint is kept in {kept}")
+                log.info(f"the import failed: the trained checkpoint is kept in {kept}")
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -7,11 +7,14 @@ writes the folder. This module imports nothing heavy at load time.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field, replace
 
-from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
 from onerec_trt.model.train.config import DataOptions, TrainConfig, require_trainable
+from onerec_trt.stage_runner import check_stage_out, run_stage
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DataOptions", "TrainConfig", "TrainOptions", "require_trainable", "train_stage",
            "with_seed", "THREADS_HELP"]
@@ -59,7 +62,7 @@ def _validate(opts: TrainOptions) -> None:
     if cfg.patience < 0 or cfg.distill < 0:
         raise user_error("--patience and --distill must not be negative")
     opts.check()
-    check_out(opts.out, [opts.data], opts.force)  # before the training, not after it
+    check_stage_out(opts)  # before the training, not after it (the runner checks again)
 
 
 def _model_config(opts: TrainOptions):
@@ -73,11 +76,10 @@ def _model_config(opts: TrainOptions):
     return ModelConfig.from_preset(opts.preset, **overrides)
 
 
-def train_stage(opts: TrainOptions, log=print):
+def train_stage(opts: TrainOptions):
     """``onerec-trt train``: returns the trained ``ModelBundle`` after writing ``opts.out``."""
     import torch
 
-    from onerec_trt.artifacts import staged_folder, write_manifest
     from onerec_trt.model.checkpoint import save_model
     from onerec_trt.model.tokenizer import TokenizerConfig
     from onerec_trt.model.train.onerec import train
@@ -85,10 +87,10 @@ def train_stage(opts: TrainOptions, log=print):
     _validate(opts)
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    data = opts.load(log)
+    data = opts.load()
     choices = []
     if opts.auto:
-        opts, choices = _choose_from_data(opts, data, log)
+        opts, choices = _choose_from_data(opts, data)
     model_cfg = _model_config(opts)
     tok_cfg = TokenizerConfig(seed=opts.train.seed)
     if opts.codebook:
@@ -101,19 +103,23 @@ def train_stage(opts: TrainOptions, log=print):
     bundle.training["columns"] = opts.columns
     bundle.training["chosen_from_data"] = [asdict(c) for c in choices]
     bundle.training["filters"] = opts.filters()
-    with staged_folder(opts.out, force=opts.force, inputs=opts) as tmp:
-        save_model(tmp, bundle)
-        write_manifest(tmp, "train", {"preset": opts.preset, "model": model_cfg.to_dict(),
-                                      "tokenizer": asdict(tok_cfg), "train": asdict(opts.train)},
-                       inputs={"dataset": opts.dataset, "data": str(opts.data or "")})
+
+    def write(run):
+        save_model(run.folder, bundle)
+        run.options = {"preset": opts.preset, "model": model_cfg.to_dict(),
+                       "tokenizer": asdict(tok_cfg), "train": asdict(opts.train)}
+        run.inputs.update(dataset=opts.dataset, data=str(opts.data or ""))
+        return bundle
+
+    run_stage("train", opts, write)
     best = bundle.training["best_epoch"]
-    log(f"wrote {opts.out}: best epoch {best['epoch']} valid recall@10 "
-        f"{best['valid_recall@10']:.4f} ndcg@10 {best['valid_ndcg@10']:.4f}, "
-        f"{bundle.training['minutes']:.1f} min")
+    log.info(f"wrote {opts.out}: best epoch {best['epoch']} valid recall@10 "
+             f"{best['valid_recall@10']:.4f} ndcg@10 {best['valid_ndcg@10']:.4f}, "
+             f"{bundle.training['minutes']:.1f} min")
     return bundle
 
 
-def _choose_from_data(opts: TrainOptions, data, log) -> tuple[TrainOptions, list]:
+def _choose_from_data(opts: TrainOptions, data) -> tuple[TrainOptions, list]:
     """``opts`` with the options named in ``opts.auto`` chosen from the data (printed), and
     the ``defaults.Choice`` list (every choosable option, given or chosen)."""
     import math
@@ -139,7 +145,7 @@ def _choose_from_data(opts: TrainOptions, data, log) -> tuple[TrainOptions, list
     profile = defaults.DataProfile.of(split, data.num_items)
     preset_history = ModelConfig.from_preset(opts.preset).max_history
     choices = defaults.choose(profile, steps_per_epoch, given, preset_history)
-    log(defaults.describe(choices))
+    log.info(defaults.describe(choices))
     return defaults.apply(opts, choices), choices
 
 
