@@ -3,7 +3,8 @@
     PYTHONPATH=src python scripts/device_plugins.py [--out DIR] [--quick]
 
 1. correctness: the Triton kernels (TrieBeamExpand -> TrieBeamSelect, CodesToItem) against the
-   torch reference on the GPU, on a synthetic paper-scale trie (3 x 8192 codes, 1M items):
+   plugin ops in torch (``plugins.torch_ops``) on the GPU, on a synthetic paper-scale trie
+   (3 x 8192 codes, 1M items):
    random scores (step 1, every beam alive), the root step (one live beam, 8192 children),
    exact ties, invalid nodes, fp32 and bf16 logits;
 2. timing against the torch baseline of the issue (log_softmax + topk over [N, B*V]) for
@@ -133,11 +134,11 @@ def make_inputs(kind: str, n: int, b: int, packed, dtype, seed: int):
 
 
 def compare(kind, n, b, dtype, trie, packed, seed) -> dict:
-    from onerec_trt.plugins import kernels, reference
+    from onerec_trt.plugins import kernels, torch_ops
 
     logits, scores, node, step = make_inputs(kind, n, b, packed, dtype, seed)
     args = (logits, scores, node, trie["indptr"], trie["child_code"], trie["offsets"], step, b)
-    ref = reference.trie_beam_step(*args)
+    ref = torch_ops.trie_beam_step(*args)
     out = kernels.trie_beam_step(*args)
     same = [(r == o).all(dim=1) for r, o in zip(ref[1:], out[1:], strict=True)]
     rows_same = (same[0] & same[1] & same[2]).float().mean().item()
@@ -148,7 +149,7 @@ def compare(kind, n, b, dtype, trie, packed, seed) -> dict:
     near_tie_rows = (gap < 1e-5).any(1).float().mean().item()
     items = kernels.codes_to_item(torch.stack([out[2]] * 3, -1), trie["indptr"],
                                   trie["child_code"], trie["offsets"], trie["leaf_item"])
-    items_ref = reference.codes_to_item(torch.stack([out[2]] * 3, -1), trie["indptr"],
+    items_ref = torch_ops.codes_to_item(torch.stack([out[2]] * 3, -1), trie["indptr"],
                                         trie["child_code"], trie["offsets"], trie["leaf_item"])
     return {"kind": kind, "N": n, "B": b, "V": C.vocab, "dtype": str(dtype).replace("torch.", ""),
             "step": step, "rows_identical": rows_same, "max_abs_score_diff": diff,

@@ -1,5 +1,6 @@
-"""The Triton kernels against the torch reference, on the CPU (``TRITON_INTERPRET=1``), and the
-kernels' ahead-of-time PTX (what TensorRT's ``aot_impl`` embeds) assembled with ptxas.
+"""The Triton kernels against the plugin ops in torch (``torch_ops``), on the CPU
+(``TRITON_INTERPRET=1``), and the kernels' ahead-of-time PTX (what TensorRT's ``aot_impl``
+embeds) assembled with ptxas.
 
 The interpreter has to be switched on before triton is imported, so the kernels run in a
 subprocess: this file, run as a script, computes every case and writes JSON; the tests read it.
@@ -202,20 +203,20 @@ def _inputs(trie, n, b, v, step, kind, seed):
 def _compare_case(n, b, v, k, step, kind, seed) -> dict:
     import torch
 
-    from onerec_trt.plugins import kernels, reference
+    from onerec_trt.plugins import kernels, torch_ops
 
     trie = _trie(v, 20000 if v >= 1024 else 400, seed, kind)
     logits, scores, node = _inputs(trie, n, b, v, step, kind, seed)
     t = tuple(torch.from_numpy(trie.arrays()[x]) for x in ("indptr", "child_code", "offsets"))
-    ref = reference.trie_beam_step(logits, scores, node, *t, step, k)
-    ref_cand = reference.trie_beam_expand(logits, scores, node, *t, step, k)
+    ref = torch_ops.trie_beam_step(logits, scores, node, *t, step, k)
+    ref_cand = torch_ops.trie_beam_expand(logits, scores, node, *t, step, k)
     cand = kernels.trie_beam_expand(logits, scores, node, *t, step, k)
     out = kernels.trie_beam_select(cand, node, *t, step, k, v)
     exact = kernels.trie_beam_select(ref_cand, node, *t, step, k, v)
-    low = reference.LOW32
+    low = torch_ops.LOW32
     finite = torch.isfinite(ref[0])
-    vals, _ = reference.decode_keys(cand)
-    ref_vals, _ = reference.decode_keys(ref_cand)
+    vals, _ = torch_ops.decode_keys(cand)
+    ref_vals, _ = torch_ops.decode_keys(ref_cand)
     both = torch.isfinite(ref_vals)
     return {
         "parent": torch.equal(out[1], ref[1]), "code": torch.equal(out[2], ref[2]),
@@ -236,14 +237,14 @@ def _compare_case(n, b, v, k, step, kind, seed) -> dict:
 def _codes_case() -> dict:
     import torch
 
-    from onerec_trt.plugins import kernels, reference
+    from onerec_trt.plugins import kernels, torch_ops
 
     trie = _trie(8, 300, 5)
     a = {x: torch.from_numpy(y) for x, y in trie.arrays().items()}
     codes = torch.randint(-1, 9, (3, 40, 3), generator=torch.Generator().manual_seed(1))
     codes[0, :4] = torch.tensor([0, 0, 0])  # likely-present prefixes mixed in
     args = (a["indptr"], a["child_code"], a["offsets"], a["leaf_item"])
-    ref = reference.codes_to_item(codes, *args)
+    ref = torch_ops.codes_to_item(codes, *args)
     got = kernels.codes_to_item(codes, *args)
     return {"identical": torch.equal(ref, got), "found": int((ref > 0).sum()),
             "missing": int((ref == -1).sum())}

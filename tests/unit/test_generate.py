@@ -6,7 +6,7 @@ import torch
 
 from helpers import random_histories, tiny_model, tiny_semantic_ids
 from onerec_trt.model.config import ModelConfig
-from onerec_trt.model.generate import STEPS, Generator, beam_search, stable_topk
+from onerec_trt.model.generate import STEPS, Generator, beam_search, make_step, stable_topk
 from onerec_trt.model.onerec import OneRecModel
 from onerec_trt.model.tokenizer import SemanticIds
 
@@ -68,7 +68,7 @@ class UniformModel:
         return cache
 
 
-TORCH_STEPS = ("dense", "csr", "plugin")  # "triton" runs under the interpreter elsewhere
+TORCH_STEPS = ("dense", "csr", "plugin")  # "triton-lang" runs under the interpreter elsewhere
 
 
 @pytest.mark.parametrize("step", TORCH_STEPS)
@@ -137,7 +137,9 @@ def test_every_step_selects_exactly_what_the_dense_reference_selects(step, catal
 
 
 def test_steps_are_named_in_one_table():
-    assert set(STEPS) == {"dense", "csr", "plugin", "triton"}
+    assert set(STEPS) == {"dense", "csr", "plugin", "triton-lang"}
+    old_name = make_step("triton", tiny_semantic_ids().trie)  # the step's old name still works
+    assert type(old_name).__name__ == "TritonLangStep"
     with pytest.raises(ValueError, match="unknown beam step"):
         Generator(tiny_model(), 4, 2, "sparse")
 

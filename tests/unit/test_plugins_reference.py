@@ -1,4 +1,5 @@
-"""The plugins' torch reference: its meaning is the reference generation's, exactly."""
+"""The plugin ops in torch (``plugins.torch_ops``): their meaning is the dense step's generation,
+exactly."""
 
 import ast
 import inspect
@@ -10,7 +11,7 @@ import torch
 from helpers import random_histories, tiny_model
 from onerec_trt.model.generate import beam_search, stable_topk
 from onerec_trt.model.trie import Trie
-from onerec_trt.plugins import aot, ort_ops, reference, spec, tensorrt_plugins
+from onerec_trt.plugins import aot, ort_ops, spec, tensorrt_plugins, torch_ops
 from onerec_trt.plugins.packed import PackedTrie
 
 
@@ -60,11 +61,11 @@ def test_expand_then_select_is_the_step(kind, n, b, k, step):
     trie = random_trie(300, [8, 16, 8])
     logits, scores, node = step_inputs(trie, n, b, step, seed=n * b + k, kind=kind)
     t = tensors(trie)
-    want = reference.trie_beam_step(logits, scores, node, *t, step, k)
-    cand = reference.trie_beam_expand(logits, scores, node, *t, step, k)
+    want = torch_ops.trie_beam_step(logits, scores, node, *t, step, k)
+    cand = torch_ops.trie_beam_expand(logits, scores, node, *t, step, k)
     assert cand.shape == (n, b, min(k, logits.shape[-1]))
     assert (cand.diff(dim=-1) > 0).all()  # ascending, unique keys
-    got = reference.trie_beam_select(cand, node, *t, step, k, logits.shape[-1])
+    got = torch_ops.trie_beam_select(cand, node, *t, step, k, logits.shape[-1])
     for a, w in zip(got, want, strict=True):
         assert torch.equal(a, w)
 
@@ -77,7 +78,7 @@ def test_step_rules_ties_dead_beams_and_children():
     logits = torch.zeros(1, 3, 4)  # every code equally likely: all candidates tie
     scores = torch.tensor([[-1.0, -1.0, float("-inf")]])
     node = torch.tensor([[1, 0, 0]])  # beam 0: no children; beam 2: dead
-    vals, parent, code, nxt = reference.trie_beam_step(logits, scores, node, *t, 1, 5)
+    vals, parent, code, nxt = torch_ops.trie_beam_step(logits, scores, node, *t, 1, 5)
     # finite: beam 1 codes 0 and 1 (children 0, 1); then -inf in flat order: beam 0 codes 0..
     assert parent.tolist() == [[1, 1, 0, 0, 0]] and code.tolist() == [[0, 1, 0, 1, 2]]
     assert nxt.tolist() == [[0, 1, 0, 0, 0]]
@@ -87,10 +88,10 @@ def test_step_rules_ties_dead_beams_and_children():
 def test_keys_order_like_a_stable_sort_and_decode_exactly():
     values = torch.tensor([[0.5, -0.0, 0.0, float("-inf"), -3.25, 0.5, 1e-30, -1e30]])
     flat = torch.arange(values.shape[1]).unsqueeze(0)
-    keys = reference.encode_keys(values, flat)
+    keys = torch_ops.encode_keys(values, flat)
     _, order = stable_topk(values, values.shape[1])
     assert torch.equal(keys.argsort(dim=1), order)  # -0.0 ties +0.0: flat order decides
-    decoded, back = reference.decode_keys(keys)
+    decoded, back = torch_ops.decode_keys(keys)
     assert torch.equal(back, flat) and torch.equal(decoded, values)  # -0.0 reads as 0.0
 
 
@@ -99,12 +100,12 @@ def test_codes_to_item_walks_the_trie():
     ids = np.arange(1, len(trie.leaf_item) + 1)
     t = tensors(trie)
     real = torch.from_numpy(_leaf_codes(trie))
-    items = reference.codes_to_item(real.unsqueeze(0), *t, torch.from_numpy(trie.leaf_item))
+    items = torch_ops.codes_to_item(real.unsqueeze(0), *t, torch.from_numpy(trie.leaf_item))
     np.testing.assert_array_equal(items[0].numpy(), trie.leaf_item)
     assert sorted(trie.leaf_item) == list(ids)
     known = {tuple(c) for c in real.tolist()}
     probe = torch.randint(-1, 9, (4, 50, 3), generator=torch.Generator().manual_seed(0))
-    got = reference.codes_to_item(probe, *t, torch.from_numpy(trie.leaf_item))
+    got = torch_ops.codes_to_item(probe, *t, torch.from_numpy(trie.leaf_item))
     lookup = {tuple(c): i for c, i in zip(real.tolist(), trie.leaf_item.tolist(), strict=True)}
     want = [[lookup[tuple(c)] if tuple(c) in known else -1 for c in row] for row in probe.tolist()]
     assert got.tolist() == want and (got == -1).any() and (got > 0).any()

@@ -14,6 +14,7 @@ CUDA graphs (device evidence, part 2). Imports torch, numpy and the model only.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
@@ -22,6 +23,8 @@ from torch import nn
 from onerec_trt.bench.gpu_gemm import E4M3_MAX, capture_cuda_graph, quantize, scaled_mm, time_fn
 from onerec_trt.bench.stats import latency_summary
 from onerec_trt.model.generate import Generator, make_step
+
+log = logging.getLogger(__name__)
 
 
 class Fp8Linear(nn.Module):
@@ -78,7 +81,7 @@ def choose_step(trie, device: str, prefer: str = "auto", probe=None):
     ``probe`` (``(logits, scores, node)`` of a real step 0), else the ``csr`` torch step."""
     if prefer in ("auto", "plugin") and device == "cuda":
         try:
-            step = make_step("triton", trie).to(device)
+            step = make_step("triton-lang", trie).to(device)
             if probe is not None:
                 step(*probe, 0, probe[1].shape[1])
                 torch.cuda.synchronize()
@@ -137,7 +140,7 @@ def _time_point(generator, history, opts) -> dict:
             "cuda_graph_failed": f"{type(exc).__name__}: {str(exc)[:200]}"}
 
 
-def _sweep(generator, cfg, opts, budget, label: str, log) -> dict:
+def _sweep(generator, cfg, opts, budget, label: str) -> dict:
     """One variant (bf16 or fp8) over the user counts; stops on the budget or out of memory."""
     points = {}
     for users in opts.e2e_users:
@@ -152,12 +155,12 @@ def _sweep(generator, cfg, opts, budget, label: str, log) -> dict:
             torch.cuda.empty_cache()
             break
         points[str(users)] = r
-        log(f"e2e {label:<5} N={users:<4} p50 {r['p50_ms']:9.2f} ms  p99 {r['p99_ms']:9.2f} ms  "
-            f"{r['throughput_users_per_s']:9.1f} users/s")
+        log.info(f"e2e {label:<5} N={users:<4} p50 {r['p50_ms']:9.2f} ms  "
+                 f"p99 {r['p99_ms']:9.2f} ms  {r['throughput_users_per_s']:9.1f} users/s")
     return points
 
 
-def run_e2e(opts, roofline, gpu: dict, budget, log=print) -> dict:
+def run_e2e(opts, roofline, gpu: dict, budget) -> dict:
     """bf16 then FP8 generation of ``opts.e2e_preset`` for each user count, with the roofline."""
     from onerec_trt.model.config import ModelConfig
     from onerec_trt.model.synthetic import random_model, synthetic_ids
@@ -182,18 +185,18 @@ def run_e2e(opts, roofline, gpu: dict, budget, log=print) -> dict:
                         f"{[ids.trie.nodes(t) for t in range(cfg.levels + 1)]}",
            "beam_step": step_desc, "weights": "random normal(0, 0.02), bf16",
            "setup_s": time.perf_counter() - t0}
-    log(f"e2e {opts.e2e_preset}: {out['parameters'] / 1e6:.1f}M parameters, beam "
-        f"{opts.e2e_beam}, beam step: {step_desc}")
+    log.info(f"e2e {opts.e2e_preset}: {out['parameters'] / 1e6:.1f}M parameters, beam "
+             f"{opts.e2e_beam}, beam step: {step_desc}")
     out["beam_step_timing"] = time_beam_steps(ids.trie, cfg, opts, step_desc)
     generator = Generator(model, opts.e2e_beam, min(opts.e2e_topk, opts.e2e_beam), step,
                           ids.trie).to(opts.device)
-    out["bf16"] = _sweep(generator, cfg, opts, budget, "bf16", log)
+    out["bf16"] = _sweep(generator, cfg, opts, budget, "bf16")
     calib = _histories(cfg, min(opts.e2e_users), opts.device, opts.seed + 1)
     amax = input_amax(model, lambda: generator(calib))
     out["fp8_linears"] = to_fp8(model, amax)
     out["fp8_calibration"] = (f"max |input| per nn.Linear over one bf16 request of "
                               f"{calib.shape[0]} users; weights per-tensor amax")
-    out["fp8"] = _sweep(generator, cfg, opts, budget, "fp8", log)
+    out["fp8"] = _sweep(generator, cfg, opts, budget, "fp8")
     out["comparison"] = _compare(out, cfg, opts, roofline, gpu)
     return out
 
@@ -203,7 +206,7 @@ def time_beam_steps(trie, cfg, opts, chosen: str) -> dict:
     the csr torch step and, where it was chosen, the plugin's Triton kernels."""
     impls = {"torch csr step": make_step("csr", trie).to(opts.device)}
     if chosen.startswith("plugins.kernels"):
-        impls["plugins.kernels TrieBeamStep"] = make_step("triton", trie).to(opts.device)
+        impls["plugins.kernels TrieBeamStep"] = make_step("triton-lang", trie).to(opts.device)
     out = {}
     for users in opts.e2e_users:
         gen = torch.Generator(device=opts.device).manual_seed(opts.seed)

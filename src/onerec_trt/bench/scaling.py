@@ -1,7 +1,7 @@
 """How the cost of one request grows with history S, beam B, catalogue size and levels L, for
 three beam steps of the one generation loop (``model.generate``): the reference (dense trie
 tables), csr (the standard-op graph's step: the trie's CSR arrays) and plugin (the TrieBeamStep
-plugin on the packed trie: its Triton kernels on a GPU, its torch reference on the CPU).
+plugin on the packed trie: its Triton kernels on a GPU, its ops in torch on the CPU).
 
 One axis moves at a time from a base point (the benchmarked model's architecture, random
 weights, a synthetic catalogue of random unique semantic IDs). Both paths run the same model on
@@ -12,6 +12,7 @@ exceed ``max_table_mb`` the reference path is not run and says so) and the reque
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, replace
 
@@ -25,6 +26,8 @@ from onerec_trt.model.generate import Generator, make_step
 from onerec_trt.model.synthetic import csr_bytes, dense_table_bytes, random_model, synthetic_ids
 from onerec_trt.progress import progress_bar
 from onerec_trt.tables import markdown_lines
+
+log = logging.getLogger(__name__)
 
 # axis -> values; catalogue values are (items, codebook size per level)
 AXES = {
@@ -105,7 +108,7 @@ def _time(fn, reps: int, device: str) -> list[float]:
 
 def measure_point(opts: ScalingOptions, axis: str, value, plugin_step: str) -> dict:
     """One point: every path on the same model and histories (``plugin_step``: the beam step
-    name of the plugin path, ``triton`` on a GPU, ``plugin`` (the torch reference) else)."""
+    name of the plugin path, ``triton-lang`` on a GPU, ``plugin`` (the ops in torch) else)."""
     cfg, beam = point_config(opts, axis, value)
     ids = synthetic_ids(cfg.num_items, cfg.codebook_sizes, opts.seed)
     model = random_model(cfg, ids, opts.device, seed=opts.seed)
@@ -144,16 +147,16 @@ def measure_point(opts: ScalingOptions, axis: str, value, plugin_step: str) -> d
     return row
 
 
-def run_scaling(opts: ScalingOptions, log=print) -> dict:
-    impl = "triton" if opts.device == "cuda" else "plugin"
+def run_scaling(opts: ScalingOptions) -> dict:
+    impl = "triton-lang" if opts.device == "cuda" else "plugin"
     points = [(axis, v) for axis, values in opts.axes.items() for v in values]
     rows = []
     for axis, value in progress_bar(points, desc="scaling", unit="point",
                                     disable=not opts.progress, leave=False):
         rows.append(measure_point(opts, axis, value, impl))
     cfg, beam, _ = _base(opts)
-    plugin = ("plugins.kernels (the Triton kernels)" if impl == "triton"
-              else "plugins.reference (the torch reference)")
+    plugin = ("plugins.kernels (the Triton kernels)" if impl == "triton-lang"
+              else "plugins.torch_ops (the plugin ops in torch)")
     return {"base": {"config": cfg.to_dict(), "beam": beam, "users": opts.users,
                      "reps": opts.reps},
             "device": opts.device,

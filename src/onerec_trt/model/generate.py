@@ -2,22 +2,24 @@
 
 ``Generator`` runs the model's context once, then L decode steps; after each decode step a
 **beam step** picks the next beams among the trie's valid children. The loop is the same in
-eager torch (eval, bench, the torch runner) and in the exported ONNX graph (export traces it);
+eager torch (eval, bench, the torch backend) and in the exported ONNX graph (export traces it);
 only the beam step differs, chosen by name (``STEPS``):
 
-- ``dense``: the reference. Dense next-node tables [nodes_t, V_t] (-1: no child), candidates
-  B x V_t. Only fits toy catalogues (1M items in 3 x 8192 codes: ~64 GiB of tables).
+- ``dense``: the step every other step is tested against. Dense next-node tables [nodes_t, V_t]
+  (-1: no child), candidates B x V_t. Only fits toy catalogues (1M items in 3 x 8192 codes:
+  ~64 GiB of tables).
 - ``csr``: standard ops whose trie cost grows with the edges: per level the CSR arrays
   (each node's first child, its child count, the children's codes); candidates B x C_t (C_t:
   the most children a node has at level t), read with Gather. What ``export`` writes.
-- ``plugin``: the plugins' torch reference ops (``plugins.reference``) on the packed trie.
-- ``triton``: the plugins' Triton kernels (GPU, or the CPU interpreter).
+- ``plugin``: the plugin ops written in torch (``plugins.torch_ops``) on the packed trie.
+- ``triton-lang``: the plugins' OpenAI Triton kernels (GPU, or the CPU interpreter); ``triton``
+  is accepted for it (its old name; Triton alone names the inference server).
 
 A step is a module called as ``step(logits [N, B, V_t], scores [N, B], node [N, B], t, B) ->
 (scores, parent, code, next_node)``, each [N, B]; ``node`` is each beam's trie node at depth t
 (its prefix), numbered as the trie's CSR positions.
 
-**The rules** (every step follows them; tests hold each step to the ``dense`` reference):
+**The rules** (every step follows them; tests hold each step to the ``dense`` step):
 
 - B beams from the start; beam 0 has score 0 and beams 1..B-1 start dead (-inf), so step 0
   expands only beam 0 and needs no special case.
@@ -53,8 +55,9 @@ STEPS = {
     "dense": "onerec_trt.model.generate:DenseStep",
     "csr": "onerec_trt.model.generate:CsrStep",
     "plugin": "onerec_trt.plugins.steps:PluginStep",
-    "triton": "onerec_trt.plugins.steps:TritonStep",
+    "triton-lang": "onerec_trt.plugins.steps:TritonLangStep",
 }
+STEP_ALIASES = {"triton": "triton-lang"}  # old names a caller may still pass
 
 
 @dataclass
@@ -85,7 +88,7 @@ def split_flat(flat: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tens
 
 
 class DenseStep(nn.Module):
-    """The reference step: dense next-node tables [nodes_t, V_t], candidates B x V_t."""
+    """The dense step: dense next-node tables [nodes_t, V_t], candidates B x V_t."""
 
     def __init__(self, trie: Trie):
         super().__init__()
@@ -172,6 +175,7 @@ def users_per_call(beam: int, codebook_sizes: list[int], wanted: int,
 
 def make_step(name: str, trie: Trie) -> nn.Module:
     """The named beam step for ``trie`` (see ``STEPS``)."""
+    name = STEP_ALIASES.get(name, name)
     if name not in STEPS:
         raise ValueError(f"unknown beam step {name!r}; expected one of {', '.join(STEPS)}")
     module, cls = STEPS[name].split(":")

@@ -1,5 +1,5 @@
 """ONNX Runtime custom ops for the plugins: onnxruntime-extensions Python ops that call the
-torch reference, so a plugin-bearing graph (``*.plugins.cpu.onnx``) runs on the CPU.
+torch ops (``torch_ops``), so a plugin-bearing graph (``*.plugins.cpu.onnx``) runs on the CPU.
 
 The ops live in the graphs' domain (``spec.NAMESPACE``); ``graphs.make_session`` calls
 ``register_ops`` when a graph has nodes of that domain. Only fp32 logits: ONNX Runtime's CPU
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from onerec_trt.errors import user_error
-from onerec_trt.plugins import reference
+from onerec_trt.plugins import torch_ops
 from onerec_trt.plugins.spec import CODES_TO_ITEM, NAMESPACE, TRIE_BEAM_EXPAND, TRIE_BEAM_SELECT
 
 _REGISTERED = False
@@ -26,21 +26,21 @@ def trie_beam_expand(logits, scores, node, indptr, child_code, offsets, step, be
     if logits.shape[-1] != vocab:
         raise ValueError(f"TrieBeamExpand: logits have {logits.shape[-1]} codes, vocab={vocab}")
     with torch.no_grad():
-        cand = reference.trie_beam_expand(_t(logits), _t(scores), _t(node), _t(indptr),
+        cand = torch_ops.trie_beam_expand(_t(logits), _t(scores), _t(node), _t(indptr),
                                           _t(child_code), _t(offsets), int(step), int(beam_out))
     return cand.numpy()
 
 
 def trie_beam_select(cand, node, indptr, child_code, offsets, step, beam_out, vocab):
     with torch.no_grad():
-        out = reference.trie_beam_select(_t(cand), _t(node), _t(indptr), _t(child_code),
+        out = torch_ops.trie_beam_select(_t(cand), _t(node), _t(indptr), _t(child_code),
                                          _t(offsets), int(step), int(beam_out), int(vocab))
     return tuple(t.numpy() for t in out)
 
 
 def codes_to_item(codes, indptr, child_code, offsets, leaf_item):
     with torch.no_grad():
-        items = reference.codes_to_item(_t(codes), _t(indptr), _t(child_code), _t(offsets),
+        items = torch_ops.codes_to_item(_t(codes), _t(indptr), _t(child_code), _t(offsets),
                                         _t(leaf_item))
     return items.numpy()
 

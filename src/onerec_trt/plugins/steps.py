@@ -1,9 +1,10 @@
 """The plugins as beam steps of the one generation loop (``model.generate``, steps ``plugin`` and
-``triton``): the plugin graph's meaning with a model in torch.
+``triton-lang``): the plugin graph's meaning with a model in torch.
 
-``PluginStep`` runs the plugins' torch reference ops (CPU or GPU); ``TritonStep`` the Triton
-kernels (GPU, or the CPU interpreter with TRITON_INTERPRET=1). Both read the packed trie and
-neither synchronises with the host except the reference's data-dependent gathers.
+``PluginStep`` runs the plugin ops written in torch (``torch_ops``, CPU or GPU);
+``TritonLangStep`` the OpenAI Triton kernels (GPU, or the CPU interpreter with
+TRITON_INTERPRET=1). Both read the packed trie and neither synchronises with the host except
+the torch ops' data-dependent gathers.
 """
 
 from __future__ import annotations
@@ -26,17 +27,17 @@ class PluginStep(nn.Module):
                 self.register_buffer(name, torch.as_tensor(values))
 
     def ops(self):
-        from onerec_trt.plugins import reference
+        from onerec_trt.plugins import torch_ops
 
-        return reference
+        return torch_ops
 
     def forward(self, logits, scores, node, t: int, beam: int):
         return self.ops().trie_beam_step(logits, scores, node, self.indptr, self.child_code,
                                          self.offsets, t, beam)
 
 
-class TritonStep(PluginStep):
-    """The same step on the Triton kernels (``plugins.kernels``)."""
+class TritonLangStep(PluginStep):
+    """The same step on the OpenAI Triton kernels (``plugins.kernels``)."""
 
     def ops(self):
         from onerec_trt.plugins import kernels

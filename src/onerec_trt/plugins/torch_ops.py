@@ -1,4 +1,5 @@
-"""The plugins' reference meaning, in torch (CPU or GPU): what every other rendering matches.
+"""The plugin ops written in torch (CPU or GPU): their meaning, which every other rendering
+(ONNX Runtime custom ops, Triton kernels, TensorRT plugins) matches.
 
 ``trie_beam_step`` is written with the same torch ops, in the same order, as one step of
 ``model.generate.beam_search`` (log_softmax in fp32, ``scores + logp.masked_fill(...)``, a stable
