@@ -1,4 +1,4 @@
-"""The data module: named datasets, the user's own tables and sequence files, vocabulary, split."""
+"""The data module: the user's own tables and sequence files, vocabulary, split."""
 
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ import pytest
 from helpers import write
 from onerec_trt.data import PAD, ItemVocab, LeaveOneOut, load_dataset, pad_histories
 from onerec_trt.errors import UserError
-
-BEAUTY = (Path(__file__).resolve().parents[2].parent
-          / "shared" / "data" / "amazon-beauty" / "Beauty.txt")
 
 
 def table(tmp_path: Path, text: str, columns: str | None = None, name: str = "t.csv", **kw):
@@ -401,28 +398,3 @@ def test_bad_options(tmp_path):
     for spec in ("user=u,item", "user=u,rating=r", "user=,item=i", "user=u,item=i,"):
         msg = error(load_dataset, "table", path, columns=spec)
         assert "bad --columns entry" in msg and "Note: expected e.g. user=uid,item=iid" in msg
-
-
-# --- named datasets ---------------------------------------------------------------------------
-
-
-def test_movielens_1m():
-    ds = load_dataset("ml-1m")
-    assert (ds.stats["users"], ds.stats["items"], ds.stats["interactions"]) == (
-        6040, 3706, 1_000_209)
-    assert len(ds.users) == 6040 and ds.num_items == 3706
-    assert ds.stats["sequence_length"]["min"] == 20  # ML-1M keeps users with 20+ ratings
-    assert ds.stats["removed"]["users_filtered"] == 0
-
-
-@pytest.mark.skipif(not BEAUTY.is_file(), reason=f"Amazon Beauty not found at {BEAUTY}")
-def test_amazon_beauty():
-    ds = load_dataset("beauty", BEAUTY)
-    assert (ds.stats["users"], ds.stats["items"], ds.stats["interactions"]) == (
-        22363, 12101, 198_502)
-    assert ds.stats["sequence_length"]["min"] == 5 and ds.stats["sequence_length"]["max"] == 204
-    assert ds.users[0] == "1"
-    assert ds.vocab.decode(ds.sequences[0]) == ["1", "2", "3", "4", "5"]
-    split = ds.split()
-    assert split.num_users == 22363
-    assert sum(len(t) for t in split.train) == 198_502 - 2 * 22363
