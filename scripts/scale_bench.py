@@ -158,7 +158,10 @@ def main() -> int:
     manifest = json.loads((work / "model" / "manifest.json").read_text())
     result["parameters"] = f"{manifest['model']['parameters'] / 1e6:,.0f}M parameters"
     if (work / "verify" / "verify.json").is_file():
-        result["verify"] = json.loads((work / "verify" / "verify.json").read_text())["metrics"]
+        from onerec_trt.reports import read_stage
+        from onerec_trt.verify import VerifyReport
+
+        result["verify"] = read_stage(work / "verify", VerifyReport).metrics
     return finish(result, markdown(result), work, out, a.keep)
 
 

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 import pytest
 
+from onerec_trt.analysis import AnalysisReport
 from onerec_trt.artifacts import write_json, write_manifest
 from onerec_trt.errors import UserError
 from onerec_trt.export import ExportReport
 from onerec_trt.quantize import QuantizeReport
 from onerec_trt.reports import Report, read_stage
 from onerec_trt.triton.contract import RepositoryReport
+from onerec_trt.verify import VerifyReport
 
 
 @dataclass
@@ -95,6 +97,7 @@ def test_a_damaged_report_is_a_user_error(tmp_path, damage, words):
 def test_stage_reports_name_their_stage_file_and_command():
     assert (ExportReport.STAGE, ExportReport.FILE) == ("export", "export.json")
     assert (QuantizeReport.STAGE, QuantizeReport.FILE) == ("quantize", "quantize_report.json")
+    assert (AnalysisReport.STAGE, VerifyReport.STAGE) == ("analyze", "verify")
     assert RepositoryReport.COMMAND == "triton export"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from onerec_trt.layout import CPU_GRAPH, DEFAULT_RUN, FP8_CPU_GRAPH
+from onerec_trt.layout import CPU_GRAPH, DEFAULT_RUN, FP8_CPU_GRAPH, VERIFY_JSON
 from onerec_trt.reports import Report
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ class VerifyReport(Report):
     """``verify.json``: the verdict, each gate, the agreement and metric deltas."""
 
     JSON_NAMES = {"passed": "pass"}
+    STAGE, FILE = "verify", VERIFY_JSON
 
     passed: bool  # no gate failed (an inconclusive gate is not a failure)
     gates: dict  # gate -> {"value", "threshold", "pass", "decision", "reason"[, "ci",
