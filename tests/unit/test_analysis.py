@@ -12,6 +12,11 @@ from helpers import random_histories, tiny_model
 from onerec_trt.analysis.capture import LinearInputs
 from onerec_trt.analysis.compare import compare_models, exclusions
 from onerec_trt.analysis.fp8 import fp8_round_trip, gemm_output_sqnr, round_trip_errors, sqnr_db
+from onerec_trt.analysis.stats import tensor_stats
+from onerec_trt.errors import UserError
+from onerec_trt.model.config import ModelConfig
+from onerec_trt.model.generate import Generator
+from onerec_trt.model.onerec import OneRecModel
 from onerec_trt.roofline import (
     dcn_ops,
     gemm,
@@ -21,11 +26,6 @@ from onerec_trt.roofline import (
     predict,
     sweep,
 )
-from onerec_trt.analysis.stats import tensor_stats
-from onerec_trt.errors import UserError
-from onerec_trt.model.config import ModelConfig
-from onerec_trt.model.generate import Generator
-from onerec_trt.model.onerec import OneRecModel
 
 
 def test_fp8_round_trip_lands_on_the_e4m3_grid():
