@@ -166,3 +166,34 @@ def test_quantize_and_bench_do_not_import_the_analyze_stage():
              for name, path in sources() if name in ("quantize", "bench")
              for module in imports(path) if unit(module) == "analysis"]
     assert not found, "\n".join(found)
+
+
+# what reading a backend string looks like: verify's specs ("FILE.onnx", "torch:bf16") and
+# bench's names ("ort-plugins-fp8") taken apart by suffix, prefix or separator
+SPEC_LITERALS = {"torch:fp32", "torch:bf16", "-plugins-"}
+SPEC_PARTS = {".onnx", ".plan", "torch", "torch:", "ort-", "trt-", "-fp8", "-bf16", "-fp32"}
+
+
+def backend_string_parsing(tree: ast.AST) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value in SPEC_LITERALS:
+            found.append(f"line {node.lineno}: the literal {node.value!r}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in ("endswith", "startswith", "split", "rsplit", "partition") \
+                and any(isinstance(a, ast.Constant) and a.value in SPEC_PARTS for a in node.args):
+            found.append(f"line {node.lineno}: .{node.func.attr}({ast.unparse(node.args[0])})")
+        elif isinstance(node, ast.FunctionDef) and node.name == "make_runner":
+            found.append(f"line {node.lineno}: def make_runner")
+    return found
+
+
+def test_only_commands_parse_backend_strings():
+    """Issue 29 item 4: verify and bench take backend objects; the strings the CLI reads become
+    objects in commands/backends.py alone (bench's names are keys of its table, never split)."""
+    found = [f"{path.relative_to(SRC)} {what}" for name, path in sources()
+             if name not in ("commands", "cli")
+             for what in backend_string_parsing(ast.parse(path.read_text()))]
+    assert not found, "\n".join(found)
+    parser = (SRC / "commands" / "backends.py").read_text()
+    assert backend_string_parsing(ast.parse(parser)), "the check no longer sees the parser"

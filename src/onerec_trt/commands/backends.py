@@ -32,7 +32,8 @@ def backend_from_spec(spec: str, role: str = "candidate", model: str = "default"
         return TrtBackend(spec, model_sha=model_sha, role=role)
     if spec.endswith(".onnx"):
         return OrtBackend(spec, model_sha=model_sha, role=role)
-    raise user_error(f"--{role} {spec!r} is not a graph, an engine or a torch runner",
+    raise user_error(f"--{role} {spec!r} is not a graph, an engine, the torch loop or the hf "
+                     "oracle",
                      f"expected {VERIFY_SPECS}")
 
 

@@ -76,15 +76,16 @@ def _by_hand(report: VerifyReport) -> list[str]:
         f"python {o['out']}/{SCRIPT} [--rerun]",
         "```",
         "",
-        *(_cli_command(o) if _plain_onnx(o["reference"]) else [
+        *(_cli_command(o) if _plain_onnx(report.backends["reference"]) else [
             "The reference is not a plain ONNX graph, so Polygraphy's CLI cannot rerun it with "
             "ONNX Runtime alone: use the script."]),
     ]
 
 
-def _plain_onnx(spec: str) -> bool:
-    """A graph Polygraphy's ``--onnxrt`` loads as is (no plugin ops, not an engine)."""
-    return spec.endswith(".onnx") and not spec.endswith(".plugins.cpu.onnx")
+def _plain_onnx(backend: dict) -> bool:
+    """A graph Polygraphy's ``--onnxrt`` loads as is: an ONNX Runtime backend's, without the
+    plugins stage's custom ops (``backend``: verify.json's description of it)."""
+    return backend.get("kind") == "ort" and not backend["spec"].endswith(".plugins.cpu.onnx")
 
 
 def _cli_command(o: dict) -> list[str]:

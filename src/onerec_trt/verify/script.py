@@ -110,13 +110,13 @@ if __name__ == "__main__":
 '''
 
 
-def check_script(reference: str, candidate: str, scores_atol: float, scores_rtol: float,
+def check_script(reference, candidate, scores_atol: float, scores_rtol: float,
                  scores_quantile: float, min_overlap: float) -> str:
-    """The script's text with the stage's graphs, tolerances and overlap gate filled in."""
-    from pathlib import Path
+    """The script's text with the stage's backends (``onerec_trt.backends`` objects: a graph by
+    its absolute path, anything else by name), tolerances and overlap gate filled in."""
 
-    def where(spec: str) -> str:
-        return str(Path(spec).resolve()) if spec.endswith(".onnx") else spec
+    def where(backend) -> str:
+        return str(backend.path.resolve()) if backend.kind == "ort" else backend.name
 
     return _TEMPLATE.format(reference=where(reference), candidate=where(candidate),
                             atol=scores_atol, rtol=scores_rtol, quantile=scores_quantile,

@@ -121,7 +121,7 @@ def run_verify(opts: VerifyOptions, reference: Backend, candidate: Backend) -> V
         results.save(str(tmp / "outputs.json"))
         save_json(loader, str(tmp / "inputs.json"), "verify inputs")
         write_text(tmp / VERIFY_MD, format_markdown(report))
-        write_text(tmp / SCRIPT, check_script(opts.reference, opts.candidate, opts.scores_atol,
+        write_text(tmp / SCRIPT, check_script(reference, candidate, opts.scores_atol,
                                               opts.scores_rtol, opts.scores_quantile,
                                               opts.gates.min_overlap_at_10))
         run.inputs["model"] = model_hash(opts.model) or ""
