@@ -65,3 +65,22 @@ def write(folder: Path, name: str, text: str | bytes) -> Path:
     else:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """Every table a Markdown parser (markdown-it-py, GFM tables) finds in ``text``: its rows
+    (the header first) as lists of cell texts."""
+    import pytest
+
+    markdown_it = pytest.importorskip("markdown_it")
+    tokens = markdown_it.MarkdownIt("commonmark").enable("table").parse(text)
+    tables, row = [], None
+    for i, token in enumerate(tokens):
+        if token.type == "table_open":
+            tables.append([])
+        elif token.type == "tr_open":
+            row = []
+            tables[-1].append(row)
+        elif token.type in ("th_open", "td_open"):
+            row.append(tokens[i + 1].content if tokens[i + 1].type == "inline" else "")
+    return tables

@@ -12,12 +12,12 @@ import warnings
 from pathlib import Path
 
 import pytest
+from test_verify import _opts, _verify, _wrong_scales
 
+from helpers import markdown_tables
 from onerec_trt.verify import VerifyReport
 from onerec_trt.verify.report import verdict_note
 from onerec_trt.verify.script import SCRIPT
-from test_tables import markdown_tables
-from test_verify import _opts, _verify, _wrong_scales
 
 BIN = Path(sys.executable).parent
 

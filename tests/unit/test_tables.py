@@ -2,6 +2,7 @@
 
 import pytest
 
+from helpers import markdown_tables
 from onerec_trt.tables import (
     format_table,
     markdown_lines,
@@ -10,23 +11,6 @@ from onerec_trt.tables import (
     plain_lines,
     table_lines,
 )
-
-
-def markdown_tables(text: str) -> list[list[list[str]]]:
-    """Every table a Markdown parser (markdown-it-py, GFM tables) finds in ``text``: its rows
-    (the header first) as lists of cell texts."""
-    markdown_it = pytest.importorskip("markdown_it")
-    tokens = markdown_it.MarkdownIt("commonmark").enable("table").parse(text)
-    tables, row = [], None
-    for i, token in enumerate(tokens):
-        if token.type == "table_open":
-            tables.append([])
-        elif token.type == "tr_open":
-            row = []
-            tables[-1].append(row)
-        elif token.type in ("th_open", "td_open"):
-            row.append(tokens[i + 1].content if tokens[i + 1].type == "inline" else "")
-    return tables
 
 
 def test_a_pipe_in_a_cell_is_escaped_and_the_row_keeps_its_columns():

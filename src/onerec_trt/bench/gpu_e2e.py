@@ -3,7 +3,7 @@ CUDA graphs (device evidence, part 2). Imports torch, numpy and the model only.
 
 - The model: random weights in bf16, built on ``meta`` and materialised once on the device.
 - The catalogue: a synthetic trie of random unique semantic IDs; generation is the one loop
-  (``model.generate.Generator``) with the beam step ``triton`` (the plugin's Triton kernels)
+  (``model.generate.Generator``) with the beam step ``triton-lang`` (the plugin's Triton kernels)
   where it imports and runs, else ``csr`` (standard torch ops over the trie's CSR arrays);
   dense trie tables are never built (3 x 8192 codes do not fit them).
 - FP8: every ``nn.Linear`` (the layers the quantize stage puts in FP8) becomes ``Fp8Linear``:
