@@ -173,6 +173,10 @@ def test_no_polygraphy_cli_command_for_a_reference_onnx_runtime_cannot_load_alon
     from onerec_trt.verify.report import format_markdown
 
     _, report, _, _ = verified
-    for spec in ("runs/x/plugins/fp8.plugins.cpu.onnx", "runs/x/engines/fp8.plan"):
-        md = format_markdown(replace(report, options={**report.options, "reference": spec}))
+    for spec, kind in (("runs/x/plugins/fp8.plugins.cpu.onnx", "ort"),
+                       ("runs/x/engines/fp8.plan", "trt")):
+        backends = {**report.backends,
+                    "reference": {**report.backends["reference"], "spec": spec, "kind": kind}}
+        md = format_markdown(replace(report, options={**report.options, "reference": spec},
+                                     backends=backends))
         assert "polygraphy run" not in md and f"python {report.options['out']}/{SCRIPT}" in md
