@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from hf_checkpoints import tiny_qwen3, tiny_t5
+from onerec_trt.backends import HfOracle, OrtBackend
 from onerec_trt.bench import BenchOptions, bench
+from onerec_trt.bench.backends import to_worker
 from onerec_trt.bench.peers import check, optimum_reason
 from onerec_trt.bench.pool import BackendWorker, measure
 from onerec_trt.bench.report import peer_lines
@@ -71,10 +73,12 @@ def test_a_disagreeing_peer_is_reported_and_not_timed_as_equal(imported, tmp_pat
                           "histories_file": str(imported / "users.npy")},
              "hf": {**base, "name": "hf", "kind": "hf", "precision": "fp32", "path": None,
                     "histories_file": str(tmp_path / "other.npy")}}
+    backends = {"ort-fp32": OrtBackend(specs["ort-fp32"]["path"], threads=1, precision="fp32"),
+                "hf": HfOracle(str(imported / "m"), beam=16, topk=10, batch=None, threads=1)}
     workers = {n: BackendWorker(n, 1) for n in specs}
     try:
         for name, spec in specs.items():
-            workers[name].call("load", spec=spec)
+            workers[name].call("load", spec=spec, backend=to_worker(backends[name]))
         m = measure(workers, [1], reps=3, warmup=0, max_call_s=60, progress=False)
         peers = _peers(BenchOptions(), workers, m.timings, ["hf"], {})
     finally:
