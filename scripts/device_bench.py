@@ -36,6 +36,7 @@ from onerec_trt.bench.device import (  # noqa: E402
     save,
 )
 from onerec_trt.bench.machine import describe_machine  # noqa: E402
+from onerec_trt.stage_runner import log_to_stdout  # noqa: E402
 from onerec_trt.tables import plain_lines  # noqa: E402
 
 DRY_RUN = dict(
@@ -112,6 +113,7 @@ def print_table(result: dict) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    log_to_stdout()  # the sweeps' lines, as the CLI prints them
     opts = options(args)
     import torch
 

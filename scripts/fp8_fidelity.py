@@ -77,6 +77,9 @@ def table(rows: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from onerec_trt.stage_runner import log_to_stdout
+
+    log_to_stdout()  # the stages' lines, as the CLI prints them
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", required=True, metavar="NAME=FOLDER",
                    help="a data set's name and its trained model folder (repeatable)")

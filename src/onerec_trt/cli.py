@@ -10,7 +10,7 @@ import signal
 import sys
 import textwrap
 
-from onerec_trt.commands import check_outputs
+from onerec_trt.commands import check_json
 from onerec_trt.errors import UserError, disk_error
 from onerec_trt.model.hf.trust import trusted_factory
 from onerec_trt.stage_runner import log_to_stdout
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     # 'triton serve' installs its own handlers for both signals (a flag) inside run()
     previous = _on_sigterm(_terminate)
     try:
-        getattr(module, "check_outputs", check_outputs)(args)
+        check_json(args)  # --out: each stage checks it (stage_runner), before any work
         with trusted_factory(getattr(args, "factory", None)):  # the user's word (--factory)
             return module.run(args)
     except UserError as exc:

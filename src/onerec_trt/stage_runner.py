@@ -53,9 +53,10 @@ class StagedRun:
 
 def check_stage_out(opts: Any, out: str | Path | None = None, inputs: object = None,
                     force: bool | None = None) -> Path:
-    """The checks ``run_stage`` makes before any work, for a stage that must make them earlier
-    (before hours of training): ``out`` (default ``opts.out``) against ``inputs`` (default:
-    the inputs ``opts`` declares)."""
+    """The checks ``run_stage`` makes, for a stage's entry function to make first: before its
+    other checks read any input, and before work done ahead of the staged folder (hours of
+    training). ``out`` (default ``opts.out``) against ``inputs`` (default: the inputs ``opts``
+    declares)."""
     out = opts.out if out is None else out
     force = bool(getattr(opts, "force", False)) if force is None else force
     return check_out(out, opts if inputs is None else inputs, force)

@@ -115,8 +115,7 @@ def test_bench_measures_backends_side_by_side(tiny_pipeline, tmp_path):
     result = bench(BenchOptions(
         model=str(root / "model"), onnx=str(root / "onnx"), fp8=str(root / "fp8"),
         engines=str(tmp_path / "engines"), out=str(out), batches=[1, 4], reps=2, warmup=1,
-        backends=["torch-bf16", "ort-bf16", "ort-fp8"], agreement_batch=6, **QUIET),
-        log=lambda *_: None)
+        backends=["torch-bf16", "ort-bf16", "ort-fp8"], agreement_batch=6, **QUIET))
     saved = json.loads((out / "bench.json").read_text())
     assert saved["order_first_batch"] == [["torch-bf16", "ort-bf16", "ort-fp8"],
                                           ["ort-fp8", "ort-bf16", "torch-bf16"]]
@@ -146,7 +145,7 @@ def test_bench_measures_backends_side_by_side(tiny_pipeline, tmp_path):
     res = bench(BenchOptions(
         model=str(root / "model"), onnx=str(root / "onnx"), fp8=str(broken),
         out=str(tmp_path / "b2"), batches=[2], reps=1, warmup=0,
-        backends=["ort-bf16", "ort-fp8"], **QUIET), log=lambda *_: None)
+        backends=["ort-bf16", "ort-fp8"], **QUIET))
     assert "failed to load" in res.skipped["ort-fp8"] and res.pairs == []
 
 
@@ -164,13 +163,13 @@ def test_cli_usage_errors(tiny_pipeline, tmp_path):
 
 
 def test_bench_finds_the_named_models_graphs_and_says_what_ran(tiny_pipeline, tmp_path,
-                                                               monkeypatch):
+                                                               monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)  # no runs/ here: the graphs beside the model folder are found
-    lines = []
+    caplog.set_level("INFO", logger="onerec_trt")
     res = bench(BenchOptions(model=str(tiny_pipeline / "model"), out=str(tmp_path / "b"),
                              batches=[1], reps=1, warmup=0, agreement_batch=2,
-                             backends=["torch-fp32", "ort-bf16", "ort-fp8", "trt-fp8"], **QUIET),
-                log=lines.append)
+                             backends=["torch-fp32", "ort-bf16", "ort-fp8", "trt-fp8"], **QUIET))
+    lines = caplog.messages
     assert set(res.backends) == {"torch-fp32", "ort-bf16", "ort-fp8"}
     assert res.options["onnx"] == str(tiny_pipeline / "onnx")
     assert res.options["fp8"] == str(tiny_pipeline / "fp8")
@@ -181,7 +180,7 @@ def test_bench_finds_the_named_models_graphs_and_says_what_ran(tiny_pipeline, tm
 
 
 def test_bench_exports_the_graphs_of_a_model_without_any_into_its_out(tiny_pipeline, tmp_path,
-                                                                     monkeypatch, cli):
+                                                                     monkeypatch, cli, caplog):
     monkeypatch.chdir(tmp_path)
     model = tmp_path / "lonely" / "mine"
     shutil.copytree(tiny_pipeline / "model", model)
@@ -189,11 +188,12 @@ def test_bench_exports_the_graphs_of_a_model_without_any_into_its_out(tiny_pipel
     other.mkdir(parents=True)
     (other / "reference.cpu.onnx").write_bytes(b"")
     (other / "export.json").write_text(json.dumps({"model_sha256": "f" * 64}))
-    out, lines = tmp_path / "b", []
+    out = tmp_path / "b"
+    caplog.set_level("INFO", logger="onerec_trt")
     res = bench(BenchOptions(model=str(model), out=str(out), beam=10, batches=[1], reps=1,
                              warmup=0, agreement_batch=2,
-                             backends=["torch-fp32", "ort-fp32", "ort-fp8"], **QUIET),
-                log=lines.append)
+                             backends=["torch-fp32", "ort-fp32", "ort-fp8"], **QUIET))
+    lines = caplog.messages
     assert set(res.backends) == {"torch-fp32", "ort-fp32"}
     assert f"exported the graphs of --model {model} into {out / 'onnx'} (no run folder held " \
            "them; beam 10, top-K 10)" in lines

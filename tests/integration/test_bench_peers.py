@@ -34,13 +34,13 @@ def imported(tmp_path_factory):
     return root
 
 
-def test_hf_peer_gives_the_graphs_items_and_is_timed_against_it(imported, tmp_path):
-    lines = []
+def test_hf_peer_gives_the_graphs_items_and_is_timed_against_it(imported, tmp_path, caplog):
+    caplog.set_level("INFO", logger="onerec_trt")
     res = bench(BenchOptions(model=str(imported / "m"), onnx=str(imported / "onnx"),
                              out=str(tmp_path / "b"), backends=["ort-fp32"],
                              peers=["hf", "optimum"], histories=str(imported / "users.npy"),
-                             batches=[1, 3], rounds=1, warmup=0, agreement_batch=2, **QUIET),
-                log=lines.append)
+                             batches=[1, 3], rounds=1, warmup=0, agreement_batch=2, **QUIET))
+    lines = caplog.messages
     assert set(res.backends) == {"ort-fp32", "hf"}
     # one pass over the 5 users: 5 requests of 1, 2 requests of 3 (the last wraps around)
     assert len(res.backends["hf"]["latencies_s"]["1"]) == 5
@@ -104,12 +104,12 @@ def test_peer_check_counts_identical_lists_and_the_largest_score_difference():
     assert "transformers<4.58" in optimum_reason()
 
 
-def test_a_native_models_peer_is_its_torch_loop(tiny_pipeline, tmp_path):
-    lines = []
+def test_a_native_models_peer_is_its_torch_loop(tiny_pipeline, tmp_path, caplog):
+    caplog.set_level("INFO", logger="onerec_trt")
     res = bench(BenchOptions(model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"),
                              out=str(tmp_path / "b"), backends=["ort-fp32"], peers=["hf"],
-                             batches=[8], rounds=1, warmup=0, agreement_batch=2, **QUIET),
-                log=lines.append)
+                             batches=[8], rounds=1, warmup=0, agreement_batch=2, **QUIET))
+    lines = caplog.messages
     assert set(res.backends) == {"ort-fp32", "torch-fp32"}
     assert "native model" in res.peers["notes"]["torch-fp32"]
     assert res.peers["peers"]["torch-fp32"]["against"] == "ort-fp32"

@@ -13,7 +13,7 @@ from onerec_trt.analysis.compare import compare_models, exclusions
 from onerec_trt.artifacts import write_json, write_text
 from onerec_trt.errors import user_error
 from onerec_trt.roofline import dcn_ops, load_gpus, onerec_ops, roofline_section
-from onerec_trt.stage_runner import StagedRun, run_stage
+from onerec_trt.stage_runner import StagedRun, check_stage_out, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ def _validate(opts: AnalyzeOptions) -> dict:
 
 
 def run_analyze(opts: AnalyzeOptions, progress: bool = True) -> AnalysisReport:
+    check_stage_out(opts)  # --out first, before any other check or work
     gpus = _validate(opts)
     report = run_stage("analyze", opts, lambda run: _analyze(opts, gpus, progress, run),
                        report="report.json")

@@ -10,6 +10,7 @@ here (docs/tensorrt.md). Everything before them (metadata, plan header, model ha
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ from onerec_trt.backends.tensorrt_lib import (
 )
 from onerec_trt.errors import UserError, user_error
 from onerec_trt.provenance import check_same_model
+
+log = logging.getLogger(__name__)
 
 try:  # Polygraphy is optional at import time (the GPU machine has none); the runner needs it
     from polygraphy.backend.base import BaseRunner
@@ -230,7 +233,7 @@ def allowed_plugins(meta: EngineMetadata, modules: Sequence[str] = (),
     return plugins_to_load(meta.raw.get("build"), modules, libraries, str(meta.plan))
 
 
-def _load_plugins(trt, allowed: PluginsToLoad, what: str, log) -> list:
+def _load_plugins(trt, allowed: PluginsToLoad, what: str) -> list:
     """Load the allowed plugin libraries and import the allowed modules (AOT Python plugins
     are baked into the plan; JIT ones need their module imported here)."""
     handles = load_libraries(trt.get_plugin_registry(), allowed.libraries, what) \
@@ -240,14 +243,13 @@ def _load_plugins(trt, allowed: PluginsToLoad, what: str, log) -> list:
             load_plugin_module(module)
         except (ImportError, AttributeError, UserError) as exc:
             # AOT plugins need nothing at run time; a JIT one fails at deserialization
-            log(f"note: plugin module {module} not loaded ({str(exc).splitlines()[0]})")
+            log.info(f"note: plugin module {module} not loaded ({str(exc).splitlines()[0]})")
     return handles
 
 
 def load(plan: str | Path, *, model_sha: str | None = None, cuda_graphs: bool = False,
          device: int = 0, max_cached_shapes: int = MAX_CACHED_SHAPES,
-         plugin_modules: Sequence[str] = (), plugin_libraries: Sequence[str] = (),
-         log=print) -> Engine:
+         plugin_modules: Sequence[str] = (), plugin_libraries: Sequence[str] = ()) -> Engine:
     """Check, then deserialize a plan built by ``onerec-trt build``. ``plugin_modules`` /
     ``plugin_libraries``: plugin code you trust this engine to load beyond this project's own
     (its metadata may name no other)."""
@@ -263,8 +265,8 @@ def load(plan: str | Path, *, model_sha: str | None = None, cuda_graphs: bool = 
     trt = import_tensorrt()
     notes = meta.check_runtime(trt.__version__, current_gpu(device), str(path))
     for note in [*version_notes(trt.__version__), *notes]:
-        log(f"note: {note}")
-    libraries = _load_plugins(trt, allowed, str(path), log)
+        log.info(f"note: {note}")
+    libraries = _load_plugins(trt, allowed, str(path))
     import torch
 
     torch.cuda.set_device(device)

@@ -80,11 +80,10 @@ class BenchReport(Report):
     exported: dict | None = None  # no run folder held the graphs: bench exported them (options)
 
 
-def bench(opts: BenchOptions, backends: dict[str, Backend] | None = None,
-          log=print) -> BenchReport:
+def bench(opts: BenchOptions, backends: dict[str, Backend] | None = None) -> BenchReport:
     """Time the backends ``opts.backends`` names (found in the stage folders; empty: every
     one that can run here), or exactly ``backends`` (backend objects by the name the report
     gives each, e.g. ``{"ort-fp8": OrtBackend("fp8/fp8.cpu.onnx", precision="fp8")}``)."""
     from onerec_trt.bench.stage import run_bench
 
-    return run_bench(opts, log, given=backends)
+    return run_bench(opts, given=backends)

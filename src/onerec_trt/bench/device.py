@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ import torch
 
 from onerec_trt.bench.gpu_gemm import load_scales, request_gemms, request_totals, time_shape
 from onerec_trt.model.config import ModelConfig
+
+log = logging.getLogger(__name__)
 
 PACKAGE = Path(__file__).resolve().parent.parent  # roofline.py and gpus.json
 
@@ -94,7 +97,7 @@ def _predict_gemm(roofline, gpu: dict, shape) -> dict:
             "fp8": max(flops / (gpu["fp8_tflops"] * 1e12), b8 / bw) * 1e6}
 
 
-def gemm_sweep(opts: DeviceOptions, roofline, gpu: dict, budget: Budget, log=print) -> dict:
+def gemm_sweep(opts: DeviceOptions, roofline, gpu: dict, budget: Budget) -> dict:
     scales = load_scales(opts.calibration)
     out = {"calibration": opts.calibration if scales else None, "presets": {}}
     cache: dict[tuple, dict] = {}
@@ -122,7 +125,7 @@ def gemm_sweep(opts: DeviceOptions, roofline, gpu: dict, budget: Budget, log=pri
             section["points"].append({"users": users, "rows_decoder": users * spec["beam"],
                                       "rows_context": users * cfg.max_history,
                                       "totals": totals, "gemms": rows})
-            log(_gemm_line(preset, users, spec["beam"], totals))
+            log.info(_gemm_line(preset, users, spec["beam"], totals))
     return out
 
 

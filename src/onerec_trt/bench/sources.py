@@ -13,12 +13,15 @@ found while only those are requested: a user error naming every folder looked at
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from onerec_trt.errors import user_error
 from onerec_trt.layout import CPU_GRAPH, DEFAULT_RUN, RunLayout
 from onerec_trt.provenance import recorded_model
+
+log = logging.getLogger(__name__)
 
 STAGE_FOLDERS = ("onnx", "fp8", "plugins", "engines")  # BenchOptions fields, RunLayout folders
 
@@ -146,7 +149,7 @@ def not_made(names: list[str], folders: Folders, model: str) -> dict[str, str]:
     return why
 
 
-def export_graphs(opts, into: Path, log) -> dict:
+def export_graphs(opts, into: Path) -> dict:
     """Export ``opts.model``'s graphs into ``into`` (inside bench's staged folder) with the
     bench's beam and top-K where given, else export's defaults; returns what the manifest
     records (the export options, ``out`` as it will be once the bench's folder is in place)."""
@@ -161,8 +164,8 @@ def export_graphs(opts, into: Path, log) -> dict:
     with quiet("onerec_trt.export"):  # the line below says what happened
         export(options)
     final = str(Path(opts.out) / "onnx")
-    log(f"exported the graphs of --model {opts.model} into {final} (no run folder held them; "
-        f"beam {options.beam}, top-K {options.topk})")
+    log.info(f"exported the graphs of --model {opts.model} into {final} (no run folder held them; "
+             f"beam {options.beam}, top-K {options.topk})")
     return {"into": final, "options": {**asdict(options), "out": final}}
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from onerec_trt.artifacts import check_out, staged_folder, write_json, write_manifest, write_text
+from onerec_trt.artifacts import write_json, write_text
 from onerec_trt.bench import BenchOptions, BenchReport
 from onerec_trt.bench.backends import (
     Found,
@@ -46,6 +47,9 @@ from onerec_trt.bench.sources import (
 )
 from onerec_trt.bench.stats import PAIRS, agreement, form_pairs, latency_summary
 from onerec_trt.errors import UserError, user_error
+from onerec_trt.stage_runner import StagedRun, check_stage_out, run_stage
+
+log = logging.getLogger(__name__)
 
 PEER_USERS = 200  # --peers without --users: this many held-out test users
 
@@ -79,19 +83,19 @@ def _validate(opts: BenchOptions) -> None:
     if opts.users and opts.histories:
         raise user_error("--users and --histories both name the requests", "give one")
     if opts.out:  # before any work: not a file, writable, new or --force
-        check_out(opts.out, force=opts.force)
+        check_stage_out(opts, inputs=())
 
 
-def _resolve(opts: BenchOptions, names: list[str], sha: str | None,
-             log) -> tuple[BenchOptions, Folders]:
+def _resolve(opts: BenchOptions, names: list[str],
+             sha: str | None) -> tuple[BenchOptions, Folders]:
     """``opts`` with every stage folder and ``--out`` filled in (``bench/sources.py``)."""
     folders = resolve_folders(opts, sha, names)
     if folders.found_in:
-        log(f"graphs of --model {opts.model}: {folders.found_in}")
+        log.info(f"graphs of --model {opts.model}: {folders.found_in}")
     paths = {f: None if getattr(folders, f) is None else str(getattr(folders, f))
              for f in (*STAGE_FOLDERS, "out")}
     resolved = replace(opts, **paths)
-    check_out(resolved.out, _inputs(resolved, folders), force=opts.force)  # keep the graphs
+    check_stage_out(resolved, inputs=_inputs(resolved, folders))  # keep the graphs
     return resolved, folders
 
 
@@ -207,8 +211,8 @@ def _peers(opts: BenchOptions, workers: dict, timings: dict, peer_names: list[st
     return out
 
 
-def _start(found: list[Found], opts: BenchOptions, request: dict, skipped: dict,
-           log) -> tuple[dict[str, BackendWorker], dict[str, dict]]:
+def _start(found: list[Found], opts: BenchOptions, request: dict,
+           skipped: dict) -> tuple[dict[str, BackendWorker], dict[str, dict]]:
     workers, loaded = {}, {}
     for spec in found:
         workers[spec.name] = BackendWorker(spec.name, opts.threads)
@@ -223,7 +227,7 @@ def _start(found: list[Found], opts: BenchOptions, request: dict, skipped: dict,
             loaded[spec.name] = worker.call("load", spec=payload, backend=to_worker(backend))
         except (WorkerFailed, UserError) as exc:
             skipped[spec.name] = f"failed to load: {exc}"
-            log(f"skip {spec.name}: {skipped[spec.name]}")
+            log.info(f"skip {spec.name}: {skipped[spec.name]}")
             worker.close()
             del workers[spec.name]
     return workers, loaded
@@ -273,7 +277,7 @@ def _backend_results(found, loaded, m: Measurements) -> dict:
     return out
 
 
-def run_bench(opts: BenchOptions, log=print, given: dict | None = None) -> BenchReport:
+def run_bench(opts: BenchOptions, given: dict | None = None) -> BenchReport:
     t0 = time.perf_counter()
     from onerec_trt.model.checkpoint import load_model, model_hash, resolve_model_path
 
@@ -285,21 +289,26 @@ def run_bench(opts: BenchOptions, log=print, given: dict | None = None) -> Bench
     if not resolve_model_path(opts.model).is_dir():
         load_model(opts.model)  # raises: a missing model is named before its graphs
     sha = model_hash(opts.model)
-    opts, folders = _resolve(opts, names, sha, log)  # before loading: a refusal costs no load
-    with staged_folder(opts.out, force=opts.force, inputs=_inputs(opts, folders)) as tmp:
-        made = export_graphs(opts, tmp / "onnx", log) if folders.exported else None
+    opts, folders = _resolve(opts, names, sha)  # before loading: a refusal costs no load
+
+    def measure_into(run: StagedRun) -> dict:
+        tmp = run.folder
+        made = export_graphs(opts, tmp / "onnx") if folders.exported else None
         reading = replace(opts, onnx=str(tmp / "onnx")) if made else opts
         result = _measure(opts, reading, names, not_made(names, folders, opts.model), sha,
-                          peer_names, log, t0, given)
+                          peer_names, t0, given)
         if made:
             result = final_paths({**result, "exported": made}, tmp, opts.out)
-        _write(tmp, opts, result)
-    _print_summary(result, log)
+        _write(run, result)
+        return result
+
+    result = run_stage("bench", opts, measure_into, inputs=_inputs(opts, folders))
+    _print_summary(result)
     return BenchReport.from_json(result)
 
 
 def _measure(opts: BenchOptions, reading: BenchOptions, names: list[str],
-             unmade: dict[str, str], sha: str | None, peer_names: list[str], log,
+             unmade: dict[str, str], sha: str | None, peer_names: list[str],
              t0: float, given: dict | None = None) -> dict:
     """bench.json's content: every backend that can run, measured (``reading``: ``opts`` with
     the folders the workers read, the staged export when bench exported the graphs)."""
@@ -316,13 +325,13 @@ def _measure(opts: BenchOptions, reading: BenchOptions, names: list[str],
     skipped |= peer_skipped
     peer_names = [n for n in notes] + [s.name for s in extra if s.name not in notes]
     for name, why in skipped.items():
-        log(f"skip {name}: {why}")
+        log.info(f"skip {name}: {why}")
     if not found:
         raise user_error("no backend can run here", "see the reasons above")
     machine = describe_machine(gpu=opts.device == "cuda" or any(s.kind == "trt" for s in found))
-    log(f"bench on {one_line(machine)}: {', '.join(s.name for s in found)}; batches "
-        f"{sorted(opts.batches)}, {_reps(opts, facts['request'])} alternating repetitions")
-    workers, loaded = _start(found, opts, facts["request"], skipped, log)
+    log.info(f"bench on {one_line(machine)}: {', '.join(s.name for s in found)}; batches "
+             f"{sorted(opts.batches)}, {_reps(opts, facts['request'])} alternating repetitions")
+    workers, loaded = _start(found, opts, facts["request"], skipped)
     try:
         m = measure(workers, sorted(set(opts.batches)), _reps(opts, facts["request"]),
                     opts.warmup, opts.max_call_s, {s.name: s.max_batch for s in found},
@@ -336,7 +345,7 @@ def _measure(opts: BenchOptions, reading: BenchOptions, names: list[str],
         if facts["request"].get("temporary_file"):
             Path(facts["request"]["histories_file"]).unlink(missing_ok=True)
     for name, why in m.stopped.items():
-        log(f"note {name}: {why}")
+        log.info(f"note {name}: {why}")
     backends = _backend_results(found, loaded, m)
     kinds = {n: b["kind"] for n, b in backends.items()}
     pairs = form_pairs({n: b for n, b in m.timings.items() if n in backends})
@@ -354,14 +363,15 @@ def _measure(opts: BenchOptions, reading: BenchOptions, names: list[str],
     if opts.scaling:
         from onerec_trt.bench.scaling import ScalingOptions, run_scaling
 
-        result["scaling"] = run_scaling(ScalingOptions.from_bench(opts, facts), log)
+        result["scaling"] = run_scaling(ScalingOptions.from_bench(opts, facts))
     result["seconds"] = time.perf_counter() - t0
     return result
 
 
-def _write(tmp: Path, opts: BenchOptions, result: dict) -> None:
-    """The report into bench's staged folder ``tmp``; the manifest records an export bench made
-    (its options) beside the bench's own."""
+def _write(run: StagedRun, result: dict) -> None:
+    """The report into bench's staged folder; the manifest records an export bench made (its
+    options) beside the bench's own."""
+    tmp = run.folder
     write_json(tmp / "bench.json", result)
     write_text(tmp / "bench.md", format_markdown(result))
     plot_throughput(result, tmp / "bench.png")
@@ -369,37 +379,37 @@ def _write(tmp: Path, opts: BenchOptions, result: dict) -> None:
         from onerec_trt.bench.scaling import plot_scaling
 
         plot_scaling(result["scaling"], tmp / "scaling.png")
-    exported = {"exported": result["exported"]} if result.get("exported") else {}
-    write_manifest(tmp, "bench", asdict(opts),
-                   inputs={"model": result["model"]["sha256"] or ""}, **exported)
+    run.inputs["model"] = result["model"]["sha256"] or ""
+    if result.get("exported"):
+        run.extra["exported"] = result["exported"]
 
 
-def _print_summary(result: dict, log) -> None:
+def _print_summary(result: dict) -> None:
     for line in summary_lines(result):
-        log(line)
+        log.info(line)
     for pair in result["pairs"]:
         for batch, r in pair["by_batch"].items():
-            log(f"ratio {pair['fp8']}/{pair['bf16']} batch {batch}: latency "
-                f"{r['latency_ratio']:.3f} (q25-q75 {r['ratio_q25']:.3f}-{r['ratio_q75']:.3f}), "
-                f"throughput {r['throughput_ratio']:.3f}")
+            log.info(f"ratio {pair['fp8']}/{pair['bf16']} batch {batch}: latency "
+                     f"{r['latency_ratio']:.3f} (q25-q75 {r['ratio_q25']:.3f}-"
+                     f"{r['ratio_q75']:.3f}), throughput {r['throughput_ratio']:.3f}")
     if any(p["kind"] == "cpu-simulation" for p in result["pairs"]):
-        log(CPU_CAVEAT)
+        log.info(CPU_CAVEAT)
     for name, p in ((result.get("peers") or {}).get("peers") or {}).items():
         if "failed" in p:
-            log(f"peer {name}: failed: {p['failed']}")
+            log.info(f"peer {name}: failed: {p['failed']}")
             continue
-        log(f"peer {name} against {p['against']}: identical top-K for {p['identical']}/"
-            f"{p['users']} users, max score diff {p['max_score_diff']}"
-            + ("" if p["agrees"] else ": DISAGREES, not compared on speed"))
+        log.info(f"peer {name} against {p['against']}: identical top-K for {p['identical']}/"
+                 f"{p['users']} users, max score diff {p['max_score_diff']}"
+                 + ("" if p["agrees"] else ": DISAGREES, not compared on speed"))
         for backend, by_batch in p["speedups"].items():
             for batch, r in by_batch.items():
-                log(f"  {backend} is {r['latency_ratio']:.1f}x faster than {name} at batch "
-                    f"{batch} (q25-q75 {r['ratio_q25']:.1f}-{r['ratio_q75']:.1f})")
+                log.info(f"  {backend} is {r['latency_ratio']:.1f}x faster than {name} at batch "
+                         f"{batch} (q25-q75 {r['ratio_q25']:.1f}-{r['ratio_q75']:.1f})")
     for note in ((result.get("peers") or {}).get("notes") or {}).values():
-        log(f"peer: {note}")
+        log.info(f"peer: {note}")
     if (result.get("peers") or {}).get("optimum"):
-        log(f"peer optimum: {result['peers']['optimum']}")
-    log(f"ran: {', '.join(result['backends']) or 'none'}")
+        log.info(f"peer optimum: {result['peers']['optimum']}")
+    log.info(f"ran: {', '.join(result['backends']) or 'none'}")
     for name, why in result["skipped"].items():
-        log(f"skipped {name}: {why}")
-    log(f"wrote {result['options']['out']} in {result['seconds']:.0f}s")
+        log.info(f"skipped {name}: {why}")
+    log.info(f"wrote {result['options']['out']} in {result['seconds']:.0f}s")

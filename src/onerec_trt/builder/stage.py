@@ -48,11 +48,11 @@ def _validate(opts: BuildOptions) -> list[EngineJob]:
 def run_build(opts: BuildOptions) -> BuildReport:
     from onerec_trt.builder.commands import print_commands
 
+    if not opts.print_commands:  # which writes nothing
+        check_stage_out(opts)  # --out first, before any other check or work
     jobs = _validate(opts)
     out = Path(opts.out)
     cache_path = Path(opts.timing_cache) if opts.timing_cache else None
-    if not opts.print_commands:  # which writes nothing
-        check_stage_out(opts)  # before the lint: the runner checks again before the build
     # the lint comes first for --print-commands too: no commands for a graph TensorRT rejects
     # max_batch: every tensor's size at the profile's largest batch (TensorRT: < 2^31 elements)
     reports = [lint(job.onnx, max_batch=opts.max_batch) for job in jobs]

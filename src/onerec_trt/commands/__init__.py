@@ -90,32 +90,15 @@ def positive_int_list(text: str) -> list[int]:
     return values
 
 
-def input_values(args: argparse.Namespace) -> list[str]:
-    """The paths the command reads (``artifacts.inputs_of``: its input options, the model's
-    folder and recorded training data), and for ``triton export`` the fp8 folder beside
-    ``--onnx`` that it reads without ``--fp8``."""
-    from onerec_trt.artifacts import inputs_of
+def check_json(args: argparse.Namespace) -> None:
+    """Before any work (``cli.main`` calls it for every command): ``--json FILE``, which the
+    command itself writes (evaluate, triton load), must be writable and must not overwrite an
+    input (``artifacts.check_file_out``). ``--out`` is the stage's: the stage runner checks it,
+    for a Python caller too (``stage_runner.run_stage``)."""
+    from onerec_trt.artifacts import check_file_out, inputs_of
 
-    values = inputs_of(args)
-    if getattr(args, "triton_command", None) == "export" and not args.fp8:
-        from onerec_trt.triton.repository import RepositoryOptions, fp8_folder
-
-        values.append(fp8_folder(options_from(args, RepositoryOptions)))  # 'fp8' beside --onnx
-    return values
-
-
-def check_outputs(args: argparse.Namespace) -> None:
-    """Before any work (``cli.main`` calls it for every command): ``--out`` (a folder) and
-    ``--json`` (a file) must be writable, and must not be, hold or lie in an input where they
-    would replace it (``artifacts.check_out``). ``build --print-commands`` writes nothing."""
-    from onerec_trt.artifacts import check_file_out, check_out
-
-    force = bool(getattr(args, "force", False))
-    out = getattr(args, "out", None)
-    if out and not getattr(args, "print_commands", False):
-        check_out(out, input_values(args) if force else (), force)
     if getattr(args, "json", None):
-        check_file_out(args.json, input_values(args))
+        check_file_out(args.json, inputs_of(args))
 
 
 def options_from(args: argparse.Namespace, options: type[T], **overrides) -> T:

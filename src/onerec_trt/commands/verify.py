@@ -61,8 +61,10 @@ def _level(text: str) -> float:
 
 def run(args) -> int:
     from onerec_trt.commands.backends import verify_backends
+    from onerec_trt.stage_runner import check_stage_out
     from onerec_trt.verify import verify
 
     opts = options_from(args, VerifyOptions, gates=options_from(args, Gates))
+    check_stage_out(opts)  # the stage's own --out check, before the backends load anything
     report = verify(opts, *verify_backends(opts))
     return 0 if report.passed else 1

@@ -23,7 +23,7 @@ from onerec_trt.export.weights import attach_weights, export_skeleton
 from onerec_trt.layout import BF16_GRAPH, CPU_GRAPH, EXPORT_JSON, FP32_GRAPH
 from onerec_trt.model.checkpoint import load_model, model_hash, resolve_model_path
 from onerec_trt.model.generate import Generator
-from onerec_trt.stage_runner import StagedRun, run_stage
+from onerec_trt.stage_runner import StagedRun, check_stage_out, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ def write_graph(model: onnx.ModelProto, weights: dict, path: Path,
 
 
 def run_export(opts: ExportOptions) -> ExportReport:
+    check_stage_out(opts)  # --out first, before any other check or work
     if not 1 <= opts.topk <= opts.beam:
         raise user_error(f"--topk {opts.topk} must be between 1 and --beam {opts.beam}")
     if opts.beam > TOPK_LIMIT:

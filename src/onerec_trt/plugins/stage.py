@@ -21,7 +21,7 @@ from onerec_trt.layout import PLUGIN_GRAPHS, PLUGINS_JSON
 from onerec_trt.plugins import PluginsOptions, PluginsReport
 from onerec_trt.progress import progress_bar
 from onerec_trt.provenance import recorded_model
-from onerec_trt.stage_runner import StagedRun, run_stage
+from onerec_trt.stage_runner import StagedRun, check_stage_out, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def _sources(opts: PluginsOptions) -> list[Path]:
 
 
 def run_plugins(opts: PluginsOptions) -> PluginsReport:
+    check_stage_out(opts)  # --out first, before any other check or work
     sources = _sources(opts)
     report = run_stage("plugins", opts, lambda run: _swap_all(opts, sources, run),
                        report=PLUGINS_JSON)

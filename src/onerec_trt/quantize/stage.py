@@ -52,7 +52,7 @@ from onerec_trt.quantize.ptq import (
 from onerec_trt.quantize.qdq import standardize_trt_qdq, swap_fp8_transpose
 from onerec_trt.quantize.search import SearchResult, trials_table
 from onerec_trt.reports import read_stage
-from onerec_trt.stage_runner import StagedRun, run_stage
+from onerec_trt.stage_runner import StagedRun, check_stage_out, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,8 @@ def checked_amax(amax: object, where: str, fix: str = FIX_FILE) -> dict[str, flo
 
 
 def run_quantize(opts: QuantizeOptions) -> QuantizeReport:
-    _validate(opts)  # then the runner refuses an --out it must not write (an input: --onnx)
+    check_stage_out(opts)  # --out first, before any other check or work
+    _validate(opts)
     report = run_stage("quantize", opts, lambda run: _quantize(opts, run),
                        report=QUANTIZE_REPORT)
     basis = "GEMM" if report.flop_basis.startswith("nn.Linear") else "request"

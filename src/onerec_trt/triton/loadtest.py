@@ -9,6 +9,7 @@ Bounded: C x R requests at most, and a wall-time limit after which no new reques
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import threading
@@ -20,6 +21,8 @@ import numpy as np
 
 from onerec_trt.errors import user_error
 from onerec_trt.layout import DEFAULT_RUN
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = ("http", "grpc")
 
@@ -203,7 +206,7 @@ def direct_outputs(graph: Path, pool: np.ndarray, outputs: list[str],
     return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(outputs)}, seconds
 
 
-def load_repository(opts: LoadTestOptions, log=print) -> dict:
+def load_repository(opts: LoadTestOptions) -> dict:
     """``onerec-trt triton load``: a local server on ``repo``, then ``load_test`` against it with
     held-out users, every answer compared with the direct ONNX Runtime session's."""
     import onnxruntime
@@ -224,12 +227,12 @@ def load_repository(opts: LoadTestOptions, log=print) -> dict:
     generate = info.generate_model_of(public)
     outputs = [t["name"] for t in info.contract["outputs"]]
     pool = held_out_histories(opts.model or info.model, opts.users)
-    log(f"{len(pool)} held-out users; direct ONNX Runtime answers ...")
+    log.info(f"{len(pool)} held-out users; direct ONNX Runtime answers ...")
     expected, direct_s = direct_outputs(Path(repo) / generate / "1" / "model.onnx", pool, outputs)
     with TritonServer(ServerOptions(repo=repo, http_port=0, grpc_port=0,
                                     metrics_port=0)) as server:
-        log(f"tritonserver ready (HTTP {server.http_url}, gRPC {server.grpc_url}); "
-            f"{opts.clients} clients x {opts.requests} requests ...")
+        log.info(f"tritonserver ready (HTTP {server.http_url}, gRPC {server.grpc_url}); "
+                 f"{opts.clients} clients x {opts.requests} requests ...")
         stats = load_test({"http": server.http_url, "grpc": server.grpc_url}, public, pool,
                           expected, opts)
         version = server.version()

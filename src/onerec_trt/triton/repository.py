@@ -28,7 +28,7 @@ from onerec_trt.graphs import copy_graph
 from onerec_trt.layout import DEFAULT_RUN, EXPORT_JSON
 from onerec_trt.provenance import check_same_model, recorded_model
 from onerec_trt.reports import read_stage
-from onerec_trt.stage_runner import StagedRun, run_stage
+from onerec_trt.stage_runner import StagedRun, check_stage_out, run_stage
 from onerec_trt.triton import config as cfg
 from onerec_trt.triton.check import REPOSITORY_JSON, check_repository, graph_problems
 from onerec_trt.triton.contract import Contract, RepositoryReport, TensorSpec
@@ -319,10 +319,12 @@ def _write_ensemble(tmp: Path, public: str, guard: str, generate: str, contract:
 
 def export_repository(opts: RepositoryOptions) -> RepositoryReport:
     """Write the model repository of ``opts`` (see the module docstring) into ``opts.out``."""
-    _validate(opts)
     # the fp8 folder beside --onnx is read without --fp8: --force must not replace it either
+    inputs = [opts, fp8_folder(opts)]
+    check_stage_out(opts, inputs=inputs)  # --out first, before any other check or work
+    _validate(opts)
     info = run_stage("triton", opts, lambda run: _export(opts, run), report=REPOSITORY_JSON,
-                     inputs=[opts, fp8_folder(opts)], check=_check_written)
+                     inputs=inputs, check=_check_written)
     log.info(f"wrote {info.variant.upper()} repository {opts.out}: "
              + ", ".join(f"{n} ({p})" for n, p in info.public.items())
              + f", max_batch_size {info.batching['max_batch_size']}")

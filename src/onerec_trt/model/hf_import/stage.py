@@ -50,6 +50,7 @@ class ImportOptions:
 
 def import_checkpoint(opts: ImportOptions):
     """``onerec-trt import``: returns the imported ``ModelBundle`` after writing ``opts.out``."""
+    check_stage_out(opts)  # --out first, before any other check or work
     if opts.factory:
         from onerec_trt.model.hf_import.factory import import_factory
 
@@ -63,7 +64,6 @@ def import_checkpoint(opts: ImportOptions):
 
     require_histories_memory(opts.histories, opts.max_history)  # before loading anything
     t0 = time.perf_counter()
-    check_stage_out(opts)  # before loading the checkpoint (the runner checks again)
     record, ids, vocab, backbone, header = _checked_import(opts)
     bundle = _bundle(opts, record, ids, vocab, backbone)
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from onerec_trt.errors import user_error
 from onerec_trt.model.folder import HISTORIES
-from onerec_trt.stage_runner import StagedRun, run_stage
+from onerec_trt.stage_runner import StagedRun, check_stage_out, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,8 @@ def init_stage(opts: InitOptions):
     """``onerec-trt init``: returns the ``ModelBundle`` after writing ``opts.out``."""
     import torch
 
-    _validate(opts)  # then the runner checks --out, before any work
+    check_stage_out(opts)  # --out first, before any other check or work
+    _validate(opts)
     bundle = run_stage("init", opts, lambda run: _init(opts, run))
     params = sum(p.numel() for p in bundle.model.parameters())
     log.info(f"wrote {opts.out}: untrained {opts.preset} model, {params / 1e6:,.1f}M "

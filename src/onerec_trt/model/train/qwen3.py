@@ -22,6 +22,7 @@ from pathlib import Path
 from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
 from onerec_trt.model.train.config import DataOptions, TrainConfig
+from onerec_trt.stage_runner import check_stage_out
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,6 @@ def _validate(opts: LMOptions) -> None:
         value = getattr(opts, name)
         if value is not None and value <= 0:
             raise user_error(f"--{name} must be positive, got {value}")
-    check_out(opts.out, [opts.data], opts.force)
     if opts.checkpoint:
         check_out(opts.checkpoint, [opts.data, opts.out], opts.force, flag="--checkpoint")
 
@@ -239,7 +239,7 @@ def train_lm(opts: LMOptions) -> Path:
     """``onerec-trt train --arch qwen3``: returns the model folder written (``opts.out``)."""
     import torch
 
-
+    check_stage_out(opts)  # --out first, before any other check or work (import writes it)
     _validate(opts)
     if opts.threads:
         torch.set_num_threads(opts.threads)

@@ -62,7 +62,6 @@ def _validate(opts: TrainOptions) -> None:
     if cfg.patience < 0 or cfg.distill < 0:
         raise user_error("--patience and --distill must not be negative")
     opts.check()
-    check_stage_out(opts)  # before the training, not after it (the runner checks again)
 
 
 def _model_config(opts: TrainOptions):
@@ -84,6 +83,7 @@ def train_stage(opts: TrainOptions):
     from onerec_trt.model.tokenizer import TokenizerConfig
     from onerec_trt.model.train.onerec import train
 
+    check_stage_out(opts)  # --out first, before any other check or work
     _validate(opts)
     if opts.threads:
         torch.set_num_threads(opts.threads)
