@@ -115,3 +115,32 @@ def test_stages_log_through_logging_and_the_cli_handler_prints_plain_lines(capsy
     finally:
         root.setLevel(saved[0])
         root.handlers[:] = saved[1]
+
+
+def test_a_failed_last_check_keeps_the_old_out(tmp_path):
+    """``check`` sees the finished folder, manifest included, before it replaces ``out``."""
+    out = tmp_path / "out"
+    out.mkdir()
+    seen = []
+
+    def refuse(folder):
+        seen.append(sorted(p.name for p in folder.iterdir()))
+        raise RuntimeError("the folder failed its own check")
+
+    with pytest.raises(RuntimeError, match="its own check"):
+        run_stage("toy", ToyOptions(out=str(out), force=True), _body, report="toy.json",
+                  check=refuse)
+    assert seen == [["data.txt", "manifest.json", "toy.json"]]
+    assert list(out.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_quiet_silences_a_stage_run_inside_another(caplog):
+    from onerec_trt.stage_runner import quiet
+
+    caplog.set_level(logging.INFO, logger="onerec_trt")
+    inner = logging.getLogger("onerec_trt.toy.inner")
+    with quiet("onerec_trt.toy"):
+        inner.info("not shown")
+        inner.warning("shown")
+    inner.info("shown again")
+    assert caplog.messages == ["shown", "shown again"]
