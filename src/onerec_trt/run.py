@@ -99,7 +99,8 @@ def _quantize(run: RunLayout, opts: RunOptions, done: dict):
                                       if exclusions.is_file() else None))
     return report, (f"{len(report.quantized_gemms)} GEMMs FP8 "
                     f"({report.fp8_flop_share:.0%} of a request's "
-                    f"{'GEMM ' if report.flop_basis.startswith('nn.Linear') else ''}FLOPs), "
+                    f"{'GEMM ' if report.flop_basis.startswith('nn.Linear') else ''}FLOPs, "
+                    f"predicted {report.predicted_speedup['over_bf16']['H200']:.2f}x on H200), "
                     f"{len(report.excluded_gemms)} bf16, "
                     f"{report.calibration['users']} calibration users",
                     "nvidia-modelopt (torch PTQ)")

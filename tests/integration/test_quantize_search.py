@@ -102,6 +102,28 @@ def test_search_measures_on_validation_users_only_and_records_its_choice(searche
     assert read_policy(out / POLICY_JSON).bf16_layers == report.policy["bf16_layers"]
 
 
+def test_search_writes_the_pareto_table_and_plot_with_predicted_speedups(searched):
+    from onerec_trt.quantize.pareto import PARETO_MD, PARETO_PNG
+    from onerec_trt.quantize.speedup import LABEL
+
+    out, report, _ = searched
+    speedup = report.predicted_speedup
+    assert speedup["label"] == LABEL and set(speedup["over_bf16"]) == {"H100-SXM", "H200"}
+    assert speedup["over_bf16"] == report.search["predicted_speedup"]
+    assert report.pareto["table"] == PARETO_MD and report.pareto["plot"] == PARETO_PNG
+    rows = report.pareto["rows"]
+    assert len(rows) == len(report.search["trials"]) + 2  # + the max and mse calibrations
+    assert sum(r["chosen"] for r in rows) == 1 and any(r["pareto"] for r in rows)
+    chosen = next(r for r in rows if r["chosen"])
+    assert chosen["fp8_flop_share"] == pytest.approx(report.fp8_flop_share)
+    assert chosen["predicted_speedup"] == speedup["over_bf16"]
+    assert set(chosen["quality_change"]) == {"recall@10", "ndcg@10"}
+    text = (out / PARETO_MD).read_text()
+    assert "**chosen**" in text and LABEL in text and "Recall@10 change" in text
+    assert (out / PARETO_PNG).read_bytes()[:4] == b"\x89PNG"
+    assert LABEL in (out / SEARCH_MD).read_text()
+
+
 def test_policy_from_the_report_reproduces_the_searched_graph(searched, tiny_pipeline, tmp_path):
     out, report, _ = searched
     again = quantize(QuantizeOptions(

@@ -6,7 +6,9 @@ TensorRT), ``fp8.cpu.onnx`` (the same numerics for ONNX Runtime's CPU provider),
 ``calibration.json`` (amax and scale per quantizer; pass it back with ``--calibration`` to skip
 calibration), ``fp8_policy.json`` (which GEMMs stay bf16: ``quantize/policy.py``) and
 ``quantize_report.json`` (``QuantizeReport``); with ``--search`` also ``search.md`` (the
-candidates tried on validation users: ``quantize/search.py``).
+candidates tried on validation users: ``quantize/search.py``), ``pareto.md`` and
+``pareto.png`` (every candidate's FP8 share, overlap@10, Recall/NDCG change and predicted
+speed-up: ``quantize/pareto.py``).
 
 This module imports nothing heavy: the implementation is ``quantize/stage.py``.
 """
@@ -65,6 +67,10 @@ class QuantizeReport(Report):
     fp8_flop_share: float | None = None  # FP8 share of a request's FLOPs under the policy
     flop_basis: str = ""  # what the share's denominator counts
     search: dict = field(default_factory=dict)  # quantize --search: trials and sensitivity
+    # GPU -> bf16 time / FP8 time of a request under the policy: predicted (roofline), not
+    # measured (quantize/speedup.py), with its basis and label
+    predicted_speedup: dict = field(default_factory=dict)
+    pareto: dict = field(default_factory=dict)  # --search: pareto.md / pareto.png and rows
 
 
 def quantize(opts: QuantizeOptions) -> QuantizeReport:

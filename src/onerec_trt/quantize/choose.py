@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from onerec_trt.data.samplers import held_out
 from onerec_trt.errors import user_error
+from onerec_trt.metrics import recall_ndcg
 from onerec_trt.model.generate import users_per_call
 from onerec_trt.quantize import QuantizeOptions
 from onerec_trt.quantize.flops import RequestFlops
@@ -48,16 +50,39 @@ def user_exclusions(opts: QuantizeOptions, model, names: list[str]) -> dict[str,
     return excluded_layers(model, opts.exclude, names, default_policy=False)
 
 
+class QualityMeter(OverlapMeter):
+    """``OverlapMeter`` that also returns each candidate's Recall@10 and NDCG@10 change
+    against bf16 (relative: FP8 / bf16 - 1) on the same validation users' held-out items:
+    free, the candidate's items are already computed."""
+
+    def __init__(self, generator, histories, targets: np.ndarray, batch: int, reference=None):
+        self.targets, self._last = targets, None
+        super().__init__(generator, histories, batch, reference)
+        # items ranked below 10 (an export's --topk < 10): no @10 metrics
+        self.bf16 = recall_ndcg(self.reference, targets, (10,)) \
+            if self.reference.shape[1] >= 10 else {}
+
+    def items(self, bf16_layers: set[str]) -> np.ndarray:
+        self._last = super().items(bf16_layers)
+        return self._last
+
+    def __call__(self, bf16_layers: set[str]) -> tuple[float, float, dict]:
+        mean, lower = super().__call__(bf16_layers)
+        fp8 = recall_ndcg(self._last, self.targets, (10,)) if self.bf16 else {}
+        return mean, lower, {k: fp8[k] / v - 1.0 if v else None for k, v in self.bf16.items()}
+
+
 def validation_histories(opts: QuantizeOptions, bundle):
-    """The search's seeded sample of validation users (never test users)."""
+    """The search's seeded sample of validation users (never test users) and their held-out
+    items."""
     if bundle.untrained:
         raise user_error(f"--search measures on validation users, and {bundle.path} has no "
                          "dataset ('onerec-trt init')",
                          "pass --policy FILE or --exclude, or search with a trained model")
     data = bundle.load_data(opts.dataset, opts.data, opts.columns)
-    histories, _ = held_out(data.split(), "valid", opts.search_users,
-                            bundle.config.max_history, opts.seed)
-    return histories, data.name
+    histories, targets = held_out(data.split(), "valid", opts.search_users,
+                                  bundle.config.max_history, opts.seed)
+    return histories, targets, data.name
 
 
 def run_search(opts: QuantizeOptions, bundle, calibrated: Callable[[str], torch.nn.Module],
@@ -66,7 +91,7 @@ def run_search(opts: QuantizeOptions, bundle, calibrated: Callable[[str], torch.
     """Calibrate with each candidate algorithm (``calibrated(method)`` returns a calibrated
     generation loop), keep the one with the best overlap@10 with every GEMM in FP8, then search
     its layers (search.py). Returns the policy, the trials and the chosen calibrated loop."""
-    histories, dataset = validation_histories(opts, bundle)
+    histories, targets, dataset = validation_histories(opts, bundle)
     methods = [opts.calib_method] if opts.calib_method else list(CALIB_METHODS)
     log.info(f"search: {len(histories):,} validation users of {dataset}, target overlap@10 >= "
              f"{opts.target_overlap}")
@@ -74,9 +99,9 @@ def run_search(opts: QuantizeOptions, bundle, calibrated: Callable[[str], torch.
     for method in methods:
         graph = calibrated(method)
         batch = users_per_call(graph.beam, bundle.config.codebook_sizes, 250)
-        meter = OverlapMeter(graph, histories, batch, reference)
+        meter = QualityMeter(graph, histories, targets, batch, reference)
         reference = meter.reference  # every layer bf16: the same whatever the calibration
-        value, _ = meter(set(forced))
+        value, _, _ = meter(set(forced))
         log.info(f"  calibration  {method:48s} overlap@10 {value:.4f} (every GEMM in FP8)")
         calib_trials.append({"calibration": method, "overlap_at_10": value})
         if best is None or value > best[1] + 1e-9:
@@ -88,6 +113,7 @@ def run_search(opts: QuantizeOptions, bundle, calibrated: Callable[[str], torch.
               "overlap_at_10": result.overlap_at_10,
               "overlap_lower_95": result.overlap_lower_95,
               "fp8_flop_share": result.fp8_flop_share,
+              "predicted_speedup": result.predicted_speedup,  # roofline, not measured
               "flop_basis": flops.basis, "calibration": method,
               "calibration_trials": calib_trials}
     return Policy(result.bf16_layers, method, chosen), result, meter.generator

@@ -8,6 +8,7 @@ counted with forward hooks on one real request, and the share is of those GEMM F
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,8 @@ class RequestFlops:
     per_layer: dict[str, float]  # nn.Linear name -> FLOPs in one request
     total: float  # the denominator of the share
     basis: str  # what total counts
+    # the request's roofline ops with these bf16 layers (native models; None: imported)
+    ops_for: Callable[[frozenset[str]], list] | None = None
 
     def fp8_share(self, bf16_layers: set[str] | list[str]) -> float:
         kept = set(bf16_layers)
@@ -35,7 +38,8 @@ def roofline_flops(config, users: int, beam: int) -> RequestFlops:
             per_layer[op.layer] = per_layer.get(op.layer, 0.0) + op.flops
     return RequestFlops(per_layer, sum(op.flops for op in ops),
                         f"request FLOPs (analysis roofline: {users} users x beam {beam}, "
-                        "attention and top-k included)")
+                        "attention and top-k included)",
+                        lambda bf16: onerec_ops(config, users, beam, excluded=bf16))
 
 
 def counted_flops(generator: nn.Module, history: torch.Tensor) -> RequestFlops:

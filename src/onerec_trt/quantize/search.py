@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 from onerec_trt.quantize.flops import RequestFlops
+from onerec_trt.quantize.speedup import LABEL, predicted_speedup, speedup_text
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Trial:
     overlap_at_10: float
     overlap_lower_95: float  # one-sided 95% lower confidence bound over the users
     accepted: bool = False
+    predicted_speedup: dict = field(default_factory=dict)  # GPU -> x over bf16 (speedup.py)
+    quality_change: dict = field(default_factory=dict)  # recall@10/ndcg@10 -> relative change
 
 
 @dataclass
@@ -44,6 +47,7 @@ class SearchResult:
     fp8_flop_share: float
     sensitivity: dict[str, float]  # layer -> overlap@10 lost with only that layer in FP8
     trials: list[Trial] = field(default_factory=list)
+    predicted_speedup: dict = field(default_factory=dict)  # the chosen policy's, per GPU
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -51,7 +55,8 @@ class SearchResult:
 
 log = logging.getLogger(__name__)
 
-Evaluate = Callable[[set[str]], tuple[float, float]]  # bf16 layers -> (overlap@10, lower)
+# bf16 layers -> (overlap@10, lower) or (overlap@10, lower, {metric: relative change vs bf16})
+Evaluate = Callable[[set[str]], tuple]
 
 
 def search_layers(evaluate: Evaluate, layers: list[str], flops: RequestFlops, target: float,
@@ -61,8 +66,10 @@ def search_layers(evaluate: Evaluate, layers: list[str], flops: RequestFlops, ta
     trials: list[Trial] = []
 
     def trial(step: str, action: str, kept: set[str]) -> tuple[float, float]:
-        mean, lower = evaluate(kept)
-        trials.append(Trial(step, action, len(kept), flops.fp8_share(kept), mean, lower))
+        mean, lower, *quality = evaluate(kept)
+        trials.append(Trial(step, action, len(kept), flops.fp8_share(kept), mean, lower,
+                            predicted_speedup=predicted_speedup(flops, kept),
+                            quality_change=quality[0] if quality else {}))
         log.info(f"  {step:12s} {action:48s} overlap@10 {mean:.4f} (>= {lower:.4f})  "
                  f"FP8 share {flops.fp8_share(kept):.1%}")
         return mean, lower
@@ -88,7 +95,8 @@ def search_layers(evaluate: Evaluate, layers: list[str], flops: RequestFlops, ta
         if value[1] >= target:
             kept, score = candidate, value
             trials[-1].accepted = True
-    return SearchResult(sorted(kept), score[0], score[1], flops.fp8_share(kept), loss, trials)
+    return SearchResult(sorted(kept), score[0], score[1], flops.fp8_share(kept), loss, trials,
+                        predicted_speedup(flops, kept))
 
 
 def trials_table(result: SearchResult, chosen: dict) -> str:
@@ -107,6 +115,10 @@ def trials_table(result: SearchResult, chosen: dict) -> str:
         f"{result.overlap_lower_95:.4f} >= the target {chosen['target_overlap']}.",
         "",
         "bf16 layers: " + (", ".join(result.bf16_layers) or "none"),
+        "",
+        f"Speed-up over bf16, {LABEL}: {speedup_text(result.predicted_speedup)}. Every "
+        "candidate's FP8 share, overlap, Recall/NDCG change and predicted speed-up: pareto.md "
+        "(plot: pareto.png).",
         "",
         format_table(["step", "candidate", "bf16 layers", "FP8 FLOP share", "overlap@10",
                       "lower 95%", "kept"], rows),

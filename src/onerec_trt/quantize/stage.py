@@ -34,6 +34,7 @@ from onerec_trt.provenance import check_same_model
 from onerec_trt.quantize import QuantizeOptions, QuantizeReport
 from onerec_trt.quantize.choose import fixed_policy, run_search, user_exclusions
 from onerec_trt.quantize.flops import RequestFlops, counted_flops, roofline_flops
+from onerec_trt.quantize.pareto import write_pareto
 from onerec_trt.quantize.policy import (
     CALIB_METHODS,
     POLICY_JSON,
@@ -51,6 +52,7 @@ from onerec_trt.quantize.ptq import (
 )
 from onerec_trt.quantize.qdq import standardize_trt_qdq, swap_fp8_transpose
 from onerec_trt.quantize.search import SearchResult, trials_table
+from onerec_trt.quantize.speedup import speedup_basis, speedup_record, speedup_text
 from onerec_trt.reports import read_stage
 from onerec_trt.stage_runner import StagedRun, check_stage_out, run_stage
 
@@ -124,7 +126,9 @@ def run_quantize(opts: QuantizeOptions) -> QuantizeReport:
     basis = "GEMM" if report.flop_basis.startswith("nn.Linear") else "request"
     log.info(f"quantized {len(report.quantized_gemms)} GEMM layers to FP8 "
              f"({len(report.excluded_gemms)} in bf16, FP8 share {report.fp8_flop_share:.1%} of "
-             f"{basis} FLOPs) -> {opts.out} in {report.seconds_total:.1f}s")
+             f"{basis} FLOPs; predicted speed-up over bf16 "
+             f"{speedup_text(report.predicted_speedup['over_bf16'])}) -> {opts.out} in "
+             f"{report.seconds_total:.1f}s")
     return report
 
 
@@ -180,9 +184,11 @@ def _quantize(opts: QuantizeOptions, run: StagedRun) -> QuantizeReport:
     report.policy = policy.to_json()
     report.fp8_flop_share = flops.fp8_share(excluded)
     report.flop_basis = flops.basis
+    report.predicted_speedup = speedup_record(flops, excluded)
     if search is not None:
         report.search = search.to_json()
         write_text(tmp / SEARCH_MD, trials_table(search, policy.chosen))
+        report.pareto = write_pareto(tmp, search, policy.chosen, speedup_basis(flops))
     run.inputs.update(model=model_hash(opts.model) or "", onnx=opts.onnx)
     return report
 
