@@ -81,6 +81,10 @@ class VerifyReport(Report):
     backends: dict  # role -> description
     seconds: dict
     options: dict
+    # the candidate's FP8 policy: predicted (roofline) speed-up over bf16, from its quantize
+    # run's quantize_report.json ({} where it has none; verify/speedup.py)
+    predicted_speedup: dict = field(default_factory=dict)
+    score_cut: dict = field(default_factory=dict)  # error at the top-10 cut vs the gap (cut.py)
 
     @property
     def overlap_at_10(self) -> float:

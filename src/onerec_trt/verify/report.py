@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from onerec_trt.layout import QUANTIZE_REPORT
 from onerec_trt.tables import table_lines
 from onerec_trt.verify import VerifyReport
 from onerec_trt.verify.script import SCRIPT
@@ -108,6 +109,31 @@ def _cli_command(o: dict) -> list[str]:
     ]
 
 
+def _speedup_lines(record: dict) -> list[str]:
+    """The price of the candidate's fidelity: its policy's predicted speed-up over bf16."""
+    if not record:
+        return []
+    share = record.get("fp8_flop_share")
+    return ["", "predicted speed-up over bf16 of the candidate's FP8 policy"
+            + (f" ({share:.0%} of the FLOPs in FP8)" if share is not None else "") + ": "
+            + ", ".join(f"{v:.2f}x on {g}" for g, v in record["over_bf16"].items())
+            + f" ({record.get('label', 'predicted (roofline), not measured')}; "
+              f"{QUANTIZE_REPORT} of its quantize run)"]
+
+
+def _cut_lines(cut: dict) -> list[str]:
+    """Score error at the top-K cut against the K/K+1 gap (verify/cut.py)."""
+    if not cut:
+        return []
+    k = cut["k"]
+    if not cut["computed"]:
+        return [f"score error at the top-{k} cut against the {k}/{k + 1} gap: not computed "
+                f"({cut['why']})  "]
+    return [f"score error at the top-{k} cut: median {cut['error_median']:.4g} against a median "
+            f"{k}/{k + 1} gap of {cut['gap_median']:.4g} (reference); the error exceeds the gap "
+            f"for {cut['error_exceeds_gap_share']:.1%} of {cut['users']:,} users  "]
+
+
 def format_markdown(report: VerifyReport, short: bool = False) -> str:
     m = report.metrics
     be = report.backends
@@ -127,6 +153,7 @@ def format_markdown(report: VerifyReport, short: bool = False) -> str:
         *(f"- {name}: {g['reason']}" for name, g in report.gates.items()
           if g.get("reason") and ("ci" in g or g.get("decision", "fail") != "pass")),
     ]
+    lines += _speedup_lines(report.predicted_speedup)
     rows, level = _metric_rows(m)
     if rows:
         lines += table_lines(["metric", "reference", "candidate", "relative", level,
@@ -146,6 +173,7 @@ def format_markdown(report: VerifyReport, short: bool = False) -> str:
                                                "rank_correlation")]),
         f"scores \\|reference - candidate\\|: median {m['scores_abs_error']['median']:.4g}, "
         f"p99 {m['scores_abs_error']['p99']:.4g}, max {m['scores_abs_error']['max']:.4g}  ",
+        *_cut_lines(report.score_cut),
         f"time: {report.seconds['inference']:.1f} s inference, "
         f"{report.seconds['total']:.1f} s total",
         "",

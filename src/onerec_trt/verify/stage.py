@@ -19,9 +19,11 @@ from onerec_trt.progress import progress_bar
 from onerec_trt.stage_runner import StagedRun, check_stage_out, run_stage
 from onerec_trt.verify import Gates, VerifyOptions, VerifyReport
 from onerec_trt.verify.agreement import agreement, metric_deltas
+from onerec_trt.verify.cut import cut_vs_gap
 from onerec_trt.verify.noninferiority import FAIL, PASS, RelativeChange, decide
 from onerec_trt.verify.report import format_markdown
 from onerec_trt.verify.script import SCRIPT, check_script
+from onerec_trt.verify.speedup import candidate_speedup
 from onerec_trt.verify.ties import candidate_tie_order
 
 log = logging.getLogger(__name__)
@@ -114,7 +116,8 @@ def run_verify(opts: VerifyOptions, reference: Backend, candidate: Backend) -> V
         backends={"reference": reference.describe("reference"),
                   "candidate": {**candidate.describe("candidate"), "tie_order": ties}},
         seconds={"inference": run_seconds, "total": time.perf_counter() - t0},
-        options=asdict(opts))
+        options=asdict(opts), predicted_speedup=candidate_speedup(candidate),
+        score_cut=cut_vs_gap(ref_scores, cand_scores, 10))
 
     def write(run: StagedRun) -> VerifyReport:
         tmp = run.folder
