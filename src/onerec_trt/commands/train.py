@@ -11,6 +11,7 @@ from onerec_trt.commands import (
 )
 from onerec_trt.errors import user_error
 from onerec_trt.model.train.defaults import CHOICES
+from onerec_trt.model.train.fp8_phase import DEFAULT_SHARE, FROZEN_SHARE, RECALIBRATIONS
 from onerec_trt.model.train.qwen3 import LMConfig, LMOptions, lm_train_config
 from onerec_trt.model.train.stage import THREADS_HELP, TrainConfig, TrainOptions
 
@@ -126,6 +127,16 @@ def add_arguments(p):
     p.add_argument("--eval-every", type=positive_int, default=argparse.SUPPRESS, metavar="N",
                    help="onerec only: validate every N epochs (chosen from the data: about 30 "
                         "validations a run; the last epoch is always validated)")
+    p.add_argument("--fp8-aware", type=float, nargs="?", const=DEFAULT_SHARE,
+                   default=argparse.SUPPRESS, metavar="SHARE",
+                   help=f"train the last SHARE of the budgeted steps (default "
+                        f"{DEFAULT_SHARE:g}) with ModelOpt FP8 fake quantization on every GEMM "
+                        "but the output heads (E4M3 weights and inputs, per tensor), amax "
+                        f"recalibrated on the latest training batches {RECALIBRATIONS} times, "
+                        f"then frozen for the last {FROZEN_SHARE * 100:.0f}%% of that phase; the "
+                        "folder holds a plain model (its bf16 graph is the reference); the best "
+                        "checkpoint and early stopping come from that phase only; training.json "
+                        "records it under fp8_aware")
     option(p, "--seed", TrainConfig, type=non_negative_int,
            help="seed of the tokenizer, the weights, the batch order and the validation users")
     p.add_argument("--checkpoint", default=argparse.SUPPRESS, metavar="DIR",

@@ -69,7 +69,13 @@ class TrainConfig:
     prefix_inputs: bool = False  # item inputs share semantic-ID prefix embeddings (folded at end)
     distill: float = 0.0  # weight of the decoder's distillation from the auxiliary item softmax
     seed: int = 0
+    fp8_aware: float = 0.0  # share of the budgeted steps trained in FP8 at the end (0 = off)
 
+
+    def check_fp8_aware(self) -> None:
+        if not 0 <= self.fp8_aware <= 1:
+            raise user_error(f"--fp8-aware takes a share of the training steps in [0, 1], got "
+                             f"{self.fp8_aware:g}", "e.g. --fp8-aware 0.25 (the default share)")
 
 
 def require_trainable(data) -> None:

@@ -4,7 +4,9 @@
 ``BudgetedCosine`` (linear warm-up, then a cosine that ends with the planned epochs or with the
 ``--max-minutes`` budget when it cannot hold them, re-estimated as the run goes: ``BudgetFit``),
 a validation every ``eval_every`` epochs (and after the last), the best state by validation
-Recall@10 + NDCG@10, and early stopping on their smoothed trend (``SmoothedStopping``). What
+Recall@10 + NDCG@10, and early stopping on their smoothed trend (``SmoothedStopping``); with
+``--fp8-aware`` an ``FP8Phase`` (``fp8_phase.py``) called at step boundaries trains the end of
+the run in FP8 and limits the best state and early stopping to that phase. What
 differs between the models comes in a ``Trainee``: the model, its optimizer, one epoch's
 batches, a batch's loss and the validation.
 """
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from onerec_trt.model.train.config import TrainConfig
+from onerec_trt.model.train.fp8_phase import NoFP8Phase, fp8_phase
 from onerec_trt.model.train.schedule import (
     USEFUL_STEPS,
     WARN_AFTER,
@@ -48,11 +51,14 @@ class Trainee:
 
 @dataclass
 class FitResult:
-    """What ``fit`` reports for training.json; the model holds its best state."""
+    """What ``fit`` reports for training.json; ``model`` holds the best state (the trainee's
+    model, or with ``--fp8-aware`` a plain copy of it, without quantizers)."""
 
     epochs: list[dict]  # one record per validation
     best_epoch: dict
     budget_warning: str | None  # the budget held under USEFUL_STEPS steps (None: it did not)
+    model: torch.nn.Module
+    fp8_aware: dict | None = None  # the FP8 phase's record (None: --fp8-aware off)
 
 
 class BudgetFit:
@@ -99,8 +105,12 @@ def _limit_reached(schedule: BudgetedCosine, cfg: TrainConfig, steps_done: int) 
                                              and steps_done >= cfg.max_steps)
 
 
+def _end_step(schedule: BudgetedCosine, cfg: TrainConfig) -> int:
+    return min(schedule.total_steps, cfg.max_steps or schedule.total_steps)
+
+
 def _train_epoch(trainee: Trainee, schedule: BudgetedCosine, cfg: TrainConfig, steps_done: int,
-                 bar, budget: BudgetFit) -> tuple[list[float], int]:
+                 bar, budget: BudgetFit, phase: NoFP8Phase) -> tuple[list[float], int]:
     """One pass over the batches ``bar`` iterates, ending early where the schedule or
     ``max_steps`` ends -> (losses, steps done in all)."""
     model, opt = trainee.model, trainee.optimizer
@@ -118,6 +128,7 @@ def _train_epoch(trainee: Trainee, schedule: BudgetedCosine, cfg: TrainConfig, s
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         steps_done += 1
         budget.when_due(steps_done)
+        phase.after_step(model, trainee.loss, batch, steps_done, _end_step(schedule, cfg))
         if _limit_reached(schedule, cfg, steps_done):
             break
     return losses, steps_done
@@ -132,32 +143,36 @@ def fit(trainee: Trainee, cfg: TrainConfig, t0: float, progress: bool = True) ->
     schedule = BudgetedCosine(cfg.lr, cfg.warmup_steps, cfg.epochs * trainee.steps_per_epoch,
                               cfg.max_minutes * 60 - (t_train - t0))
     budget = BudgetFit(schedule, cfg.max_minutes, t_train)
+    phase = fp8_phase(cfg.fp8_aware)
     best, best_state, epochs, steps_done = -1.0, None, [], 0
     for epoch in range(cfg.epochs):
         model.train()
         bar = progress_bar(trainee.batches(), total=trainee.steps_per_epoch,
                            desc=f"epoch {epoch + 1}", disable=not progress, leave=False)
-        losses, steps_done = _train_epoch(trainee, schedule, cfg, steps_done, bar, budget)
+        losses, steps_done = _train_epoch(trainee, schedule, cfg, steps_done, bar, budget,
+                                          phase)
         budget.fit(steps_done)
         ended = _limit_reached(schedule, cfg, steps_done) or epoch + 1 == cfg.epochs
         if not ended and (epoch + 1) % cfg.eval_every:
             continue
         start = time.time()
         model.eval()
-        metrics = trainee.validate()
+        with phase.reference(model):
+            metrics = trainee.validate()
         validation_s = time.time() - start
         score = metrics["recall@10"] + metrics["ndcg@10"]
         minutes = (time.time() - t0) / 60
         epochs.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "minutes": minutes,
                        "steps": steps_done, "lr": schedule.lr(steps_done - 1),
                        **{f"valid_{k}": v for k, v in metrics.items()}})
+        phase.tag(epochs[-1])
         log.info(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}  valid recall@10 "
                  f"{metrics['recall@10']:.4f} ndcg@10 {metrics['ndcg@10']:.4f}  "
                  f"(step {steps_done:,}/{schedule.total_steps:,}, {minutes:.1f} min, "
                  f"validation {validation_s:.0f}s)")
-        if score > best:
+        if score > best and phase.may_select():
             best, best_state = score, copy.deepcopy(model.state_dict())
-        if stopping.update(score, schedule.progress(steps_done)):
+        if stopping.update(score, schedule.progress(steps_done)) and phase.may_select():
             log.info(f"early stop: the mean of the last {stopping.window} validation scores has "
                      f"not improved for {stopping.patience} evaluations")
             break
@@ -165,5 +180,6 @@ def fit(trainee: Trainee, cfg: TrainConfig, t0: float, progress: bool = True) ->
             break
     model.load_state_dict(best_state)
     model.eval()
-    best_epoch = max(epochs, key=lambda e: e["valid_recall@10"] + e["valid_ndcg@10"])
-    return FitResult(epochs, best_epoch, budget.warning)
+    candidates = [e for e in epochs if e.get("fp8_phase", True)]
+    best_epoch = max(candidates, key=lambda e: e["valid_recall@10"] + e["valid_ndcg@10"])
+    return FitResult(epochs, best_epoch, budget.warning, phase.finish(model), phase.record())

@@ -98,10 +98,13 @@ def train(data: Dataset, model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: 
              f"or {cfg.max_minutes:g} min (the cosine ends with whichever comes first)")
     result = fit(Trainee(model, opt, steps_per_epoch, batches, loss, validate), cfg, t0,
                  progress)
+    model = result.model  # with --fp8-aware: the plain copy, without quantizers
     model.context.fold_prefix_inputs()
     model.eval()
     info = {"dataset": data.name, "train_config": asdict(cfg), "tokenizer": asdict(tok_cfg),
             "epochs": result.epochs, "minutes": (time.time() - t0) / 60,
             "best_epoch": result.best_epoch, "threads": torch.get_num_threads(),
             "dataset_stats": data.stats, "budget_warning": result.budget_warning}
+    if result.fp8_aware:
+        info["fp8_aware"] = result.fp8_aware
     return ModelBundle(model, model_cfg, ids, data.vocab, None, info)

@@ -90,6 +90,7 @@ def _validate(opts: LMOptions) -> None:
                              f"got {getattr(cfg, name)}")
     if cfg.patience < 0:
         raise user_error("--patience must not be negative")
+    cfg.check_fp8_aware()
     opts.check()
     for name in ("codebook", "levels", "threads"):
         value = getattr(opts, name)
@@ -192,7 +193,9 @@ def fit_lm(data, opts: LMOptions) -> Fitted:
         "dataset_stats": data.stats, "budget_warning": result.budget_warning,
         "loss": "cross-entropy on the code tokens of every window item but the first",
     }
-    return Fitted(model, layout, ids, list(data.vocab.tokens), record)
+    if result.fp8_aware:
+        record["fp8_aware"] = result.fp8_aware
+    return Fitted(result.model, layout, ids, list(data.vocab.tokens), record)
 
 
 def write_checkpoint(folder: str | Path, fitted: Fitted) -> Path:

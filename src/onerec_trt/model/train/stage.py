@@ -61,6 +61,7 @@ def _validate(opts: TrainOptions) -> None:
                              f"got {getattr(cfg, name)}")
     if cfg.patience < 0 or cfg.distill < 0:
         raise user_error("--patience and --distill must not be negative")
+    cfg.check_fp8_aware()
     opts.check()
 
 
