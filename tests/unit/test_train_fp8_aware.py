@@ -112,3 +112,22 @@ def test_fp8_aware_training_writes_a_plain_model_and_records_the_phase(tmp_path)
 def test_fp8_aware_share_is_checked():
     with pytest.raises(UserError, match="--fp8-aware"):
         TrainConfig(fp8_aware=1.5).check_fp8_aware()
+
+
+def test_cli_takes_the_share_for_both_archs(tmp_path):
+    from onerec_trt.cli import get_parser
+    from onerec_trt.commands.train import _lm_options
+
+    parse = get_parser().parse_args
+    base = ["train", "--dataset", "ml-1m", "--out", str(tmp_path / "m")]
+    assert parse(base + ["--fp8-aware"]).fp8_aware == 0.25
+    assert parse(base + ["--fp8-aware", "0.4"]).fp8_aware == 0.4
+    assert not hasattr(parse(base), "fp8_aware")  # the TrainConfig default: off
+    assert _lm_options(parse(base + ["--arch", "qwen3", "--fp8-aware"])).train.fp8_aware == 0.25
+
+
+def test_cli_refuses_a_share_above_one(tmp_path, cli):
+    data = write_sequences(tmp_path / "seq.txt")
+    proc = cli("train", "--dataset", "sequences", "--data", data, "--preset", "tiny", "--out",
+               tmp_path / "m", "--fp8-aware", "2")
+    assert proc.returncode == 2 and "--fp8-aware takes a share" in proc.stderr
