@@ -164,3 +164,43 @@ def test_loading_modelopt_prints_no_version_warning():
     done = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_per_channel_weights_from_the_cli_are_recorded_and_reproducible(tiny_pipeline, tmp_path,
+                                                                         cli):
+    """quantize --weight-scales per-channel: every FP8 GEMM weight's DQ has a 1-D scale on the
+    output features of the stored [in, out] weight (axis 1), activations stay per-tensor, the
+    policy and calibration record it, and --policy / --calibration reproduce the graph."""
+    out = tmp_path / "pc"
+    result = cli("quantize", "--model", tiny_pipeline / "model", "--onnx", tiny_pipeline / "onnx",
+                 "--out", out, "--calib-users", 32, "--calib-batch", 16,
+                 "--weight-scales", "per-channel")
+    assert result.returncode == 0, result.stderr
+    report = QuantizeReport.load(out / "quantize_report.json")
+    assert report.policy["weight_scales"] == "per-channel"
+    assert report.format.startswith("FP8 E4M3, per-channel scales for weights")
+    g = onnx.load(str(out / FP8_GRAPH)).graph
+    inits = {t.name: t for t in g.initializer}
+    weight_dqs = [n for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                  and inits[n.input[0]].data_type == TensorProto.FLOAT8E4M3FN]
+    assert len({n.input[0] for n in weight_dqs}) == len(report.quantized_gemms)
+    for dq in weight_dqs:
+        weight, scale = inits[dq.input[0]], inits[dq.input[1]]
+        assert [a.i for a in dq.attribute if a.name == "axis"] == [1]
+        assert list(scale.dims) == [weight.dims[1]]
+    inputs = [n for n in g.node if n.op_type == "QuantizeLinear"]
+    assert inputs and all(n.input[1] not in inits or not inits[n.input[1]].dims for n in inputs)
+    saved = json.loads((out / "calibration.json").read_text())
+    assert saved["weight_scales"] == "per-channel"
+    assert all(isinstance(v, list) == k.endswith("weight_quantizer")
+               for k, v in saved["amax"].items())
+    again = quantize(QuantizeOptions(
+        model=str(tiny_pipeline / "model"), onnx=str(tiny_pipeline / "onnx"),
+        out=str(tmp_path / "again"), calibration=str(out / "calibration.json"),
+        policy=str(out / "fp8_policy.json")))
+    assert again.policy["weight_scales"] == "per-channel"
+    hist = random_histories(16, 20, 40, seed=6).numpy()
+    a = make_session(out / FP8_CPU_GRAPH).run(None, {"history": hist})
+    b = make_session(tmp_path / "again" / FP8_CPU_GRAPH).run(None, {"history": hist})
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], atol=1e-6)

@@ -22,6 +22,10 @@ def add_arguments(p):
     option(p, "--calib-method", QuantizeOptions, choices=("max", "mse"),
            help="ModelOpt's FP8 calibration algorithm (default: the policy's, else max; "
                 "--search tries both)")
+    option(p, "--weight-scales", QuantizeOptions, choices=("per-tensor", "per-channel"),
+           help="FP8 GEMM weight scales: one per tensor, or one per output feature (a 1-D "
+                "scale in the weight's DequantizeLinear, as TensorRT reads it); inputs stay "
+                "per-tensor (default: the policy's, else per-tensor)")
     add_histories_argument(p, QuantizeOptions, aliases=("--calib-data",),
                            instead_of="the dataset's training histories")
     option(p, "--exclude", QuantizeOptions, action="append", metavar="REGEX",

@@ -13,7 +13,8 @@ On the way, weight-only subgraphs the exporter would have folded are folded here
 ``Transpose(W)`` stores W transposed, and ``QuantizeLinear(W)`` (per-tensor FP8) stores W in FP8
 (``compact_fp8``), so the FP8 graph holds its GEMM weights in one byte each and a
 ``DequantizeLinear`` reads them directly (a Transpose after it is folded into the stored FP8
-weight: per-tensor scales commute with it).
+weight: per-tensor scales commute with it; a per-channel DQ's ``axis`` follows the stored
+layout).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper
@@ -100,21 +103,49 @@ def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     return out
 
 
-def _scalar(tensor: TensorProto) -> float | None:
+def _array(tensor: TensorProto) -> np.ndarray:
     from onerec_trt.export.passes import bf16_array_to_float
 
     if tensor.data_type == TensorProto.BFLOAT16:
         tensor = bf16_array_to_float(tensor)
-    value = onnx.numpy_helper.to_array(tensor)
-    return float(value.reshape(-1)[0]) if value.size == 1 else None
+    return onnx.numpy_helper.to_array(tensor).astype(np.float32)
 
 
-def _constant_scalar(graph: onnx.GraphProto, name: str) -> float | None:
-    """The value of a one-element constant (a Constant node or an initializer), else None."""
+def _constant(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
+    """The float32 value of a constant (a Constant node or an initializer), else None."""
     for node in graph.node:
         if node.op_type == "Constant" and node.output[0] == name:
-            return _scalar(node.attribute[0].t)
-    return next((_scalar(t) for t in graph.initializer if t.name == name), None)
+            return _array(node.attribute[0].t)
+    return next((_array(t) for t in graph.initializer if t.name == name), None)
+
+
+def _axis(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "axis"), 1)  # ONNX's default
+
+
+def _set_axis(node: onnx.NodeProto, axis: int) -> None:
+    del node.attribute[:]  # a DQ's one attribute (opset 19)
+    node.attribute.append(helper.make_attribute("axis", axis))
+
+
+@dataclass
+class FP8Scale:
+    """A stored FP8 weight's scale: a scalar (per-tensor), or one value per index of ``axis``
+    (per-channel), in the layout the weight is stored in."""
+
+    values: np.ndarray
+    axis: int | None = None
+
+    def divisor(self, shape: tuple[int, ...], rows: slice) -> torch.Tensor:
+        """The scale broadcast over a piece of the stored weight (``rows`` of its axis 0)."""
+        values = torch.from_numpy(self.values.reshape(-1).copy())
+        if self.axis is None:
+            return values.reshape(())
+        view = [1] * len(shape)
+        if self.axis == 0:
+            values = values[rows]
+        view[self.axis] = values.numel()
+        return values.reshape(view)
 
 
 def _perm(node: onnx.NodeProto) -> list[int]:
@@ -129,7 +160,7 @@ class _Plan:
 
     def __init__(self, graph: onnx.GraphProto, weights: set[str], compact_fp8: bool):
         self.perm: dict[str, list[int]] = {}
-        self.fp8_scale: dict[str, float] = {}
+        self.fp8_scale: dict[str, FP8Scale] = {}
         self.dead: list[onnx.NodeProto] = []
         consumers = _consumers(graph)
         for name in weights:
@@ -148,15 +179,22 @@ class _Plan:
             self.dead.append(user)
 
     def _fold_quantize(self, graph, name, qs, consumers) -> None:
-        """Every consumer is Q(W) -> DQ with the same per-tensor scale (the decoder quantizes a
-        weight once per step): store W in FP8 once, every DQ reads it. Where every DQ is
-        followed by the same Transpose, that is stored too."""
-        scales = {_constant_scalar(graph, q.input[1]) for q in qs}
+        """Every consumer is Q(W) -> DQ with the same scale, per-tensor or per-channel (the
+        decoder quantizes a weight once per step): store W / scale in FP8 once, every DQ reads
+        it. Where every DQ is followed by the same Transpose, that is stored too (a
+        per-channel DQ's axis then names the channel axis of the stored layout)."""
+        scales = [_constant(graph, q.input[1]) for q in qs]
         dqs = [consumers.get(q.output[0], []) for q in qs]
-        if len(scales) != 1 or None in scales or any(
+        if any(v is None for v in scales) or any(
                 len(d) != 1 or d[0].op_type != "DequantizeLinear" for d in dqs):
             return
-        self.fp8_scale[name] = scales.pop()
+        first = scales[0]
+        axes = {_axis(n) for n in [*qs, *(d[0] for d in dqs)]} if first.size > 1 else {None}
+        if len(axes) != 1 or any(a is not None and a < 0 for a in axes) or any(
+                v.shape != first.shape or not np.array_equal(v, first) for v in scales):
+            return  # differing scales, or an axis counted from the end: kept as exported
+        axis = axes.pop()
+        self.fp8_scale[name] = FP8Scale(first, axis)
         dqs = [d[0] for d in dqs]
         for q, dq in zip(qs, dqs, strict=True):
             dq.input[0] = name  # DQ reads the stored FP8 weight
@@ -168,13 +206,18 @@ class _Plan:
             for dq, a in zip(dqs, after, strict=True):
                 dq.output[0] = a[0].output[0]
                 self.dead.append(a[0])
+            if axis is not None:  # the channels' axis in the stored (transposed) layout
+                self.fp8_scale[name].axis = self.perm[name].index(axis)
+        if axis is not None:
+            for dq in dqs:
+                _set_axis(dq, self.fp8_scale[name].axis)
 
 
 CHUNK_BYTES = 64 * 2**20  # a big weight is converted and written this much at a time
 
 
 def _stored(value: torch.Tensor, elem_type: int, perm: list[int] | None,
-            fp8_scale: float | None):
+            fp8_scale: FP8Scale | None):
     """The weight as the graph stores it, in pieces of about ``CHUNK_BYTES`` along its first
     axis (the shape, then the raw bytes of each piece): a 6 GB embedding table never exists
     twice, whatever its dtype conversion."""
@@ -185,17 +228,19 @@ def _stored(value: torch.Tensor, elem_type: int, perm: list[int] | None,
     rows = value.shape[0] if value.dim() else 1
     row_bytes = max(1, value.numel() // max(rows, 1)) * value.element_size()
     step = max(1, CHUNK_BYTES // row_bytes)
-    pieces = [value] if value.dim() == 0 else (value[i:i + step] for i in range(0, rows, step))
+    starts = [0] if value.dim() == 0 else range(0, rows, step)
 
-    def convert(piece: torch.Tensor) -> memoryview:
+    def convert(start: int) -> memoryview:
+        piece = value if value.dim() == 0 else value[start:start + step]
         if fp8_scale is not None:
-            piece = piece.float() / torch.tensor(fp8_scale, dtype=torch.float32)
+            piece = piece.float() / fp8_scale.divisor(tuple(value.shape),
+                                                      slice(start, start + step))
         piece = piece.to(target).contiguous()
         if piece.dtype in (torch.bfloat16, torch.float8_e4m3fn):
             piece = piece.view(torch.uint16 if piece.dtype == torch.bfloat16 else torch.uint8)
         return memoryview(piece.numpy()).cast("B")
 
-    return tuple(value.shape), (convert(piece) for piece in pieces)
+    return tuple(value.shape), (convert(start) for start in starts)
 
 
 def attach_weights(skeleton: onnx.ModelProto, weights: Mapping[str, torch.Tensor], path: Path,

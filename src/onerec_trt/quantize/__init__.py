@@ -31,6 +31,7 @@ class QuantizeOptions:
     calib_users: int = 512  # training histories calibrated on (seeded sample)
     calib_batch: int = 64  # users per calibration batch (x beam rows in the decoder)
     calib_method: str | None = None  # max | mse; None: the policy's (max without one)
+    weight_scales: str | None = None  # per-tensor | per-channel; None: the policy's
     histories: str | None = None  # .npy [N, S] int histories instead of the dataset sample
     exclude: list[str] = field(default_factory=list)  # regexes over layer names
     default_exclusions: bool = True  # keep the output heads and context K/V projections bf16

@@ -16,17 +16,23 @@ from onerec_trt.errors import user_error
 
 POLICY_JSON = "fp8_policy.json"
 CALIB_METHODS = ("max", "mse")  # ModelOpt's per-tensor FP8 calibration algorithms
+# How GEMM weights are scaled: one scale per tensor (ModelOpt's FP8 default), or one per output
+# feature (ModelOpt's ``"axis": 0``; a 1-D scale in the weight's DequantizeLinear, which
+# onnx-tensorrt reads as per-channel). Inputs stay per-tensor either way.
+WEIGHT_SCALES = ("per-tensor", "per-channel")
 
 
 @dataclass
 class Policy:
     """bf16_layers: nn.Linear names kept in bf16 (every other GEMM is FP8); calibration: the
     ModelOpt algorithm that sets the FP8 scales; chosen: how the search chose it (split, users,
-    target, measured overlap@10 and FP8 FLOP share), empty for a hand-written policy."""
+    target, measured overlap@10 and FP8 FLOP share), empty for a hand-written policy;
+    weight_scales: per-tensor or per-channel (one scale per output feature) FP8 weights."""
 
     bf16_layers: list[str]
     calibration: str = "max"
     chosen: dict = field(default_factory=dict)
+    weight_scales: str = "per-tensor"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -46,8 +52,13 @@ class Policy:
         if method not in CALIB_METHODS:
             raise user_error(f"{where}: unknown calibration {method!r}",
                              f"one of: {', '.join(CALIB_METHODS)}")
+        scales = data.get("weight_scales", "per-tensor")
+        if scales not in WEIGHT_SCALES:
+            raise user_error(f"{where}: unknown weight_scales {scales!r}",
+                             f"one of: {', '.join(WEIGHT_SCALES)}")
         chosen = data.get("chosen") or {}
-        return cls(sorted(set(layers)), method, chosen if isinstance(chosen, dict) else {})
+        return cls(sorted(set(layers)), method, chosen if isinstance(chosen, dict) else {},
+                   scales)
 
     def check_layers(self, layers: list[str], where: str) -> None:
         """Every named layer must exist in the model: a policy for another model is refused."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -74,8 +75,9 @@ def excluded_layers(model: nn.Module, patterns: Iterable[str], names: Iterable[s
     return reasons
 
 
-def fp8_config(method: str) -> dict:
-    """ModelOpt's FP8 default (per-tensor E4M3 weights and inputs) on every ``nn.Linear``.
+def fp8_config(method: str, weight_scales: str = "per-tensor") -> dict:
+    """ModelOpt's FP8 default (per-tensor E4M3 weights and inputs) on every ``nn.Linear``;
+    ``weight_scales="per-channel"``: the weight quantizers get ``axis 0`` (per output feature).
     ModelOpt's own name rules for LLMs (``*lm_head*``, ``*router*``, ...) are dropped: which
     layers stay bf16 is this project's policy (``policy.py``, applied by ``set_bf16_layers``
     after calibration), and a search must be able to calibrate and try every GEMM."""
@@ -84,15 +86,52 @@ def fp8_config(method: str) -> dict:
     if isinstance(rules, list):  # ModelOpt >= 0.4x: a list of rules, later ones win
         rules[:] = [r for r in rules if r.get("enable", True) or r.get("quantizer_name") == "*"
                     or "parent_class" in r]
+        if weight_scales == "per-channel":
+            for rule in rules:
+                if rule.get("quantizer_name") == "*weight_quantizer" and "cfg" in rule:
+                    rule["cfg"]["axis"] = 0
+    elif weight_scales == "per-channel":  # pragma: no cover - ModelOpt < 0.4x: a dict
+        rules["*weight_quantizer"]["axis"] = 0
     cfg["algorithm"] = method
     return cfg
 
 
-def calibrate(model: nn.Module, run: Callable[[], None], method: str = "max") -> nn.Module:
+def calibrate(model: nn.Module, run: Callable[[], None], method: str = "max",
+              weight_scales: str = "per-tensor") -> nn.Module:
     """Insert FP8 quantizers and calibrate them by calling ``run()`` (the real generation)."""
     mtq = _mtq()
     with quiet_library_bars():  # ModelOpt's own tqdm (mse): no \r frames in logs
-        return mtq.quantize(model, fp8_config(method), lambda _model: run())
+        return mtq.quantize(model, fp8_config(method, weight_scales), lambda _model: run())
+
+
+@contextmanager
+def per_tensor_for_export(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """ModelOpt (0.47) exports E4M3 only with a scalar amax. Inside this context each
+    per-channel weight quantizer holds its largest amax (the export writes a scalar scale);
+    the yielded dict maps the weight's name in ``model.state_dict()`` to its per-channel scales
+    (amax / 448, float32, one per output feature), which ``qdq.set_channel_scales`` puts back
+    into the graph. The quantizers get their per-channel amax back on exit."""
+    from onerec_trt.fp8_format import E4M3_MAX
+
+    saved, scales = {}, {}
+    for name, module in model.named_modules():
+        quantizer = getattr(module, "weight_quantizer", None) if isinstance(
+            module, nn.Linear) else None
+        amax = getattr(quantizer, "amax", None) if quantizer is not None else None
+        if amax is None or not quantizer.is_enabled or amax.numel() == 1:
+            continue
+        saved[name] = amax
+        scales[f"{name}.weight" if name else "weight"] = amax.detach().float().reshape(
+            -1) / E4M3_MAX
+        quantizer.reset_amax()  # ModelOpt refuses an amax of another shape in place
+        quantizer.amax = amax.detach().max().reshape(())
+    try:
+        yield scales
+    finally:
+        modules = dict(model.named_modules())
+        for name, amax in saved.items():
+            modules[name].weight_quantizer.reset_amax()
+            modules[name].weight_quantizer.amax = amax
 
 
 def set_bf16_layers(model: nn.Module, bf16_layers: Iterable[str]) -> None:
@@ -105,14 +144,17 @@ def set_bf16_layers(model: nn.Module, bf16_layers: Iterable[str]) -> None:
                 quantizer.disable() if name in kept else quantizer.enable()
 
 
-def quantizer_amax(model: nn.Module) -> dict[str, float]:
-    """Calibrated amax of every enabled quantizer (name -> float)."""
-    out = {}
+def quantizer_amax(model: nn.Module) -> dict[str, float | list[float]]:
+    """Calibrated amax of every enabled quantizer: a float (per-tensor), or a list with one
+    value per output channel (a per-channel weight quantizer)."""
+    out: dict[str, float | list[float]] = {}
     for name, mod in model.named_modules():
         if name.endswith("_quantizer") and getattr(mod, "is_enabled", False):
             amax = getattr(mod, "amax", None)
             if amax is not None:
-                out[name] = float(torch.as_tensor(amax).float().max())
+                amax = torch.as_tensor(amax).float()
+                out[name] = float(amax.max()) if amax.numel() == 1 else amax.reshape(
+                    -1).tolist()
     return out
 
 
@@ -127,8 +169,9 @@ def check_state(model: nn.Module) -> None:
                              "its layer)", "keep the layer in bf16 with --exclude")
 
 
-def load_amax(model: nn.Module, amax: dict[str, float]) -> list[str]:
-    """Set quantizer amax values from a calibration file; returns the names it lacked."""
+def load_amax(model: nn.Module, amax: dict[str, float | list[float]]) -> list[str]:
+    """Set quantizer amax values from a calibration file (a list: per-channel, one value per
+    output feature); returns the names it lacked."""
     missing = []
     modules = dict(model.named_modules())
     for name, mod in modules.items():
@@ -136,5 +179,7 @@ def load_amax(model: nn.Module, amax: dict[str, float]) -> list[str]:
             if name not in amax:
                 missing.append(name)
                 continue
-            mod.amax = torch.tensor(amax[name], dtype=torch.float32)
+            value = torch.tensor(amax[name], dtype=torch.float32)
+            mod.reset_amax()  # a per-channel file may meet a quantizer of another shape
+            mod.amax = value.reshape(-1, 1) if value.dim() else value
     return missing

@@ -5,14 +5,20 @@
 ``QuantizeLinear`` / ``DequantizeLinear`` (opset 19) with a scalar FLOAT8E4M3FN zero point and
 ``saturate=1``: the same numbers, readable by TensorRT and ONNX Runtime alike.
 
+``set_channel_scales``: ModelOpt exports E4M3 only per-tensor; for per-channel weights
+(``ptq.per_tensor_for_export``) the weight's Q/DQ get their 1-D scales back, with the ``axis`` of
+the output features on the tensor each node reads (onnx-tensorrt's per-channel form).
+
 ``swap_fp8_transpose``: ONNX Runtime's CPU provider rejects a Transpose on FP8 data; where a
 graph has Q -> Transpose -> DQ, moving the Transpose after the DQ gives identical numbers.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
-from onnx import TensorProto, helper
+import torch
+from onnx import TensorProto, helper, numpy_helper
 
 TRT_Q, TRT_DQ = "TRT_FP8QuantizeLinear", "TRT_FP8DequantizeLinear"
 FP8_ZERO = "fp8_e4m3_zero_point"
@@ -40,8 +46,73 @@ def standardize_trt_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def set_axis(node: onnx.NodeProto, axis: int) -> None:
+    for attr in node.attribute:
+        if attr.name == "axis":
+            attr.i = axis
+            return
+    node.attribute.append(helper.make_attribute("axis", axis))
+
+
+def get_axis(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "axis"), 1)  # ONNX's default
+
+
+def _scale_tensor(name: str, scales: torch.Tensor, like: int) -> TensorProto:
+    """The 1-D scale in the dtype of the scalar it replaces (bf16 graphs carry bf16 scales)."""
+    values = scales.detach().float()
+    if like == TensorProto.BFLOAT16:
+        raw = values.to(torch.bfloat16).view(torch.uint16).numpy()
+        return helper.make_tensor(name, like, [values.numel()], raw.tobytes(), raw=True)
+    return numpy_helper.from_array(values.numpy().astype(np.float32), name)
+
+
+def set_channel_scales(model: onnx.ModelProto,
+                       scales: dict[str, torch.Tensor]) -> tuple[onnx.ModelProto, int]:
+    """Give the Q/DQ of each named weight (``[out, in]``, as ``nn.Linear`` holds it) its
+    per-channel scales: a 1-D initializer and a zero point of its shape (ONNX wants the two
+    shapes equal), ``axis 0`` on the Q, and on each DQ the axis the
+    output features have on its input (``perm.index(0)`` after a Transpose between them).
+    Returns (copy, weights rewritten)."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = model.graph
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    types = {t.name: t.data_type for t in g.initializer}
+    types.update({n.output[0]: n.attribute[0].t.data_type for n in g.node
+                  if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    done = set()
+    for q in [n for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] in scales]:
+        weight = q.input[0]
+        name, zero = f"{weight}__channel_scale", f"{weight}__channel_zero"
+        if weight not in done:
+            like = types.get(q.input[1], TensorProto.FLOAT)
+            g.initializer.append(_scale_tensor(name, scales[weight], like))
+            size = scales[weight].numel()
+            g.initializer.append(helper.make_tensor(zero, TensorProto.FLOAT8E4M3FN, [size],
+                                                    [0] * size))
+            done.add(weight)
+        q.input[1], q.input[2] = name, zero
+        set_axis(q, 0)
+        for user in consumers.get(q.output[0], []):
+            axis, dqs = 0, [user]
+            if user.op_type == "Transpose":
+                perm = next(list(a.ints) for a in user.attribute if a.name == "perm")
+                axis, dqs = perm.index(0), consumers.get(user.output[0], [])
+            for dq in dqs:
+                if dq.op_type != "DequantizeLinear":
+                    raise RuntimeError(f"{weight}: its QuantizeLinear feeds {dq.op_type}, "
+                                       "not a DequantizeLinear")
+                dq.input[1], dq.input[2] = name, zero
+                set_axis(dq, axis)
+    return model, len(done)
+
+
 def swap_fp8_transpose(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
-    """Q -> Transpose -> DQ (per-tensor) becomes Q -> DQ -> Transpose; returns (copy, swaps)."""
+    """Q -> Transpose -> DQ becomes Q -> DQ -> Transpose (a per-channel DQ's axis follows the
+    data); returns (copy, swaps)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
@@ -63,6 +134,9 @@ def swap_fp8_transpose(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         # before: q.out -> tr -> t.out -> dq -> d.out ; after: q.out -> dq -> mid -> tr -> d.out
         mid = f"{dq.output[0]}__before_transpose"
         final = dq.output[0]
+        if len(dq.input) > 1 and _rank(g, dq.input[1]) == 1:  # per-channel: the axis moves
+            perm = next(list(a.ints) for a in tr.attribute if a.name == "perm")
+            set_axis(dq, perm[get_axis(dq)])
         dq.input[0] = q.output[0]
         dq.output[0] = mid
         tr.input[0] = mid
@@ -71,6 +145,16 @@ def swap_fp8_transpose(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     if swaps:
         _toposort(g)
     return model, swaps
+
+
+def _rank(g: onnx.GraphProto, name: str) -> int | None:
+    for t in g.initializer:
+        if t.name == name:
+            return len(t.dims)
+    for n in g.node:
+        if n.op_type == "Constant" and n.output[0] == name and n.attribute[0].name == "value":
+            return len(n.attribute[0].t.dims)
+    return None
 
 
 def _toposort(g: onnx.GraphProto) -> None:

@@ -6,6 +6,7 @@ import copy
 import logging
 import re
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,7 +39,9 @@ from onerec_trt.quantize.pareto import write_pareto
 from onerec_trt.quantize.policy import (
     CALIB_METHODS,
     POLICY_JSON,
+    WEIGHT_SCALES,
     Policy,
+    model_policy,
     read_policy,
     write_policy,
 )
@@ -47,10 +50,11 @@ from onerec_trt.quantize.ptq import (
     check_state,
     linear_layers,
     load_amax,
+    per_tensor_for_export,
     quantizer_amax,
     set_bf16_layers,
 )
-from onerec_trt.quantize.qdq import standardize_trt_qdq, swap_fp8_transpose
+from onerec_trt.quantize.qdq import set_channel_scales, standardize_trt_qdq, swap_fp8_transpose
 from onerec_trt.quantize.search import SearchResult, trials_table
 from onerec_trt.quantize.speedup import speedup_basis, speedup_record, speedup_text
 from onerec_trt.reports import read_stage
@@ -63,6 +67,9 @@ def _validate(opts: QuantizeOptions) -> None:
     if opts.calib_method is not None and opts.calib_method not in CALIB_METHODS:
         raise user_error(f"unknown --calib-method {opts.calib_method!r}",
                          f"ModelOpt's FP8 calibration supports: {', '.join(CALIB_METHODS)}")
+    if opts.weight_scales is not None and opts.weight_scales not in WEIGHT_SCALES:
+        raise user_error(f"unknown --weight-scales {opts.weight_scales!r}",
+                         f"one of: {', '.join(WEIGHT_SCALES)}")
     if opts.search and (opts.policy or opts.calibration):
         raise user_error("--search chooses the policy and calibrates; it contradicts "
                          f"--{'policy' if opts.policy else 'calibration'}",
@@ -102,20 +109,29 @@ FIX_FILE = "recalibrate (omit --calibration) or correct the file"
 AMAX_RANGE = (float(np.finfo(np.float32).tiny) * E4M3_MAX, float(np.finfo(np.float32).max))
 
 
-def checked_amax(amax: object, where: str, fix: str = FIX_FILE) -> dict[str, float]:
-    """Quantizer name -> amax, each a finite positive number whose scale a float32 holds: a
-    NaN, negative, zero, text, tiny (1e-300) or huge (1e300) amax would give the graph a NaN,
-    negative, zero or infinite scale."""
+def checked_amax(amax: object, where: str,
+                 fix: str = FIX_FILE) -> dict[str, float | list[float]]:
+    """Quantizer name -> amax, each a finite positive number whose scale a float32 holds (or a
+    non-empty list of them: a per-channel weight quantizer): a NaN, negative, zero, text, tiny
+    (1e-300) or huge (1e300) amax would give the graph a NaN, negative, zero or infinite
+    scale."""
     if not isinstance(amax, dict):
         raise user_error(f"{where} has no 'amax' object (quantizer name -> amax)",
                          "pass a calibration.json written by 'onerec-trt quantize'")
-    for name, value in amax.items():
+
+    def good(value: object) -> bool:
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or not AMAX_RANGE[0] <= value <= AMAX_RANGE[1]:
-            raise user_error(f"{where}: the amax of {name} is {value!r}; every amax must be a "
+        return number and AMAX_RANGE[0] <= value <= AMAX_RANGE[1]
+
+    for name, value in amax.items():
+        values = value if isinstance(value, list) and value else [value]
+        bad = next((v for v in values if not good(v)), None)
+        if bad is not None:
+            raise user_error(f"{where}: the amax of {name} is {bad!r}; every amax must be a "
                              f"finite positive number from {AMAX_RANGE[0]:.3g} to "
                              f"{AMAX_RANGE[1]:.3g} (scale = amax / 448, a float32)", fix)
-    return {name: float(value) for name, value in amax.items()}
+    return {name: [float(v) for v in value] if isinstance(value, list) else float(value)
+            for name, value in amax.items()}
 
 
 def run_quantize(opts: QuantizeOptions) -> QuantizeReport:
@@ -147,9 +163,10 @@ def _quantize(opts: QuantizeOptions, run: StagedRun) -> QuantizeReport:
     if opts.calibration is None:
         histories, source = bundle.calibration_histories(
             opts.calib_users, opts.seed, opts.histories, opts.dataset, opts.data, opts.columns)
+    scales = _weight_scales(opts, bundle.path)
     calibrated = partial(_calibrated, bundle, beam, topk, export_meta.step, histories,
-                         opts.calib_batch, opts.search)
-    reuse = partial(_reuse, bundle, beam, topk, export_meta.step)
+                         opts.calib_batch, opts.search, scales)
+    reuse = partial(_reuse, bundle, beam, topk, export_meta.step, scales)
     flops = _flops(bundle, beam, topk, export_meta.step)
     policy, reasons, graph, search = _choose(opts, bundle, calibrated, reuse, flops, forced)
     model = graph.model
@@ -165,21 +182,24 @@ def _quantize(opts: QuantizeOptions, run: StagedRun) -> QuantizeReport:
     check_state(model)
     calib_seconds = run.seconds()
     policy.bf16_layers = sorted(excluded)
+    policy.weight_scales = scales
     tmp = run.folder
-    fp8 = standardize_trt_qdq(skeleton(graph, example_history(bundle.config.max_history),
-                                       tmp))
+    with per_tensor_for_export(graph) as channel_scales:
+        fp8 = standardize_trt_qdq(skeleton(graph, example_history(bundle.config.max_history),
+                                           tmp))
+    fp8, _ = set_channel_scales(fp8, channel_scales)
     check_graph(fp8, FP8_GRAPH)
     cpu, swaps = swap_fp8_transpose(render_bf16_on_cpu(fp8))
     check_graph(cpu, FP8_CPU_GRAPH)
     weights = graph.state_dict()
     sizes = {name: write_graph(g, weights, tmp / name, compact_fp8=True)
              for name, g in ((FP8_GRAPH, fp8), (FP8_CPU_GRAPH, cpu))}
-    calib = {"method": policy.calibration, "format": "fp8_e4m3", "source": source,
-             "amax": amax, "scale": {k: v / E4M3_MAX for k, v in amax.items()}}
+    calib = {"method": policy.calibration, "format": "fp8_e4m3", "weight_scales": scales,
+             "source": source, "amax": amax, "scale": {k: _scale(v) for k, v in amax.items()}}
     write_json(tmp / CALIBRATION_JSON, calib)
     write_policy(tmp / POLICY_JSON, policy)
     report = _report(opts, model, excluded, unknown, tmp / FP8_GRAPH, histories, beam,
-                     swaps, source, policy.calibration, calib_seconds, run.seconds())
+                     swaps, source, policy.calibration, calib_seconds, run.seconds(), scales)
     report.bytes = sizes
     report.policy = policy.to_json()
     report.fp8_flop_share = flops.fp8_share(excluded)
@@ -208,8 +228,21 @@ def _choose(opts: QuantizeOptions, bundle, calibrated, reuse, flops: RequestFlop
     return policy, reasons, reuse(), None
 
 
+def _weight_scales(opts: QuantizeOptions, model_folder: Path) -> str:
+    """--weight-scales, else the policy's (--policy, or the model folder's), else per-tensor."""
+    if opts.weight_scales is not None:
+        return opts.weight_scales
+    own = opts.default_exclusions and not opts.search
+    path = opts.policy or (model_policy(model_folder) if own else None)
+    return read_policy(path).weight_scales if path else "per-tensor"
+
+
+def _scale(amax: float | list[float]) -> float | list[float]:
+    return [v / E4M3_MAX for v in amax] if isinstance(amax, list) else amax / E4M3_MAX
+
+
 def _calibrated(bundle, beam: int, topk: int, step: str, histories, calib_batch: int,
-                fresh: bool, method: str) -> Generator:
+                fresh: bool, weight_scales: str, method: str) -> Generator:
     """The model with every GEMM's FP8 quantizers calibrated by ``method`` on the calibration
     histories (the real generation loop, beams included); ``fresh``: on a copy, so a search
     can calibrate again with another method (one run calibrates the model itself: a copy of a
@@ -228,15 +261,15 @@ def _calibrated(bundle, beam: int, topk: int, step: str, histories, calib_batch:
                                       leave=False):
                 graph(batch)
 
-    calibrate(model, run, method)
+    calibrate(model, run, method, weight_scales)
     return graph
 
 
-def _reuse(bundle, beam: int, topk: int, step: str) -> Generator:
+def _reuse(bundle, beam: int, topk: int, step: str, weight_scales: str) -> Generator:
     """Quantizers inserted without calibration: ``--calibration FILE`` sets their amax."""
     graph = Generator(bundle.model, beam, topk, step).eval()
     example = torch.ones(2, bundle.config.max_history, dtype=torch.long)
-    calibrate(bundle.model, lambda: graph(example), "max")
+    calibrate(bundle.model, lambda: graph(example), "max", weight_scales)
     return graph
 
 
@@ -261,7 +294,7 @@ def _flops(bundle, beam: int, topk: int, step: str) -> RequestFlops:
 
 
 def _report(opts, model, excluded, unknown, fp8_path, histories, beam, swaps, source, method,
-            calib_s, total_s) -> QuantizeReport:
+            calib_s, total_s, weight_scales: str) -> QuantizeReport:
     import onnx
 
     layers = linear_layers(model)
@@ -273,7 +306,11 @@ def _report(opts, model, excluded, unknown, fp8_path, histories, beam, swaps, so
     return QuantizeReport(
         path="modelopt.torch.quantization (mtq.quantize, FP8_DEFAULT_CFG on every nn.Linear) "
              "+ ONNX export",
-        format="FP8 E4M3, per-tensor scales for weights and activations; GEMM weights stored in "
+        format=f"FP8 E4M3, {weight_scales} scales for weights (per-channel: one per output "
+               "feature, axis 0 of nn.Linear's weight), per-tensor for activations; GEMM weights "
+               "stored in FP8 (FLOAT8E4M3FN initializers read by DequantizeLinear)"
+               if weight_scales == "per-channel" else
+               "FP8 E4M3, per-tensor scales for weights and activations; GEMM weights stored in "
                "FP8 (FLOAT8E4M3FN initializers read by DequantizeLinear)",
         calibration={
             "method": method, "source": source,
