@@ -46,11 +46,15 @@ def test_the_phase_starts_at_its_share_recalibrates_then_freezes():
         return model(x * scale).pow(2).mean()
 
     phase = FP8Phase(0.5)
+    may_stop = []
     for step in range(1, 41):
         opt.zero_grad()
         loss(1.0 + step / 10).backward()  # inputs grow: amax must follow them
         opt.step()
         phase.after_step(model, loss, 1.0 + step / 10, step, end_step=40)
+        may_stop.append(phase.may_stop())
+    # early stopping may end the run only once amax is frozen (the last 25% of the phase)
+    assert may_stop.index(True) == 34 and all(may_stop[34:])
     assert phase.start_step == 20 and phase.steps == 20
     # the first calibration at the start, more while the weights move, none in the last 25%
     assert phase.calibrations[0] == 20 and len(phase.calibrations) == 4

@@ -135,8 +135,8 @@ def add_arguments(p):
                         f"recalibrated on the latest training batches {RECALIBRATIONS} times, "
                         f"then frozen for the last {FROZEN_SHARE * 100:.0f}%% of that phase; the "
                         "folder holds a plain model (its bf16 graph is the reference); the best "
-                        "checkpoint and early stopping come from that phase only; training.json "
-                        "records it under fp8_aware")
+                        "checkpoint comes from that phase, early stopping waits for its frozen "
+                        "end; training.json records it under fp8_aware")
     option(p, "--seed", TrainConfig, type=non_negative_int,
            help="seed of the tokenizer, the weights, the batch order and the validation users")
     p.add_argument("--checkpoint", default=argparse.SUPPRESS, metavar="DIR",

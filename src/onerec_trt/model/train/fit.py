@@ -6,7 +6,7 @@
 a validation every ``eval_every`` epochs (and after the last), the best state by validation
 Recall@10 + NDCG@10, and early stopping on their smoothed trend (``SmoothedStopping``); with
 ``--fp8-aware`` an ``FP8Phase`` (``fp8_phase.py``) called at step boundaries trains the end of
-the run in FP8 and limits the best state and early stopping to that phase. What
+the run in FP8, limits the best state to that phase and early stopping to its frozen end. What
 differs between the models comes in a ``Trainee``: the model, its optimizer, one epoch's
 batches, a batch's loss and the validation.
 """
@@ -172,7 +172,7 @@ def fit(trainee: Trainee, cfg: TrainConfig, t0: float, progress: bool = True) ->
                  f"validation {validation_s:.0f}s)")
         if score > best and phase.may_select():
             best, best_state = score, copy.deepcopy(model.state_dict())
-        if stopping.update(score, schedule.progress(steps_done)) and phase.may_select():
+        if stopping.update(score, schedule.progress(steps_done)) and phase.may_stop():
             log.info(f"early stop: the mean of the last {stopping.window} validation scores has "
                      f"not improved for {stopping.patience} evaluations")
             break

@@ -7,8 +7,9 @@ reaches ``1 - SHARE`` of its end (the cosine's end, or ``max_steps``, re-read at
 time budget moves it), calibrates amax (max) on the last few training batches, recalibrates
 ``RECALIBRATIONS - 1`` more times as the weights move, and keeps amax frozen for the last
 ``FROZEN_SHARE`` of the phase. Validation scores the bf16 graph (quantizers off: the model the
-folder holds); only validations inside the phase may become the best state or stop the run
-early, so the written model is one that trained in FP8. ``finish`` returns a plain copy of the
+folder holds); only validations inside the phase may become the best state, and early stopping
+may end the run only once amax is frozen (the phase's recalibrations done), so the written
+model is one that trained in FP8. ``finish`` returns a plain copy of the
 model (no quantizers, no amax) with the trained weights.
 """
 
@@ -91,6 +92,9 @@ class NoFP8Phase:
     def may_select(self) -> bool:
         return True
 
+    def may_stop(self) -> bool:
+        return True
+
     def tag(self, record: dict) -> None:
         pass
 
@@ -112,6 +116,7 @@ class FP8Phase(NoFP8Phase):
         self.calibrations: list[int] = []  # the steps amax was (re)calibrated at
         self.layers: list[str] = []
         self.kept_bf16: list[str] = []
+        self._frozen = False  # the run is past the phase's last recalibration step
         self._recent: deque = deque(maxlen=CALIBRATION_BATCHES)
         self._plain: nn.Module | None = None
 
@@ -128,6 +133,7 @@ class FP8Phase(NoFP8Phase):
         if self.active:
             self.steps += 1
         start, freeze, interval = self._bounds(end_step)
+        self._frozen = self.active and steps_done >= freeze
         if not self.active and steps_done >= start:
             self._enter(model, loss, steps_done)
         elif (self.active and steps_done < freeze
@@ -186,6 +192,9 @@ class FP8Phase(NoFP8Phase):
 
     def may_select(self) -> bool:
         return self.active
+
+    def may_stop(self) -> bool:
+        return self._frozen
 
     def tag(self, record: dict) -> None:
         record["fp8_phase"] = self.active
