@@ -195,6 +195,36 @@ def test_per_channel_scale_of_the_wrong_size():
     assert found and "3 values for axis 1 of size 4" in found[0].message
 
 
+def weight_model(stored, axis, transpose=False):
+    """x[2,4] @ DQ(FP8 weight): stored [in, out] = [4, 3], or [out, in] = [3, 4] with a
+    Transpose after the DQ (as ONNX Runtime's rendering has it); a 1-D scale along ``axis``."""
+    size = stored[axis]
+    w = helper.make_tensor("w", FP8, list(stored), [1.0] * int(np.prod(stored)))
+    scale = helper.make_tensor("ws", BF16, [size], [0.5] * size)
+    zp = helper.make_tensor("wz", FP8, [size], [0.0] * size)
+    nodes = [helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], name="dq",
+                              axis=axis)]
+    if transpose:
+        nodes.append(helper.make_node("Transpose", ["wd"], ["wt"], name="t", perm=[1, 0]))
+    nodes.append(helper.make_node("MatMul", ["x", "wt" if transpose else "wd"], ["y"],
+                                  name="gemm"))
+    return graph(nodes, [vi("x", BF16, [2, 4])], [vi("y", BF16, None)], [w, scale, zp])
+
+
+def test_per_channel_weight_scales_along_the_output_features_pass():
+    """onnx-tensorrt's per-channel form: a 1-D scale along N of the GEMM's weight."""
+    for model in (weight_model((4, 3), 1), weight_model((3, 4), 0, transpose=True)):
+        report = lint(model)
+        assert report.ok and not report.warnings, [str(p) for p in report.problems]
+
+
+def test_per_channel_scale_along_the_reduction_axis_is_a_warning():
+    for model in (weight_model((4, 3), 0), weight_model((3, 4), 1, transpose=True)):
+        assert lint(model).ok
+        found = only(model, "quant", "warning")
+        assert found.node == "dq" and "reduction axis of MatMul 'gemm'" in found.message
+
+
 def test_dq_that_reaches_no_gemm_is_a_warning():
     model = qdq_model(consumer="Add")
     assert lint(model).ok

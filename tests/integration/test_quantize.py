@@ -188,6 +188,10 @@ def test_per_channel_weights_from_the_cli_are_recorded_and_reproducible(tiny_pip
         weight, scale = inits[dq.input[0]], inits[dq.input[1]]
         assert [a.i for a in dq.attribute if a.name == "axis"] == [1]
         assert list(scale.dims) == [weight.dims[1]]
+    from onerec_trt.lint import lint
+
+    checked = lint(out / FP8_GRAPH)  # onnx-tensorrt's per-channel form, every DQ fused
+    assert checked.ok and not checked.warnings, [str(p) for p in checked.problems]
     inputs = [n for n in g.node if n.op_type == "QuantizeLinear"]
     assert inputs and all(n.input[1] not in inits or not inits[n.input[1]].dims for n in inputs)
     saved = json.loads((out / "calibration.json").read_text())

@@ -1,6 +1,8 @@
 """Lint rules for quantized data (FP8 here, INT8/INT4/FP4 alike): TensorRT reaches these types
 only through QuantizeLinear/DequantizeLinear, with zero points of 0 and the scale shapes its
-importer accepts; a Q/DQ pair it cannot fuse into a GEMM still runs, but not in FP8."""
+importer accepts (scalar, 1-D per-channel along ``axis``, same-rank block); a Q/DQ pair it
+cannot fuse into a GEMM still runs, but not in FP8 (a per-channel scale along a GEMM's
+reduction axis is such a pair)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ def check_quantization(index: GraphIndex, table: OpTable, out) -> None:
         _check_scale_values(i, node, index, out)
         if node.op_type in DQ_OPS:
             _check_fusion(i, node, index, table, out)
+            _check_channel_axis(i, node, index, out)
 
 
 def _allowed_consumer(node: onnx.NodeProto, position: int, passthrough) -> bool:
@@ -119,6 +122,45 @@ def _check_scale_shape(i: int, node: onnx.NodeProto, index: GraphIndex, out) -> 
         out.error("quant", f"scale '{node.input[1]}' of rank {len(scale)} on data of rank "
                            f"{len(data)}: TensorRT accepts a scalar, a 1-D per-channel scale or a "
                            "same-rank block scale", index.label(i), node.op_type)
+
+
+def _reduction_axis(gemm: onnx.NodeProto, position: int, rank: int) -> int | None:
+    """The axis a GEMM sums over on its input ``position`` (0: A, 1: B), else None."""
+    if gemm.op_type == "MatMul" and position in (0, 1) and rank >= 2:
+        return rank - 1 if position == 0 else rank - 2
+    if gemm.op_type == "Gemm" and position in (0, 1) and rank == 2:
+        trans = {a.name: a.i for a in gemm.attribute}
+        flip = trans.get("transA" if position == 0 else "transB", 0)
+        return (1 - flip) if position == 0 else flip
+    return None
+
+
+def _check_channel_axis(i: int, node: onnx.NodeProto, index: GraphIndex, out) -> None:
+    """A per-channel DQ feeding a GEMM (directly or through Transposes) must scale along an
+    output axis (N of a weight, M of an input), never along the reduction axis K: a scale that
+    varies along K cannot be taken out of the dot product, so no FP8 GEMM runs it. onnx-tensorrt
+    takes the node; the fusion does not."""
+    scale, data = index.shapes.get(node.input[1]) if len(node.input) > 1 else None, \
+        index.shapes.get(node.input[0])
+    if not scale or len(scale) != 1 or scale[0] == 1 or data is None:
+        return
+    stack = [(node.output[0], _axis(node) % max(len(data), 1), len(data))]
+    while stack:
+        name, axis, rank = stack.pop()
+        for _, user in index.consumer_nodes(name):
+            if user.op_type == "Transpose":
+                perm = next((list(a.ints) for a in user.attribute if a.name == "perm"),
+                            list(range(rank))[::-1])
+                stack.append((user.output[0], perm.index(axis), rank))
+                continue
+            for position, x in enumerate(user.input):
+                if x == name and _reduction_axis(user, position, rank) == axis:
+                    out.warning("quant", f"per-channel scale '{node.input[1]}' varies along "
+                                         f"the reduction axis of {user.op_type} "
+                                         f"'{user.name}': it cannot be taken out of the dot "
+                                         "product, so TensorRT runs no FP8 GEMM here (scale "
+                                         "the output features: N of a weight)",
+                                index.label(i), node.op_type)
 
 
 def _check_fusion(i: int, node: onnx.NodeProto, index: GraphIndex, table: OpTable, out) -> None:
