@@ -63,7 +63,9 @@ def load_scales(path: str | Path | None) -> dict[str, float]:
     if path is None or not Path(path).is_file():
         return {}
     data = json.loads(Path(path).read_text())
-    return {k: float(v) for k, v in data.get("scale", {}).items()}
+    # a per-channel weight quantizer holds a list: its largest scale (timing does not depend on it)
+    return {k: float(max(v) if isinstance(v, list) else v)
+            for k, v in data.get("scale", {}).items()}
 
 
 def _scale(scales: dict, name: str, tensor: torch.Tensor) -> tuple[float, str]:
