@@ -113,3 +113,20 @@ def test_policy_records_weight_scales_and_refuses_unknown_ones():
     assert Policy.from_json(policy.to_json(), "p.json") == policy
     with pytest.raises(UserError, match="unknown weight_scales 'per-row'"):
         Policy.from_json({"bf16_layers": [], "weight_scales": "per-row"}, "p.json")
+
+
+def test_a_per_channel_calibration_file_is_checked_value_by_value():
+    from onerec_trt.quantize.stage import checked_amax
+
+    assert checked_amax({"w": [1, 2.5], "x": 3}, "f") == {"w": [1.0, 2.5], "x": 3.0}
+    for bad in ([1.0, float("nan")], [], [1.0, "2"], [1.0, -1.0]):
+        with pytest.raises(UserError, match="the amax of w is"):
+            checked_amax({"w": bad}, "calibration file f")
+
+
+def test_an_unknown_weight_scaling_is_refused_before_any_work(tmp_path):
+    from onerec_trt.quantize import QuantizeOptions, quantize
+
+    with pytest.raises(UserError, match="unknown --weight-scales 'per-row'"):
+        quantize(QuantizeOptions(out=str(tmp_path / "out"), weight_scales="per-row"))
+    assert not (tmp_path / "out").exists()
