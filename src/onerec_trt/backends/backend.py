@@ -54,7 +54,8 @@ class Backend:
 
         fix = "export, quantize and build this model first" if self.kind == "trt" else \
             "export and quantize this model first"
-        check_same_model(self.recorded_model(), model_sha, what, fix)
+        check_same_model(self.recorded_model(), model_sha, what, fix,
+                         artifact=getattr(self, "path", None))
 
     # ---- running it --------------------------------------------------------------------------
 

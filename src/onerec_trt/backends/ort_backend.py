@@ -31,7 +31,7 @@ class OrtBackend(Backend):
             proto = onnx.load(str(path), load_external_data=False).graph
         except Exception as exc:
             raise user_error(f"{role} {path} is not an ONNX model: {exc}") from None
-        check_same_model(recorded_model(path), model_sha, f"{role} {path}")
+        check_same_model(recorded_model(path), model_sha, f"{role} {path}", artifact=path)
         check_data_files(path)
         initializers = {i.name for i in proto.initializer}
         self.path, self.name, self.threads, self.precision = path, name or str(graph), threads, \

@@ -49,6 +49,13 @@ def add_arguments(p):
            help="the search's overlap@10 target against bf16")
     option(p, "--search-users", QuantizeOptions, type=positive_int,
            help="validation users the search measures on (seeded sample)")
+    option(p, "--qad", QuantizeOptions, type=float, metavar="MINUTES",
+           help="quantization-aware distillation first (native models): a copy of the model "
+                "with FP8 fake quantization on its GEMMs learns the model's code distributions "
+                "(KL, on its training data) for MINUTES of wall time; the student is written to "
+                "OUT/student (its training.json records the teacher's hash, so verify compares "
+                "its FP8 graph with the teacher's bf16 graph) and PTQ (and --search) run on its "
+                "graphs. 0 = off")
     option(p, "--seed", QuantizeOptions, type=non_negative_int,
            help="the calibration users' sample")
     option(p, "--force", QuantizeOptions, help="replace an existing --out")

@@ -45,6 +45,7 @@ class QuantizeOptions:
     data: str | None = None
     columns: str | None = None
     seed: int = 0
+    qad: float = 0.0  # minutes of quantization-aware distillation before PTQ (0 = off; qad.py)
     force: bool = False
 
 
@@ -72,6 +73,8 @@ class QuantizeReport(Report):
     # measured (quantize/speedup.py), with its basis and label
     predicted_speedup: dict = field(default_factory=dict)
     pareto: dict = field(default_factory=dict)  # --search: pareto.md / pareto.png and rows
+    # --qad: the teacher's hash, the student folder and hash, minutes, steps, held-out KL
+    qad: dict = field(default_factory=dict)
 
 
 def quantize(opts: QuantizeOptions) -> QuantizeReport:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -54,6 +55,7 @@ from onerec_trt.quantize.ptq import (
     quantizer_amax,
     set_bf16_layers,
 )
+from onerec_trt.quantize.qad import STUDENT, distill
 from onerec_trt.quantize.qdq import set_channel_scales, standardize_trt_qdq, swap_fp8_transpose
 from onerec_trt.quantize.search import SearchResult, trials_table
 from onerec_trt.quantize.speedup import speedup_basis, speedup_record, speedup_text
@@ -90,6 +92,11 @@ def _validate(opts: QuantizeOptions) -> None:
             re.compile(pattern)
         except re.error as exc:
             raise user_error(f"--exclude {pattern!r} is not a valid regex: {exc}") from None
+    if opts.qad < 0:
+        raise user_error(f"--qad takes minutes of distillation (0 = off), got {opts.qad:g}")
+    if opts.qad and opts.calibration:
+        raise user_error("--qad and --calibration contradict each other",
+                         "a calibration file holds the teacher's scales, not the student's")
     if opts.policy:
         read_policy(opts.policy)  # a missing or malformed file, before any work
 
@@ -155,6 +162,11 @@ def _quantize(opts: QuantizeOptions, run: StagedRun) -> QuantizeReport:
     exclusion_names = read_exclusions(opts.exclusions) if opts.exclusions else []
     check_same_model(export_meta.model_sha256, model_hash(opts.model), opts.onnx,
                      "export this model first (onerec-trt export --model ...)")
+    teacher_sha, qad = model_hash(opts.model), None
+    if opts.qad:  # PTQ (and --search) below run on the distilled student's graphs
+        qad = distill(opts, run.folder, export_meta.beam, export_meta.topk, export_meta.step)
+        opts = replace(opts, model=str(qad.student), onnx=str(qad.onnx))
+        export_meta = read_stage(opts.onnx, ExportReport, flag="--onnx")
     bundle = load_model(opts.model, torch.bfloat16)  # converted while read: never fp32 whole
     beam, topk = export_meta.beam, export_meta.topk
     forced = user_exclusions(opts, bundle.model, exclusion_names)
@@ -210,6 +222,10 @@ def _quantize(opts: QuantizeOptions, run: StagedRun) -> QuantizeReport:
         write_text(tmp / SEARCH_MD, trials_table(search, policy.chosen))
         report.pareto = write_pareto(tmp, search, policy.chosen, speedup_basis(flops))
     run.inputs.update(model=model_hash(opts.model) or "", onnx=opts.onnx)
+    if qad is not None:
+        report.qad = {**qad.record, "student": str(run.out / STUDENT),
+                      "teacher_sha256": teacher_sha, "student_sha256": model_hash(qad.student)}
+        run.inputs.update(teacher=teacher_sha or "")
     return report
 
 
