@@ -83,3 +83,16 @@ def test_verify_refuses_a_student_of_another_model(tiny_pipeline, qad_run, tmp_p
     training.write_text(json.dumps(record))
     with pytest.raises(UserError, match="made from another model"):
         _verify(tiny_pipeline, copy / "fp8.cpu.onnx", tmp_path / "v")
+
+
+def test_qad_refuses_a_model_whose_training_data_is_gone(tiny_pipeline, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_pipeline / "model", model)
+    record = json.loads((model / "training.json").read_text())
+    record["data"] = str(tmp_path / "gone.txt")
+    (model / "training.json").write_text(json.dumps(record))
+    with pytest.raises(UserError) as info:
+        quantize(QuantizeOptions(model=str(model), onnx=str(tiny_pipeline / "onnx"),
+                                 out=str(tmp_path / "fp8"), qad=0.1))
+    print(info.value)
+    assert not (tmp_path / "fp8").exists()
