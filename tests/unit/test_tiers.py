@@ -40,9 +40,12 @@ def unit_tier_breaches(path: Path) -> list[str]:
     return breaches
 
 
-def test_every_test_file_is_in_a_tier():
+def test_every_test_file_is_in_a_tier_under_its_own_name():
     stray = sorted(p.name for p in TESTS.glob("test_*.py"))
     assert not stray, f"move into tests/unit or tests/integration: {stray}"
+    names = [p.name for p in TESTS.glob("*/test_*.py")]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    assert not twice, f"pytest imports test files by name: rename one of each {twice}"
     assert sorted((TESTS / "unit").glob("test_*.py")), "no unit tests found"
     assert sorted((TESTS / "integration").glob("test_*.py")), "no integration tests found"
 
