@@ -44,6 +44,7 @@ def test_qad_writes_a_student_that_records_its_teacher(tiny_pipeline, qad_run):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"]["model"] == model_hash(student)
     assert manifest["inputs"]["teacher"] == teacher
+    assert manifest["inputs"]["onnx"] == str(tiny_pipeline / "onnx")
     assert not any("_quantizer" in k for k in load_model(student).model.state_dict())
     session = make_session(str(out / "fp8.cpu.onnx"))
     length = load_model(student).config.max_history

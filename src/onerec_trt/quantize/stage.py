@@ -162,7 +162,7 @@ def _quantize(opts: QuantizeOptions, run: StagedRun) -> QuantizeReport:
     exclusion_names = read_exclusions(opts.exclusions) if opts.exclusions else []
     check_same_model(export_meta.model_sha256, model_hash(opts.model), opts.onnx,
                      "export this model first (onerec-trt export --model ...)")
-    teacher_sha, qad = model_hash(opts.model), None
+    teacher_sha, qad, onnx = model_hash(opts.model), None, opts.onnx
     if opts.qad:  # PTQ (and --search) below run on the distilled student's graphs
         qad = distill(opts, run.folder, export_meta.beam, export_meta.topk, export_meta.step)
         opts = replace(opts, model=str(qad.student), onnx=str(qad.onnx))
@@ -221,7 +221,7 @@ def _quantize(opts: QuantizeOptions, run: StagedRun) -> QuantizeReport:
         report.search = search.to_json()
         write_text(tmp / SEARCH_MD, trials_table(search, policy.chosen))
         report.pareto = write_pareto(tmp, search, policy.chosen, speedup_basis(flops))
-    run.inputs.update(model=model_hash(opts.model) or "", onnx=opts.onnx)
+    run.inputs.update(model=model_hash(opts.model) or "", onnx=onnx)  # --onnx, as given
     if qad is not None:
         report.qad = {**qad.record, "student": str(run.out / STUDENT),
                       "teacher_sha256": teacher_sha, "student_sha256": model_hash(qad.student)}
