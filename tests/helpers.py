@@ -84,3 +84,15 @@ def markdown_tables(text: str) -> list[list[list[str]]]:
         elif token.type in ("th_open", "td_open"):
             row.append(tokens[i + 1].content if tokens[i + 1].type == "inline" else "")
     return tables
+
+
+def has_tensorrt() -> bool:
+    """Whether TensorRT's Python package imports here (never on the development machines)."""
+    try:
+        import tensorrt  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+HAS_TRT = has_tensorrt()

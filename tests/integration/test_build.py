@@ -13,23 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers import HAS_TRT
 from onerec_trt.backends.metadata import EngineMetadata, GpuInfo, plan_version
 from onerec_trt.builder import BuildOptions, build
 from onerec_trt.builder.jobs import Batches, engine_job
 from onerec_trt.builder.stage import engine_metadata
 from onerec_trt.builder.trt_builder import BuiltEngine
 from onerec_trt.errors import UserError
-
-
-def has_tensorrt() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-    except (ImportError, OSError):
-        return False
-    return True
-
-
-HAS_TRT = has_tensorrt()
 
 
 def synthetic_plan(version=(10, 15, 1, 29), payload=b"not a real engine") -> bytes:

@@ -8,23 +8,13 @@ import struct
 import numpy as np
 import pytest
 
+from helpers import HAS_TRT
 from onerec_trt.backends.metadata import EngineMetadata, GpuInfo
 from onerec_trt.builder.jobs import Batches, engine_job
 from onerec_trt.builder.stage import engine_metadata
 from onerec_trt.builder.trt_builder import BuiltEngine
 from onerec_trt.errors import UserError
 from onerec_trt.metrics import overlap
-
-
-def has_tensorrt() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-    except (ImportError, OSError):
-        return False
-    return True
-
-
-HAS_TRT = has_tensorrt()
 
 
 @pytest.fixture(scope="module")

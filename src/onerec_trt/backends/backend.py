@@ -120,6 +120,38 @@ class Backend:
         return f"{type(self).__name__}({self.name!r})"
 
 
+class LoopBackend(Backend):
+    """A model folder's generation loop (the torch loop, the hf oracle): beam and top-K are
+    the caller's, given at construction or set later by ``for_request``; ``threads``: torch's
+    intra-op threads when its runner is made (None: leave them)."""
+
+    takes_request = True
+    beam: int | None = None
+    topk: int | None = None
+    threads: int | None = None
+    needs_request: str | None = None  # what a missing beam/top-K error calls it (None: name)
+
+    def for_request(self, beam: int, topk: int) -> None:
+        self.beam, self.topk = self.beam or beam, self.topk or topk
+
+    @property
+    def request(self) -> tuple[int | None, int | None]:
+        return self.beam, self.topk
+
+    def _prepare_loop(self) -> None:
+        """Before a runner is made: the request must be known; torch gets its threads."""
+        from onerec_trt.errors import user_error
+
+        if not self.beam or not self.topk:
+            raise user_error(f"{self.needs_request or self.name} needs a beam width and top-K",
+                             f"{type(self).__name__}(..., beam=B, topk=K), or an exported "
+                             "reference graph")
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+
+
 def version_of(name: str) -> str | None:
     import importlib.metadata as md
 

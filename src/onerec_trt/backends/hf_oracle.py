@@ -4,17 +4,17 @@ project."""
 
 from __future__ import annotations
 
-from onerec_trt.backends.backend import OUTPUTS, Backend, version_of
+from onerec_trt.backends.backend import OUTPUTS, LoopBackend, version_of
 
 
-class HfOracle(Backend):
+class HfOracle(LoopBackend):
     """``model``: a folder made by ``onerec-trt import``. ``batch``: users per ``generate``
     call (1: one unpadded prompt at a time, verify's oracle; None: the whole request,
     left-padded, as bench times it)."""
 
     kind = "hf"
     precision = "fp32"
-    takes_request = True
+    needs_request = "the hf oracle"
 
     def __init__(self, model: str = "default", *, beam: int | None = None,
                  topk: int | None = None, batch: int | None = 1, threads: int | None = None,
@@ -24,24 +24,10 @@ class HfOracle(Backend):
         self.name = name
         self.inputs, self.outputs = ["history"], list(OUTPUTS)
 
-    def for_request(self, beam: int, topk: int) -> None:
-        self.beam, self.topk = self.beam or beam, self.topk or topk
-
-    @property
-    def request(self) -> tuple[int | None, int | None]:
-        return self.beam, self.topk
-
     def _make_runner(self, name: str):
         from onerec_trt.backends.hf_runner import TransformersGenerateRunner
-        from onerec_trt.errors import user_error
 
-        if not self.beam or not self.topk:
-            raise user_error("the hf oracle needs a beam width and top-K",
-                             "HfOracle(..., beam=B, topk=K), or an exported reference graph")
-        if self.threads:
-            import torch
-
-            torch.set_num_threads(self.threads)
+        self._prepare_loop()
         return TransformersGenerateRunner(self.model, self.beam, self.topk, name=name,
                                           batch=self.batch)
 

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from onerec_trt.artifacts import package_versions
-from onerec_trt.backends.backend import OUTPUTS, Backend
+from onerec_trt.backends.backend import OUTPUTS, LoopBackend
 from onerec_trt.errors import user_error
 
 DTYPES = ("fp32", "bf16")
 
 
-class TorchBackend(Backend):
+class TorchBackend(LoopBackend):
     """``model``: a model folder or shipped name; ``dtype``: fp32 or bf16. ``beam``/``topk``:
     the request (None: set later with ``for_request``, e.g. verify takes the reference
     graph's); ``threads``: torch's intra-op threads when opened (None: leave them)."""
 
     kind = "torch"
-    takes_request = True
 
     def __init__(self, model: str = "default", dtype: str = "fp32", *, beam: int | None = None,
                  topk: int | None = None, device: str = "cpu", threads: int | None = None,
@@ -27,23 +26,10 @@ class TorchBackend(Backend):
         self.name = name or f"torch:{dtype}"
         self.inputs, self.outputs = ["history"], list(OUTPUTS)
 
-    def for_request(self, beam: int, topk: int) -> None:
-        self.beam, self.topk = self.beam or beam, self.topk or topk
-
-    @property
-    def request(self) -> tuple[int | None, int | None]:
-        return self.beam, self.topk
-
     def _make_runner(self, name: str):
         from onerec_trt.backends.torch_runner import TorchGenerationRunner
 
-        if not self.beam or not self.topk:
-            raise user_error(f"{self.name} needs a beam width and top-K",
-                             "TorchBackend(..., beam=B, topk=K), or an exported reference graph")
-        if self.threads:
-            import torch
-
-            torch.set_num_threads(self.threads)
+        self._prepare_loop()
         return TorchGenerationRunner(self.model, self.beam, self.topk, self.precision,
                                      device=self.device, name=name)
 

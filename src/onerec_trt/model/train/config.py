@@ -78,6 +78,14 @@ class TrainConfig:
                              f"{self.fp8_aware:g}", "e.g. --fp8-aware 0.25 (the default share)")
 
 
+def require_positive(options: object, names: tuple[str, ...]) -> None:
+    """Each named option (unset: None, skipped) must be above 0; the error names the flag."""
+    for name in names:
+        value = getattr(options, name)
+        if value is not None and value <= 0:
+            raise user_error(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
 def require_trainable(data) -> None:
     """Refuse data that cannot make a model, before any work: fewer than ``MIN_ITEMS`` items,
     or no user with a training window (an input item and a next item to predict, besides the

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from onerec_trt.artifacts import check_out
 from onerec_trt.errors import user_error
-from onerec_trt.model.train.config import DataOptions, TrainConfig
+from onerec_trt.model.train.config import DataOptions, TrainConfig, require_positive
 from onerec_trt.stage_runner import check_stage_out
 
 log = logging.getLogger(__name__)
@@ -84,18 +84,13 @@ def _validate(opts: LMOptions) -> None:
     if kv <= 0 or m.heads % kv:
         raise user_error(f"kv heads {kv} must divide --heads {m.heads}")
     cfg = opts.train
-    for name in ("epochs", "max_minutes", "lr", "batch_size", "eval_users", "eval_beam"):
-        if getattr(cfg, name) <= 0:
-            raise user_error(f"--{name.replace('_', '-')} must be positive, "
-                             f"got {getattr(cfg, name)}")
+    require_positive(cfg, ("epochs", "max_minutes", "lr", "batch_size", "eval_users",
+                           "eval_beam"))
     if cfg.patience < 0:
         raise user_error("--patience must not be negative")
     cfg.check_fp8_aware()
     opts.check()
-    for name in ("codebook", "levels", "threads"):
-        value = getattr(opts, name)
-        if value is not None and value <= 0:
-            raise user_error(f"--{name} must be positive, got {value}")
+    require_positive(opts, ("codebook", "levels", "threads"))
     if opts.checkpoint:
         check_out(opts.checkpoint, [opts.data, opts.out], opts.force, flag="--checkpoint")
 

@@ -11,7 +11,12 @@ import logging
 from dataclasses import asdict, dataclass, field, replace
 
 from onerec_trt.errors import user_error
-from onerec_trt.model.train.config import DataOptions, TrainConfig, require_trainable
+from onerec_trt.model.train.config import (
+    DataOptions,
+    TrainConfig,
+    require_positive,
+    require_trainable,
+)
 from onerec_trt.stage_runner import check_stage_out, run_stage
 
 log = logging.getLogger(__name__)
@@ -48,17 +53,12 @@ def _validate(opts: TrainOptions) -> None:
         raise user_error("the paper preset is for GPU benchmarks and is not trained here",
                          "use --preset small (or tiny); 'onerec-trt init --preset paper' makes "
                          "an untrained model of that size")
-    for name in ("max_history", "d_model", "codebook", "levels", "threads"):
-        value = getattr(opts, name)
-        if value is not None and value <= 0:
-            raise user_error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    require_positive(opts, ("max_history", "d_model", "codebook", "levels", "threads"))
     if opts.dropout is not None and not 0 <= opts.dropout < 1:
         raise user_error(f"--dropout must be in [0, 1), got {opts.dropout}")
     cfg = opts.train
-    for name in ("epochs", "max_minutes", "lr", "batch_size", "eval_users", "eval_every"):
-        if getattr(cfg, name) <= 0:
-            raise user_error(f"--{name.replace('_', '-')} must be positive, "
-                             f"got {getattr(cfg, name)}")
+    require_positive(cfg, ("epochs", "max_minutes", "lr", "batch_size", "eval_users",
+                           "eval_every"))
     if cfg.patience < 0 or cfg.distill < 0:
         raise user_error("--patience and --distill must not be negative")
     cfg.check_fp8_aware()
