@@ -97,3 +97,17 @@ def test_qad_refuses_a_model_whose_training_data_is_gone(tiny_pipeline, tmp_path
                                  out=str(tmp_path / "fp8"), qad=0.1))
     print(info.value)
     assert not (tmp_path / "fp8").exists()
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--qad", "-1"], "--qad takes minutes of distillation"),
+    (["--qad", "0.1", "--calibration", "x.json"], "--qad and --calibration contradict"),
+])
+def test_bad_qad_options_are_one_line_and_write_nothing(tiny_pipeline, tmp_path, cli, extra,
+                                                        expected):
+    out = tmp_path / "fp8"
+    result = cli("quantize", "--model", tiny_pipeline / "model", "--onnx",
+                 tiny_pipeline / "onnx", "--out", out, *extra)
+    assert result.returncode == 2 and expected in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 2
+    assert not out.exists() and not list(tmp_path.glob(".fp8*"))
