@@ -50,9 +50,10 @@ def add_arguments(p):
     option(p, "--search-users", QuantizeOptions, type=positive_int,
            help="validation users the search measures on (seeded sample)")
     option(p, "--qad", QuantizeOptions, type=float, metavar="MINUTES",
-           help="quantization-aware distillation first (native models): a copy of the model "
-                "with FP8 fake quantization on its GEMMs learns the model's code distributions "
-                "(KL, on its training data) for MINUTES of wall time; the student is written to "
+           help="quantization-aware distillation first (native models and imported Qwen3 "
+                "checkpoints that record their training data): a copy of the model with FP8 "
+                "fake quantization on its GEMMs learns the model's code distributions (KL, on "
+                "its training data) for MINUTES of wall time; the student is written to "
                 "OUT/student (its training.json records the teacher's hash, so verify compares "
                 "its FP8 graph with the teacher's bf16 graph) and PTQ (and --search) run on its "
                 "graphs. 0 = off")
