@@ -5,3 +5,8 @@ Scaling as ModelOpt and TensorRT do it: ``scale = amax / E4M3_MAX``, then values
 """
 
 E4M3_MAX = 448.0  # E4M3's largest finite value
+
+# The output heads: ``^heads.`` of this project's models, ``lm_head`` of imported LMs. They stay
+# bf16 by default (quantize's default policy, like ModelOpt's own lm_head default), in
+# FP8-aware training and in QAD; "all-FP8" means every GEMM but these.
+OUTPUT_HEADS = (r"^heads\.", r"(^|\.)lm_head$")

@@ -8,6 +8,7 @@ exclusions (``ptq.DEFAULT_EXCLUDE``). ``--exclude`` and ``--exclusions`` always 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -15,8 +16,9 @@ import torch
 
 from onerec_trt.data.samplers import held_out
 from onerec_trt.errors import user_error
+from onerec_trt.fp8_format import OUTPUT_HEADS
 from onerec_trt.metrics import recall_ndcg
-from onerec_trt.model.generate import users_per_call
+from onerec_trt.model.generate import Generator, users_per_call
 from onerec_trt.quantize import QuantizeOptions
 from onerec_trt.quantize.flops import RequestFlops
 from onerec_trt.quantize.measure import OverlapMeter
@@ -85,20 +87,35 @@ def validation_histories(opts: QuantizeOptions, bundle):
     return histories, targets, data.name
 
 
+def teacher_items(teacher: torch.nn.Module, like, histories: np.ndarray, batch: int
+                  ) -> np.ndarray:
+    """The bf16 top-K items of ``teacher`` (no quantizers) under the generation loop ``like``
+    (its beam, top-K and step): what a QAD student's candidates are measured against."""
+    graph = Generator(teacher, like.beam, like.topk, like.step).eval()
+    with torch.no_grad():
+        return np.concatenate([graph(torch.from_numpy(histories[i:i + batch]))[0].numpy()
+                               for i in range(0, len(histories), batch)])
+
+
 def run_search(opts: QuantizeOptions, bundle, calibrated: Callable[[str], torch.nn.Module],
-               flops: RequestFlops, forced: dict[str, str]
+               flops: RequestFlops, forced: dict[str, str],
+               teacher: torch.nn.Module | None = None
                ) -> tuple[Policy, SearchResult, torch.nn.Module]:
     """Calibrate with each candidate algorithm (``calibrated(method)`` returns a calibrated
     generation loop), keep the one with the best overlap@10 with every GEMM in FP8, then search
-    its layers (search.py). Returns the policy, the trials and the chosen calibrated loop."""
+    its layers (search.py). ``teacher`` (``--qad``): every candidate is measured against the
+    teacher's bf16 items, the comparison verify makes, not the student's own bf16. Returns the
+    policy, the trials and the chosen calibrated loop."""
     histories, targets, dataset = validation_histories(opts, bundle)
     methods = [opts.calib_method] if opts.calib_method else list(CALIB_METHODS)
     log.info(f"search: {len(histories):,} validation users of {dataset}, target overlap@10 >= "
-             f"{opts.target_overlap}")
+             f"{opts.target_overlap}" + (" against the teacher's bf16" if teacher else ""))
     calib_trials, best, reference = [], None, None
     for method in methods:
         graph = calibrated(method)
         batch = users_per_call(graph.beam, bundle.config.codebook_sizes, 250)
+        if reference is None and teacher is not None:
+            reference = teacher_items(teacher, graph, histories, batch)
         meter = QualityMeter(graph, histories, targets, batch, reference)
         reference = meter.reference  # every layer bf16: the same whatever the calibration
         value, _, _ = meter(set(forced))
@@ -107,7 +124,8 @@ def run_search(opts: QuantizeOptions, bundle, calibrated: Callable[[str], torch.
         if best is None or value > best[1] + 1e-9:
             best = (method, value, meter)
     method, _, meter = best
-    result = search_layers(meter, meter.layers, flops, opts.target_overlap, forced)
+    heads = [n for n in meter.layers if any(re.search(p, n) for p in OUTPUT_HEADS)]
+    result = search_layers(meter, meter.layers, flops, opts.target_overlap, forced, heads)
     chosen = {"split": "valid", "users": int(len(histories)), "dataset": dataset,
               "seed": opts.seed, "target_overlap": opts.target_overlap,
               "overlap_at_10": result.overlap_at_10,
@@ -115,6 +133,8 @@ def run_search(opts: QuantizeOptions, bundle, calibrated: Callable[[str], torch.
               "fp8_flop_share": result.fp8_flop_share,
               "predicted_speedup": result.predicted_speedup,  # roofline, not measured
               "flop_basis": flops.basis, "calibration": method,
+              "reference": "the teacher's bf16" if teacher is not None else "bf16",
+              "reference_metrics": meter.bf16,  # its Recall@10 / NDCG@10 on these users
               "calibration_trials": calib_trials}
     return Policy(result.bf16_layers, method, chosen), result, meter.generator
 

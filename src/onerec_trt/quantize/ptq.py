@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from onerec_trt.fp8_format import OUTPUT_HEADS
 from onerec_trt.progress import quiet_library_bars
 
 # The default exclusion policy (measured on the shipped model, docs/export-quantize.md): the
@@ -26,11 +27,11 @@ from onerec_trt.progress import quiet_library_bars
 # precision) and the context K/V projections (computed once per request, read by every beam
 # and every decoder layer of a group) stay bf16. Both are a small share of a request's FLOPs.
 DEFAULT_EXCLUDE = {
-    r"^heads\.": "default policy: output heads stay bf16 (like ModelOpt's lm_head)",
+    OUTPUT_HEADS[0]: "default policy: output heads stay bf16 (like ModelOpt's lm_head)",
     r"kv_proj": "default policy: context K/V projections stay bf16 (shared by all beams)",
     # the same policy on imported transformers models (model/hf): the LM head, and T5's
     # cross-attention K/V (computed once per request from the encoder, read by every beam)
-    r"(^|\.)lm_head$": "default policy: the LM head stays bf16 (ModelOpt's LLM default)",
+    OUTPUT_HEADS[1]: "default policy: the LM head stays bf16 (ModelOpt's LLM default)",
     r"EncDecAttention\.[kv]$": "default policy: cross-attention K/V projections stay bf16 "
                                "(shared by all beams)",
 }

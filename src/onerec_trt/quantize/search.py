@@ -28,7 +28,7 @@ from onerec_trt.quantize.speedup import LABEL, predicted_speedup, speedup_text
 
 @dataclass
 class Trial:
-    step: str  # calibration | sensitivity | all | greedy | give back
+    step: str  # calibration | sensitivity | all | all but heads | greedy | give back
     action: str
     bf16_layers: int
     fp8_flop_share: float
@@ -60,9 +60,11 @@ Evaluate = Callable[[set[str]], tuple]
 
 
 def search_layers(evaluate: Evaluate, layers: list[str], flops: RequestFlops, target: float,
-                  forced: Iterable[str] = ()) -> SearchResult:
-    """Steps 2-4 of the module docstring on one calibrated model."""
-    forced = set(forced)
+                  forced: Iterable[str] = (), heads: Iterable[str] = ()) -> SearchResult:
+    """Steps 2-4 of the module docstring on one calibrated model. ``heads``: the output heads;
+    one more trial, every GEMM but these in FP8, measures "all-FP8" as the FP8-aware training
+    and QAD students run it (a reference point in pareto.md, not a step of the search)."""
+    forced, heads = set(forced), set(heads) - set(forced)
     trials: list[Trial] = []
 
     def trial(step: str, action: str, kept: set[str]) -> tuple[float, float]:
@@ -81,6 +83,8 @@ def search_layers(evaluate: Evaluate, layers: list[str], flops: RequestFlops, ta
     kept = set(forced)
     score = trial("all", "every GEMM in FP8" + (" but --exclude" if forced else ""), kept)
     trials[-1].accepted = True
+    if heads:
+        trial("all but heads", "every GEMM in FP8 but the output heads", kept | heads)
     per_flop = sorted(free, key=lambda n: loss[n] / max(flops.per_layer.get(n, 0.0), 1.0),
                       reverse=True)
     for name in per_flop:
@@ -111,7 +115,8 @@ def trials_table(result: SearchResult, chosen: dict) -> str:
         f"Chosen on {chosen['users']:,} {chosen['split']} users ({chosen['dataset']}): "
         f"calibration {chosen['calibration']}, {len(result.bf16_layers)} GEMM layer(s) in bf16, "
         f"FP8 share {result.fp8_flop_share:.1%} of {chosen['flop_basis']}, overlap@10 "
-        f"{result.overlap_at_10:.4f} against bf16, one-sided 95% lower bound "
+        f"{result.overlap_at_10:.4f} against {chosen.get('reference', 'bf16')}, one-sided 95% "
+        "lower bound "
         f"{result.overlap_lower_95:.4f} >= the target {chosen['target_overlap']}.",
         "",
         "bf16 layers: " + (", ".join(result.bf16_layers) or "none"),

@@ -162,7 +162,7 @@ def _quantize(opts: QuantizeOptions, run: StagedRun) -> QuantizeReport:
     exclusion_names = read_exclusions(opts.exclusions) if opts.exclusions else []
     check_same_model(export_meta.model_sha256, model_hash(opts.model), opts.onnx,
                      "export this model first (onerec-trt export --model ...)")
-    teacher_sha, qad, onnx = model_hash(opts.model), None, opts.onnx
+    teacher_sha, qad, onnx, teacher_path = model_hash(opts.model), None, opts.onnx, opts.model
     if opts.qad:  # PTQ (and --search) below run on the distilled student's graphs
         qad = distill(opts, run.folder, export_meta.beam, export_meta.topk, export_meta.step)
         opts = replace(opts, model=str(qad.student), onnx=str(qad.onnx))
@@ -180,7 +180,9 @@ def _quantize(opts: QuantizeOptions, run: StagedRun) -> QuantizeReport:
                          opts.calib_batch, opts.search, scales)
     reuse = partial(_reuse, bundle, beam, topk, export_meta.step, scales)
     flops = _flops(bundle, beam, topk, export_meta.step)
-    policy, reasons, graph, search = _choose(opts, bundle, calibrated, reuse, flops, forced)
+    teacher = load_model(teacher_path, torch.bfloat16).model if qad and opts.search else None
+    policy, reasons, graph, search = _choose(opts, bundle, calibrated, reuse, flops, forced,
+                                             teacher)
     model = graph.model
     if opts.calibration is None:
         amax = checked_amax(quantizer_amax(model), f"calibration on {source}",
@@ -230,12 +232,13 @@ def _quantize(opts: QuantizeOptions, run: StagedRun) -> QuantizeReport:
 
 
 def _choose(opts: QuantizeOptions, bundle, calibrated, reuse, flops: RequestFlops,
-            forced: dict) -> tuple[Policy, dict[str, str], Generator, SearchResult | None]:
+            forced: dict, teacher=None
+            ) -> tuple[Policy, dict[str, str], Generator, SearchResult | None]:
     """The policy, each bf16 layer's reason, the generation loop with its quantizers (by
     ``calibrated(method)``, or ``reuse()`` for a calibration file) and the search's trials
-    (None without ``--search``)."""
+    (None without ``--search``; measured against ``teacher``'s bf16 when given)."""
     if opts.search:
-        policy, search, graph = run_search(opts, bundle, calibrated, flops, forced)
+        policy, search, graph = run_search(opts, bundle, calibrated, flops, forced, teacher)
         return policy, policy.reasons("found by --search"), graph, search
     policy, reasons = fixed_policy(opts, bundle, bundle.model)
     policy.calibration = opts.calib_method or policy.calibration

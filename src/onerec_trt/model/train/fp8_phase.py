@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from onerec_trt.fp8_format import OUTPUT_HEADS
+
 if TYPE_CHECKING:  # torch loads when a phase runs, not with the CLI's help
     import torch
     from torch import nn
@@ -34,10 +36,6 @@ DEFAULT_SHARE = 0.25  # of the budgeted steps, at the end of the run
 RECALIBRATIONS = 4  # amax calibrations in the phase, the first at its start
 FROZEN_SHARE = 0.25  # the last part of the phase: amax frozen
 CALIBRATION_BATCHES = 4  # the latest training batches each calibration runs
-# The output heads stay bf16, as quantize's default policy keeps them (quantize/ptq.py,
-# DEFAULT_EXCLUDE: ``^heads\.`` of native models, ``lm_head`` of imported LMs; model/ may not
-# import quantize/, so the two patterns are repeated here).
-OUTPUT_HEADS = (r"^heads\.", r"(^|\.)lm_head$")
 
 
 def output_heads(model: nn.Module) -> list[str]:
