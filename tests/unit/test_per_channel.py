@@ -130,3 +130,19 @@ def test_an_unknown_weight_scaling_is_refused_before_any_work(tmp_path):
     with pytest.raises(UserError, match="unknown --weight-scales 'per-row'"):
         quantize(QuantizeOptions(out=str(tmp_path / "out"), weight_scales="per-row"))
     assert not (tmp_path / "out").exists()
+
+
+def test_an_all_zero_output_channel_gets_a_positive_scale_and_stays_zero():
+    """A zero row (a tied head's padding token) calibrates to amax 0, which no graph may hold:
+    it takes the layer's smallest positive amax, and still quantizes to exact zeros."""
+    model = tiny_model().to(torch.bfloat16)
+    layer = dict(model.named_modules())[SPREAD]
+    with torch.no_grad():
+        layer.weight[3] = 0.0
+    hist = random_histories(32, 20, 40, seed=3)
+    generator = _calibrated(model, hist, "per-channel")
+    amax = quantizer_amax(generator.model)[f"{SPREAD}.weight_quantizer"]
+    assert min(amax) > 0 and amax[3] == min(a for i, a in enumerate(amax) if i != 3)
+    quantized = dict(generator.model.named_modules())[SPREAD]
+    with torch.no_grad():
+        assert torch.all(quantized.weight_quantizer(quantized.weight)[3] == 0)

@@ -40,3 +40,18 @@ def test_forced_heads_need_no_extra_trial():
     result = search_layers(_fake_overlap(LOSS), list(LOSS), FLOPS, 0.95,
                            forced={"heads.0"}, heads=["heads.0"])
     assert "all but heads" not in [t.step for t in result.trials]
+
+
+def test_search_md_says_when_the_target_is_not_reached():
+    """Against a QAD teacher the student's all-bf16 loop may miss the target: search.md must
+    not claim the bound reached it."""
+    from onerec_trt.quantize.search import trials_table
+
+    chosen = {"users": 300, "split": "valid", "dataset": "ml-1m", "calibration": "max",
+              "flop_basis": "test", "target_overlap": 0.95, "reference": "the teacher's bf16"}
+    missed = search_layers(lambda bf16: (0.94, 0.933), list(LOSS), FLOPS, 0.95)
+    text = trials_table(missed, chosen)
+    assert "against the teacher's bf16" in text
+    assert "0.9330 < the target 0.95: not reached" in text and ">= the target" not in text
+    met = search_layers(_fake_overlap(LOSS), list(LOSS), FLOPS, 0.95)
+    assert ">= the target 0.95" in trials_table(met, {**chosen, "reference": "bf16"})

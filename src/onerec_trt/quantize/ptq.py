@@ -102,7 +102,27 @@ def calibrate(model: nn.Module, run: Callable[[], None], method: str = "max",
     """Insert FP8 quantizers and calibrate them by calling ``run()`` (the real generation)."""
     mtq = _mtq()
     with quiet_library_bars():  # ModelOpt's own tqdm (mse): no \r frames in logs
-        return mtq.quantize(model, fp8_config(method, weight_scales), lambda _model: run())
+        model = mtq.quantize(model, fp8_config(method, weight_scales), lambda _model: run())
+    if weight_scales == "per-channel":
+        fill_zero_channels(model)
+    return model
+
+
+def fill_zero_channels(model: nn.Module) -> None:
+    """A per-channel weight quantizer's all-zero output channels (e.g. a padding token's row
+    of a tied LM head) calibrate to amax 0, a scale TensorRT and ONNX refuse. Any positive
+    scale stores zeros exactly: they get the tensor's smallest positive amax (1.0 if none)."""
+    for module in model.modules():
+        quantizer = getattr(module, "weight_quantizer", None) if isinstance(
+            module, nn.Linear) else None
+        amax = getattr(quantizer, "amax", None) if quantizer is not None else None
+        if amax is None or amax.numel() == 1 or bool((amax > 0).all()):
+            continue
+        positive = amax[amax > 0]
+        fill = positive.min() if positive.numel() else torch.ones((), dtype=amax.dtype)
+        filled = torch.where(amax > 0, amax, fill.to(amax.device))
+        quantizer.reset_amax()
+        quantizer.amax = filled.detach()
 
 
 @contextmanager

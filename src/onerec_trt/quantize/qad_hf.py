@@ -27,7 +27,7 @@ from onerec_trt.model.hf.loader import read_imported_config
 from onerec_trt.model.hf.prompt import CODES
 from onerec_trt.model.hf.record import ImportRecord
 from onerec_trt.model.hf.weights import weight_files
-from onerec_trt.model.hf_import.stage import _contract_hash as contract_hash
+from onerec_trt.model.hf_import.stage import contract_hash
 from onerec_trt.model.safetensors_file import safetensors_header
 from onerec_trt.model.train.qwen3 import lm_train_config
 from onerec_trt.model.train.qwen3_data import item_windows, length_batches

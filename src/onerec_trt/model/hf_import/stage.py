@@ -72,7 +72,7 @@ def import_checkpoint(opts: ImportOptions):
         _write_contract(run.folder, opts, record, ids, vocab)
         run.options = _options(opts)
         run.inputs.update(hf=str(Path(opts.hf).resolve()), catalogue=opts.catalogue)
-        run.extra["model_sha256"] = _contract_hash(run.folder)
+        run.extra["model_sha256"] = contract_hash(run.folder)
         return bundle
 
     run_stage("import", opts, write)
@@ -195,7 +195,7 @@ def _write_contract(folder: Path, opts: ImportOptions, record, ids, vocab) -> No
                                                     record.num_items, opts.seed))
 
 
-def _contract_hash(folder: Path) -> str:
+def contract_hash(folder: Path) -> str:
     """The model's identity: the weights, the import record and the semantic IDs."""
     from onerec_trt.artifacts import sha256_file
 
