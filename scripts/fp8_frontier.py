@@ -71,10 +71,10 @@ def searched(model: str, extra: list[str], onnx: Path, fp8: Path, a):
            "target": a.target}
     done = fp8.parent / "row.json"
     if a.reuse and done.is_file() and json.loads(done.read_text()) == key:
-        return read_stage(fp8, QuantizeReport)
+        return read_stage(fp8, QuantizeReport), True
     report = quantize(quantize_options(model, extra, onnx, fp8, a))
     write_json(done, key)
-    return report
+    return report, False
 
 
 def trial(rows: list[dict], step: str) -> dict | None:
@@ -90,7 +90,7 @@ def one_row(name: str, spec: str, work: Path, a) -> dict:
     if not (onnx / "export_report.json").is_file():
         export(ExportOptions(model=model, out=str(onnx), force=True))
     fp8 = work / name.replace(" ", "_") / "fp8"
-    q = searched(model, extra, onnx, fp8, a)
+    q, reused = searched(model, extra, onnx, fp8, a)
     chosen, rows = q.policy["chosen"], q.pareto["rows"]
     every, but_heads = trial(rows, "all"), trial(rows, "all but heads")
     row = {"name": name, "model": model, "options": extra, **model_facts(model),
@@ -106,23 +106,32 @@ def one_row(name: str, spec: str, work: Path, a) -> dict:
            "qad": {k: q.qad.get(k) for k in ("minutes", "steps_run", "seconds", "held_out_kl")}
            if q.qad else {}}
     if a.test_users:
-        row["test"] = verify_on_test(model, onnx, fp8, q, a.test_users, work / name)
+        row["test"] = verify_on_test(model, onnx, fp8, q, a.test_users,
+                                     work / name.replace(" ", "_") / "verify", reused)
     row["minutes"] = (time.perf_counter() - t0) / 60
     return row
 
 
-def verify_on_test(model: str, onnx: Path, fp8: Path, q, users: int, out: Path) -> dict:
-    """verify of the chosen FP8 graph against the row's model's bf16 graph, on test users."""
+def verify_on_test(model: str, onnx: Path, fp8: Path, q, users: int, out: Path,
+                   reuse: bool) -> dict:
+    """verify of the chosen FP8 graph against the row's model's bf16 graph, on test users
+    (``reuse``: the search was reused, so is a finished verify of it with as many users)."""
     from onerec_trt.backends import OrtBackend
     from onerec_trt.layout import CPU_GRAPH, FP8_CPU_GRAPH
     from onerec_trt.model.checkpoint import model_hash
-    from onerec_trt.verify import VerifyOptions, verify
+    from onerec_trt.reports import read_stage
+    from onerec_trt.verify import VerifyOptions, VerifyReport, verify
 
-    candidate_sha = q.qad.get("student_sha256") if q.qad else model_hash(model)
-    v = verify(VerifyOptions(model=model, split="test", users=users, out=str(out / "verify"),
-                             force=True),
-               OrtBackend(onnx / CPU_GRAPH, model_sha=model_hash(model)),
-               OrtBackend(fp8 / FP8_CPU_GRAPH, model_sha=candidate_sha))
+    asked = out.parent / "verify_users.json"
+    if reuse and asked.is_file() and json.loads(asked.read_text()) == users:
+        v = read_stage(out, VerifyReport)
+    else:
+        candidate_sha = q.qad.get("student_sha256") if q.qad else model_hash(model)
+        v = verify(VerifyOptions(model=model, split="test", users=users, out=str(out),
+                                 force=True),
+                   OrtBackend(onnx / CPU_GRAPH, model_sha=model_hash(model)),
+                   OrtBackend(fp8 / FP8_CPU_GRAPH, model_sha=candidate_sha))
+        write_json(asked, users)
     m = v.metrics
     return {"users": v.users, "overlap@10": m["overlap@10"], "passed": v.passed,
             **{k: {f: m[k][f] for f in ("reference", "candidate", "relative_diff",

@@ -119,7 +119,7 @@ def run_search(opts: QuantizeOptions, bundle, calibrated: Callable[[str], torch.
         meter = QualityMeter(graph, histories, targets, batch, reference)
         reference = meter.reference  # every layer bf16: the same whatever the calibration
         value, _, _ = meter(set(forced))
-        log.info(f"  calibration  {method:48s} overlap@10 {value:.4f} (every GEMM in FP8)")
+        log.info(f"  calibration   {method:48s} overlap@10 {value:.4f} (every GEMM in FP8)")
         calib_trials.append({"calibration": method, "overlap_at_10": value})
         if best is None or value > best[1] + 1e-9:
             best = (method, value, meter)

@@ -72,7 +72,7 @@ def search_layers(evaluate: Evaluate, layers: list[str], flops: RequestFlops, ta
         trials.append(Trial(step, action, len(kept), flops.fp8_share(kept), mean, lower,
                             predicted_speedup=predicted_speedup(flops, kept),
                             quality_change=quality[0] if quality else {}))
-        log.info(f"  {step:12s} {action:48s} overlap@10 {mean:.4f} (>= {lower:.4f})  "
+        log.info(f"  {step:13s} {action:48s} overlap@10 {mean:.4f} (>= {lower:.4f})  "
                  f"FP8 share {flops.fp8_share(kept):.1%}")
         return mean, lower
 
