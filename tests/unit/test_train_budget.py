@@ -71,3 +71,17 @@ def test_the_short_budget_warning_is_withdrawn_when_the_machine_speeds_up(caplog
     budget.t_train = time.time() - 30
     budget.fit(1100)  # 0.01 s a step now: the plan again
     assert budget.warning is None and "no longer applies" in caplog.messages[-1]
+
+
+def test_a_short_qad_budget_names_qad_not_max_minutes():
+    """QAD runs the same loop: its short-budget warning names --qad and what it means there."""
+    import time
+
+    from onerec_trt.model.train.fit import BudgetFit
+
+    schedule = BudgetedCosine(peak_lr=1.0, warmup_steps=20, total_steps=5000,
+                              budget_seconds=100)
+    budget = BudgetFit(schedule, 100 / 60, time.time() - 20, "--qad")
+    budget.fit(100)
+    assert "give --qad" in budget.warning and "--max-minutes" not in budget.warning
+    assert "popularity" not in budget.warning

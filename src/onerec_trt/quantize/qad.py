@@ -189,7 +189,7 @@ def distill(opts, out: Path, beam: int, topk: int, step: str) -> QadResult:
         return {**metrics, "held_out_kl": held_out_kl()}
 
     cfg = TrainConfig(epochs=1_000_000, batch_size=task.batch_size, lr=LR, warmup_steps=20,
-                      patience=0, max_minutes=opts.qad, seed=opts.seed,
+                      patience=0, max_minutes=opts.qad, seed=opts.seed, budget_flag="--qad",
                       eval_every=math.ceil(EVAL_STEPS / steps_per_epoch))
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=LR,
                             weight_decay=0.0)

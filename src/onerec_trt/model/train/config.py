@@ -70,6 +70,7 @@ class TrainConfig:
     distill: float = 0.0  # weight of the decoder's distillation from the auxiliary item softmax
     seed: int = 0
     fp8_aware: float = 0.0  # share of the budgeted steps trained in FP8 at the end (0 = off)
+    budget_flag: str = "--max-minutes"  # the option a short-budget warning names (QAD: --qad)
 
 
     def check_fp8_aware(self) -> None:

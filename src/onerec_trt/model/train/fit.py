@@ -61,12 +61,19 @@ class FitResult:
     fp8_aware: dict | None = None  # the FP8 phase's record (None: --fp8-aware off)
 
 
+# what a budget under USEFUL_STEPS means, by the option that set it
+SHORT_BUDGET = {"--max-minutes": "expect a model near popularity",
+                "--qad": "expect the student to stay near the teacher's PTQ"}
+
+
 class BudgetFit:
     """Re-estimates ``schedule`` against the wall-time budget and says what changed: the
     first shortening of the cosine, and a budget too short for a useful model (``warning``)."""
 
-    def __init__(self, schedule: BudgetedCosine, max_minutes: float, t_train: float):
+    def __init__(self, schedule: BudgetedCosine, max_minutes: float, t_train: float,
+                 flag: str = "--max-minutes"):
         self.schedule, self.max_minutes, self.t_train = schedule, max_minutes, t_train
+        self.flag = flag
         self.shortened, self.warning, self.retracted = False, None, False
 
     def when_due(self, steps_done: int) -> None:
@@ -95,8 +102,7 @@ class BudgetFit:
             minutes = math.ceil(self.max_minutes * USEFUL_STEPS / max(1, s.total_steps))
             self.warning = (f"the {self.max_minutes:g}-min budget holds about "
                             f"{s.total_steps:,} steps on this machine, under {USEFUL_STEPS:,}: "
-                            f"expect a model near popularity; give --max-minutes {minutes} "
-                            f"or more")
+                            f"{SHORT_BUDGET[self.flag]}; give {self.flag} {minutes} or more")
             log.warning("warning: " + self.warning)
 
 
@@ -142,7 +148,7 @@ def fit(trainee: Trainee, cfg: TrainConfig, t0: float, progress: bool = True) ->
     t_train = time.time()
     schedule = BudgetedCosine(cfg.lr, cfg.warmup_steps, cfg.epochs * trainee.steps_per_epoch,
                               cfg.max_minutes * 60 - (t_train - t0))
-    budget = BudgetFit(schedule, cfg.max_minutes, t_train)
+    budget = BudgetFit(schedule, cfg.max_minutes, t_train, cfg.budget_flag)
     phase = fp8_phase(cfg.fp8_aware)
     best, best_state, epochs, steps_done = -1.0, None, [], 0
     for epoch in range(cfg.epochs):
