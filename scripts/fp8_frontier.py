@@ -53,7 +53,8 @@ def model_facts(model: str) -> dict:
 
     bundle = load_model(model, torch.float32)
     cfg = bundle.config
-    width = getattr(cfg, "d_model", None) or getattr(cfg, "hidden_size", None)
+    backbone = getattr(getattr(bundle.model, "backbone", None), "config", None)  # imported
+    width = getattr(cfg, "d_model", None) or getattr(backbone, "hidden_size", None)
     training = bundle.training or {}
     epochs = training.get("epochs") or []
     last = epochs[-1] if epochs and isinstance(epochs[-1], dict) else {}
