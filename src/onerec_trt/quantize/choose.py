@@ -8,7 +8,6 @@ exclusions (``ptq.DEFAULT_EXCLUDE``). ``--exclude`` and ``--exclusions`` always 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 
 import numpy as np
@@ -16,9 +15,9 @@ import torch
 
 from onerec_trt.data.samplers import held_out
 from onerec_trt.errors import user_error
-from onerec_trt.fp8_format import OUTPUT_HEADS
 from onerec_trt.metrics import recall_ndcg
 from onerec_trt.model.generate import Generator, users_per_call
+from onerec_trt.model.train.fp8_phase import output_heads
 from onerec_trt.quantize import QuantizeOptions
 from onerec_trt.quantize.flops import RequestFlops
 from onerec_trt.quantize.measure import OverlapMeter
@@ -124,8 +123,8 @@ def run_search(opts: QuantizeOptions, bundle, calibrated: Callable[[str], torch.
         if best is None or value > best[1] + 1e-9:
             best = (method, value, meter)
     method, _, meter = best
-    heads = [n for n in meter.layers if any(re.search(p, n) for p in OUTPUT_HEADS)]
-    result = search_layers(meter, meter.layers, flops, opts.target_overlap, forced, heads)
+    result = search_layers(meter, meter.layers, flops, opts.target_overlap, forced,
+                           output_heads(meter.generator.model))
     chosen = {"split": "valid", "users": int(len(histories)), "dataset": dataset,
               "seed": opts.seed, "target_overlap": opts.target_overlap,
               "overlap_at_10": result.overlap_at_10,

@@ -40,7 +40,7 @@ from onerec_trt.model.folder import folder_kind
 from onerec_trt.model.generate import Generator
 from onerec_trt.model.train.config import TrainConfig
 from onerec_trt.model.train.fit import Trainee, fit
-from onerec_trt.model.train.fp8_phase import _fp8_config, _mtq, output_heads
+from onerec_trt.model.train.fp8_phase import quantize_but_heads
 from onerec_trt.model.train.onerec import training_windows
 from onerec_trt.quantize.policy import model_policy
 from onerec_trt.quantize.qad_hf import SUPPORTED_TEXT, check_family, imported_task
@@ -132,23 +132,14 @@ def _fp8_student(teacher: torch.nn.Module, task: QadTask, calib: list) -> tuple[
     for mod in student.modules():  # the student matches the teacher's eval-mode outputs
         if isinstance(mod, torch.nn.Dropout):
             mod.p = 0.0
-    kept = output_heads(student)
 
-    def calibration_loop(model) -> None:
+    def calibration_loop() -> None:
         for batch in calib:
-            task.logits(model, batch)
+            task.logits(student, batch)
 
     with torch.no_grad():
-        student.eval()
-        _mtq().quantize(student, _fp8_config(), calibration_loop)  # amax by max, then frozen
-    fp8_layers = []
-    for name, mod in student.named_modules():
-        if isinstance(mod, torch.nn.Linear) and hasattr(mod, "weight_quantizer"):
-            if name in kept:
-                mod.input_quantizer.disable()
-                mod.weight_quantizer.disable()
-            else:
-                fp8_layers.append(name)
+        student.eval()  # amax by max, then frozen (no recalibration)
+        fp8_layers, kept = quantize_but_heads(student, calibration_loop)
     return student, fp8_layers, sorted(kept)
 
 

@@ -47,6 +47,26 @@ def output_heads(model: nn.Module) -> list[str]:
             if isinstance(mod, nn.Linear) and any(r.search(name) for r in rx)]
 
 
+def quantize_but_heads(model: nn.Module, run: Callable[[], None]) -> tuple[list[str],
+                                                                            list[str]]:
+    """ModelOpt's FP8 fake quantization on every ``nn.Linear`` of ``model`` (amax by max over
+    ``run()``), then the output heads' quantizers off: what FP8-aware training and QAD train
+    under. -> (the FP8 layers, the output heads kept bf16)."""
+    from torch import nn
+
+    kept = output_heads(model)
+    _mtq().quantize(model, _fp8_config(), lambda _m: run())
+    fp8 = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Linear) and hasattr(mod, "weight_quantizer"):
+            if name in kept:
+                mod.input_quantizer.disable()
+                mod.weight_quantizer.disable()
+            else:
+                fp8.append(name)
+    return fp8, kept
+
+
 def _mtq():
     import warnings
 
@@ -140,21 +160,11 @@ class FP8Phase(NoFP8Phase):
 
     def _enter(self, model: nn.Module, loss, steps_done: int) -> None:
         import torch
-        from torch import nn
 
-        mtq = _mtq()
         self._plain = copy.deepcopy(model)
-        self.kept_bf16 = output_heads(model)
         with _evaluating(model), torch.no_grad():
-            mtq.quantize(model, _fp8_config(), lambda _m: self._run(loss))
-        kept = set(self.kept_bf16)
-        for name, mod in model.named_modules():
-            if isinstance(mod, nn.Linear) and hasattr(mod, "weight_quantizer"):
-                if name in kept:
-                    mod.input_quantizer.disable()
-                    mod.weight_quantizer.disable()
-                else:
-                    self.layers.append(name)
+            layers, self.kept_bf16 = quantize_but_heads(model, lambda: self._run(loss))
+        self.layers.extend(layers)
         self.active, self.start_step = True, steps_done
         self.calibrations.append(steps_done)
         log.info(f"FP8-aware phase: step {steps_done:,}, {len(self.layers)} GEMMs in FP8 (fake "
